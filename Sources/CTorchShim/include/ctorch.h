@@ -1,0 +1,236 @@
+/*
+ * ctorch.h — the one C API between Swift and libtorch.
+ *
+ * Contract, the same for every function:
+ *   - Handles in, handles out. A ct_tensor is an owned reference to an at::Tensor;
+ *     every handle returned through an out-parameter must be released with ct_tensor_free.
+ *   - Nothing throws across this boundary. Each fallible entry point returns a ct_error:
+ *     NULL on success, otherwise an owned error carrying libtorch's message (read it with
+ *     ct_error_message, release it with ct_error_free). Out-parameters are untouched on failure.
+ *   - Optional tensors are passed as NULL. Optional doubles use NAN for "absent".
+ *   - No model logic lives here: the Swift side composes these primitives.
+ */
+#ifndef CTORCH_H
+#define CTORCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ct_tensor_s *ct_tensor;
+typedef struct ct_error_s *ct_error;
+typedef struct ct_zip_reader_s *ct_zip_reader;
+typedef struct ct_zip_writer_s *ct_zip_writer;
+typedef struct ct_guard_s *ct_guard;
+
+/* Scalar types: values are c10::ScalarType's, so the shim casts without a table. */
+enum {
+  CT_UINT8 = 0, CT_INT8 = 1, CT_INT16 = 2, CT_INT32 = 3, CT_INT64 = 4,
+  CT_FLOAT16 = 5, CT_FLOAT32 = 6, CT_FLOAT64 = 7, CT_BOOL = 11, CT_BFLOAT16 = 15
+};
+/* Device types: values are c10::DeviceType's. */
+enum { CT_CPU = 0, CT_CUDA = 1 };
+
+/* ---- errors and bookkeeping ---- */
+const char *ct_error_message(ct_error err);
+void ct_error_free(ct_error err);
+void ct_tensor_free(ct_tensor t);
+/* Number of ct_tensor handles currently alive (for leak tests). */
+int64_t ct_live_tensors(void);
+const char *ct_torch_version(void);
+
+/* ---- tensor info (infallible on a valid handle) ---- */
+int64_t ct_dim(ct_tensor t);
+/* Writes min(dim, cap) sizes / strides; returns dim. */
+int64_t ct_sizes(ct_tensor t, int64_t *out, int64_t cap);
+int64_t ct_strides(ct_tensor t, int64_t *out, int64_t cap);
+int64_t ct_numel(ct_tensor t);
+int ct_dtype(ct_tensor t);
+int ct_device_type(ct_tensor t);
+int ct_device_index(ct_tensor t);
+int ct_requires_grad(ct_tensor t);
+int ct_is_leaf(ct_tensor t);
+int ct_is_contiguous(ct_tensor t);
+int64_t ct_storage_offset(ct_tensor t);
+/* Raw data pointer of a CPU tensor (NULL for other devices); valid while the tensor lives. */
+void *ct_data_ptr(ct_tensor t);
+ct_error ct_item_double(ct_tensor t, double *out);
+ct_error ct_item_int64(ct_tensor t, int64_t *out);
+/* A second handle to the same tensor (shares storage and autograd identity). */
+ct_error ct_shallow_clone(ct_tensor t, ct_tensor *out);
+
+/* ---- creation ---- */
+enum { CT_FILL_ZEROS = 0, CT_FILL_ONES = 1, CT_FILL_EMPTY = 2, CT_FILL_RAND = 3, CT_FILL_RANDN = 4 };
+ct_error ct_filled(int kind, const int64_t *sizes, int ndim, int dtype, int device_type, int device_index, ct_tensor *out);
+ct_error ct_full(const int64_t *sizes, int ndim, double value, int dtype, int device_type, int device_index, ct_tensor *out);
+ct_error ct_arange(double start, double end, double step, int dtype, int device_type, int device_index, ct_tensor *out);
+ct_error ct_randint(int64_t low, int64_t high, const int64_t *sizes, int ndim, int dtype, int device_type, int device_index, ct_tensor *out);
+/* Copies `nbytes` from `data` into a new contiguous CPU tensor; nbytes must equal numel*itemsize. */
+ct_error ct_from_buffer(const void *data, size_t nbytes, const int64_t *sizes, int ndim, int dtype, ct_tensor *out);
+/* Copies a tensor (any device, any layout) into `dst`; its dtype must be `dtype` and nbytes must match. */
+ct_error ct_to_buffer(ct_tensor t, void *dst, size_t nbytes, int dtype);
+
+/* ---- moves ---- dtype < 0 keeps the dtype; device_type < 0 keeps the device. */
+ct_error ct_to(ct_tensor t, int dtype, int device_type, int device_index, int non_blocking, int copy, ct_tensor *out);
+ct_error ct_pin_memory(ct_tensor t, ct_tensor *out);
+/* Reinterprets the bytes of a contiguous tensor as another dtype (Tensor.view(dtype)). */
+ct_error ct_view_dtype(ct_tensor t, int dtype, ct_tensor *out);
+
+/* ---- shapes and views ---- */
+ct_error ct_view(ct_tensor t, const int64_t *sizes, int ndim, ct_tensor *out);
+ct_error ct_reshape(ct_tensor t, const int64_t *sizes, int ndim, ct_tensor *out);
+ct_error ct_permute(ct_tensor t, const int64_t *dims, int ndim, ct_tensor *out);
+ct_error ct_transpose(ct_tensor t, int64_t d0, int64_t d1, ct_tensor *out);
+ct_error ct_contiguous(ct_tensor t, ct_tensor *out);
+ct_error ct_clone(ct_tensor t, ct_tensor *out);
+ct_error ct_narrow(ct_tensor t, int64_t dim, int64_t start, int64_t length, ct_tensor *out);
+ct_error ct_slice(ct_tensor t, int64_t dim, int64_t start, int64_t end, int64_t step, ct_tensor *out);
+ct_error ct_select(ct_tensor t, int64_t dim, int64_t index, ct_tensor *out);
+ct_error ct_index_select(ct_tensor t, int64_t dim, ct_tensor index, ct_tensor *out);
+ct_error ct_gather(ct_tensor t, int64_t dim, ct_tensor index, ct_tensor *out);
+ct_error ct_cat(const ct_tensor *ts, int n, int64_t dim, ct_tensor *out);
+ct_error ct_stack(const ct_tensor *ts, int n, int64_t dim, ct_tensor *out);
+enum { CT_PAD_CONSTANT = 0, CT_PAD_REFLECT = 1, CT_PAD_REPLICATE = 2, CT_PAD_CIRCULAR = 3 };
+/* pads as F.pad: (last_lo, last_hi, prev_lo, prev_hi, ...). */
+ct_error ct_pad(ct_tensor t, const int64_t *pads, int npads, int mode, double value, ct_tensor *out);
+ct_error ct_expand(ct_tensor t, const int64_t *sizes, int ndim, ct_tensor *out);
+ct_error ct_repeat(ct_tensor t, const int64_t *repeats, int ndim, ct_tensor *out);
+ct_error ct_repeat_interleave(ct_tensor t, int64_t repeats, int64_t dim, ct_tensor *out);
+ct_error ct_flip(ct_tensor t, const int64_t *dims, int ndim, ct_tensor *out);
+ct_error ct_rot90(ct_tensor t, int64_t k, int64_t d0, int64_t d1, ct_tensor *out);
+ct_error ct_squeeze(ct_tensor t, int64_t dim, ct_tensor *out);
+ct_error ct_unsqueeze(ct_tensor t, int64_t dim, ct_tensor *out);
+ct_error ct_flatten(ct_tensor t, int64_t start, int64_t end, ct_tensor *out);
+ct_error ct_as_strided(ct_tensor t, const int64_t *sizes, const int64_t *strides, int ndim, int64_t offset, ct_tensor *out);
+
+/* ---- elementwise math (broadcasting) ---- */
+enum {
+  CT_ADD = 0, CT_SUB, CT_MUL, CT_DIV, CT_POW, CT_MAXIMUM, CT_MINIMUM, CT_REMAINDER, CT_ATAN2,
+  CT_EQ, CT_NE, CT_LT, CT_LE, CT_GT, CT_GE, CT_LOGICAL_AND, CT_LOGICAL_OR, CT_LOGICAL_XOR, CT_FLOOR_DIVIDE
+};
+ct_error ct_binary(int op, ct_tensor a, ct_tensor b, ct_tensor *out);
+/* a (op) scalar; with reverse != 0 computes scalar (op) a. */
+ct_error ct_binary_scalar(int op, ct_tensor a, double s, int reverse, ct_tensor *out);
+enum {
+  CT_NEG = 0, CT_ABS, CT_EXP, CT_LOG, CT_SQRT, CT_RSQRT, CT_SIN, CT_COS, CT_TANH, CT_SIGMOID,
+  CT_RELU, CT_GELU, CT_GELU_TANH, CT_FLOOR, CT_CEIL, CT_ROUND, CT_SIGN, CT_LOGICAL_NOT, CT_ISNAN,
+  CT_ISFINITE, CT_SQUARE, CT_RECIPROCAL, CT_LOG1P, CT_EXPM1, CT_SILU, CT_ERF
+};
+ct_error ct_unary(int op, ct_tensor a, ct_tensor *out);
+ct_error ct_where(ct_tensor cond, ct_tensor a, ct_tensor b, ct_tensor *out);
+/* min/max NAN = unbounded on that side. */
+ct_error ct_clamp(ct_tensor t, double min, double max, ct_tensor *out);
+ct_error ct_masked_fill(ct_tensor t, ct_tensor mask, double value, ct_tensor *out);
+
+/* ---- linear algebra and nn primitives ---- */
+ct_error ct_matmul(ct_tensor a, ct_tensor b, ct_tensor *out);
+ct_error ct_bmm(ct_tensor a, ct_tensor b, ct_tensor *out);
+ct_error ct_linear(ct_tensor x, ct_tensor w, ct_tensor b /* nullable */, ct_tensor *out);
+ct_error ct_conv2d(ct_tensor x, ct_tensor w, ct_tensor b, const int64_t stride[2], const int64_t padding[2],
+                   const int64_t dilation[2], int64_t groups, ct_tensor *out);
+ct_error ct_conv_transpose2d(ct_tensor x, ct_tensor w, ct_tensor b, const int64_t stride[2], const int64_t padding[2],
+                             const int64_t output_padding[2], const int64_t dilation[2], int64_t groups, ct_tensor *out);
+ct_error ct_layer_norm(ct_tensor x, const int64_t *normalized_shape, int ndim, ct_tensor w, ct_tensor b, double eps, ct_tensor *out);
+/* dtype < 0: keep the input dtype. */
+ct_error ct_softmax(ct_tensor t, int64_t dim, int dtype, ct_tensor *out);
+ct_error ct_log_softmax(ct_tensor t, int64_t dim, int dtype, ct_tensor *out);
+enum { CT_INTERP_NEAREST = 0, CT_INTERP_BILINEAR = 1, CT_INTERP_BICUBIC = 2, CT_INTERP_NEAREST_EXACT = 3 };
+/* 4-D (N, C, H, W) input resized to (out_h, out_w); align_corners is ignored for nearest modes. */
+ct_error ct_interpolate(ct_tensor t, int64_t out_h, int64_t out_w, int mode, int align_corners, ct_tensor *out);
+/* softmax(q kᵀ · scale + bias) v; scale NAN = 1/sqrt(head_dim); bias nullable (additive, broadcastable). */
+ct_error ct_sdpa(ct_tensor q, ct_tensor k, ct_tensor v, ct_tensor bias, double dropout_p, int is_causal, double scale, ct_tensor *out);
+enum { CT_REDUCTION_NONE = 0, CT_REDUCTION_MEAN = 1, CT_REDUCTION_SUM = 2 };
+ct_error ct_cross_entropy(ct_tensor logits, ct_tensor target, ct_tensor weight, int reduction, int64_t ignore_index,
+                          double label_smoothing, ct_tensor *out);
+ct_error ct_one_hot(ct_tensor t, int64_t num_classes, ct_tensor *out);
+ct_error ct_dropout(ct_tensor t, double p, int train, ct_tensor *out);
+
+/* ---- reductions: ndims == 0 reduces over every dimension; dtype < 0 keeps the default ---- */
+ct_error ct_sum(ct_tensor t, const int64_t *dims, int ndims, int keepdim, int dtype, ct_tensor *out);
+ct_error ct_mean(ct_tensor t, const int64_t *dims, int ndims, int keepdim, int dtype, ct_tensor *out);
+ct_error ct_amax(ct_tensor t, const int64_t *dims, int ndims, int keepdim, ct_tensor *out);
+ct_error ct_amin(ct_tensor t, const int64_t *dims, int ndims, int keepdim, ct_tensor *out);
+/* max along dim: values and indices. */
+ct_error ct_max_dim(ct_tensor t, int64_t dim, int keepdim, ct_tensor *values, ct_tensor *indices);
+ct_error ct_argmax(ct_tensor t, int64_t dim, int keepdim, ct_tensor *out);
+ct_error ct_all_close(ct_tensor a, ct_tensor b, double rtol, double atol, int *out);
+
+/* ---- in-place updates (what optimizers and initialisers need) ---- */
+ct_error ct_copy_(ct_tensor dst, ct_tensor src);
+ct_error ct_fill_(ct_tensor t, double value);
+ct_error ct_zero_(ct_tensor t);
+ct_error ct_uniform_(ct_tensor t, double low, double high);
+ct_error ct_normal_(ct_tensor t, double mean, double std);
+/* dst += alpha * src */
+ct_error ct_add_(ct_tensor dst, ct_tensor src, double alpha);
+ct_error ct_mul_scalar_(ct_tensor t, double s);
+/* dst += value * a * b ; dst += value * a / b */
+ct_error ct_addcmul_(ct_tensor dst, ct_tensor a, ct_tensor b, double value);
+ct_error ct_addcdiv_(ct_tensor dst, ct_tensor a, ct_tensor b, double value);
+/* libtorch's fused AdamW over n parameters (state_steps are float32 scalars, advanced in place).
+ * grad_scale and found_inf nullable (AMP: grads divided by grad_scale, step skipped if found_inf). */
+ct_error ct_fused_adamw_(const ct_tensor *params, const ct_tensor *grads, const ct_tensor *exp_avgs,
+                         const ct_tensor *exp_avg_sqs, const ct_tensor *state_steps, int n, double lr, double beta1,
+                         double beta2, double weight_decay, double eps, ct_tensor grad_scale, ct_tensor found_inf);
+/* AMP: divides grads by inv_scale⁻¹ in place and sets found_inf to 1 if any is inf/NaN. */
+ct_error ct_amp_unscale_(const ct_tensor *grads, int n, ct_tensor found_inf, ct_tensor inv_scale);
+ct_error ct_amp_update_scale_(ct_tensor scale, ct_tensor growth_tracker, ct_tensor found_inf, double growth,
+                              double backoff, int64_t interval);
+
+/* ---- autograd ---- */
+ct_error ct_set_requires_grad(ct_tensor t, int requires_grad);
+/* grad nullable (scalar outputs); keep_graph != 0 retains the graph. */
+ct_error ct_backward(ct_tensor t, ct_tensor grad, int keep_graph);
+/* *out = NULL when the tensor has no gradient. */
+ct_error ct_grad(ct_tensor t, ct_tensor *out);
+/* Drops the stored gradient (as Python's zero_grad(set_to_none=True)). */
+ct_error ct_clear_grad(ct_tensor t);
+ct_error ct_detach(ct_tensor t, ct_tensor *out);
+int ct_grad_enabled(void);
+void ct_set_grad_enabled(int enabled);
+/* Inference mode is a RAII guard in C++: enter returns a guard, exit destroys it. Same thread only. */
+ct_error ct_inference_mode_enter(ct_guard *out);
+void ct_guard_exit(ct_guard g);
+
+/* ---- autocast, precision, devices, RNG, threads ---- */
+/* Enters autocast for a device type with a dtype (CT_FLOAT16 / CT_BFLOAT16); exit restores. */
+ct_error ct_autocast_enter(int device_type, int dtype, int enabled, ct_guard *out);
+int ct_autocast_enabled(int device_type);
+void ct_set_tf32(int enabled);
+int ct_tf32(void);
+void ct_set_cudnn_benchmark(int enabled);
+/* Loads libtorch_cuda (and friends) when present beside libtorch_cpu; returns 1 if CUDA is then usable. */
+int ct_cuda_load(void);
+int ct_cuda_available(void);
+int ct_cuda_device_count(void);
+ct_error ct_cuda_synchronize(int device_index);
+ct_error ct_cuda_memory(int device_index, int64_t *allocated, int64_t *peak, int64_t *reserved);
+ct_error ct_cuda_reset_peak(int device_index);
+ct_error ct_cuda_empty_cache(void);
+/* Free and total device memory in bytes, as the driver reports them. */
+ct_error ct_cuda_memory_info(int device_index, int64_t *free_bytes, int64_t *total_bytes);
+void ct_manual_seed(uint64_t seed);
+void ct_set_num_threads(int n);
+int ct_num_threads(void);
+
+/* ---- PyTorch zip archives (torch.save format) ---- */
+ct_error ct_zip_reader_open(const char *path, ct_zip_reader *out);
+void ct_zip_reader_free(ct_zip_reader r);
+int64_t ct_zip_reader_count(ct_zip_reader r);
+/* Record name i (relative to the archive folder); valid while the reader lives. */
+const char *ct_zip_reader_name(ct_zip_reader r, int64_t i);
+/* A new 1-D uint8 CPU tensor owning the record's bytes. */
+ct_error ct_zip_reader_read(ct_zip_reader r, const char *name, ct_tensor *out);
+ct_error ct_zip_writer_open(const char *path, ct_zip_writer *out);
+ct_error ct_zip_writer_write(ct_zip_writer w, const char *name, const void *data, size_t nbytes);
+/* Writes the central directory and closes the file. */
+ct_error ct_zip_writer_finish(ct_zip_writer w);
+void ct_zip_writer_free(ct_zip_writer w);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

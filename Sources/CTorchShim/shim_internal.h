@@ -1,0 +1,61 @@
+// Internal to the shim: the handle structs, the error convention and conversions.
+#pragma once
+#include <ATen/ATen.h>
+#include <atomic>
+#include <exception>
+#include <string>
+#include <vector>
+#include "ctorch.h"
+
+extern std::atomic<int64_t> g_live_tensors;
+
+struct ct_tensor_s {
+  at::Tensor t;
+  explicit ct_tensor_s(at::Tensor x) : t(std::move(x)) { g_live_tensors.fetch_add(1, std::memory_order_relaxed); }
+  ~ct_tensor_s() { g_live_tensors.fetch_sub(1, std::memory_order_relaxed); }
+};
+
+struct ct_error_s {
+  std::string message;
+};
+
+ct_error ct_make_error(const char *msg);
+
+inline ct_tensor ct_wrap(at::Tensor t) { return new ct_tensor_s(std::move(t)); }
+
+inline at::IntArrayRef ct_ints(const int64_t *p, int n) { return at::IntArrayRef(p, static_cast<size_t>(n)); }
+
+inline std::optional<at::Tensor> ct_opt(ct_tensor t) {
+  if (t == nullptr) return std::nullopt;
+  return t->t;
+}
+
+inline at::TensorOptions ct_options(int dtype, int device_type, int device_index) {
+  return at::TensorOptions()
+      .dtype(static_cast<at::ScalarType>(dtype))
+      .device(at::Device(static_cast<at::DeviceType>(device_type), static_cast<c10::DeviceIndex>(device_index)));
+}
+
+inline std::vector<at::Tensor> ct_list(const ct_tensor *ts, int n) {
+  std::vector<at::Tensor> v;
+  v.reserve(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) v.push_back(ts[i]->t);
+  return v;
+}
+
+// Every fallible entry point is one CT_TRY block: success returns NULL, any C++ exception
+// becomes a ct_error carrying its message (c10 errors without the C++ backtrace).
+#define CT_TRY(...)                                                    \
+  try {                                                                \
+    __VA_ARGS__;                                                       \
+    return nullptr;                                                    \
+  } catch (const c10::Error &e) {                                      \
+    return ct_make_error(e.what_without_backtrace());                  \
+  } catch (const std::exception &e) {                                  \
+    return ct_make_error(e.what());                                    \
+  } catch (...) {                                                      \
+    return ct_make_error("unknown C++ exception in libtorch");          \
+  }
+
+// Unwraps an out-parameter assignment so each op reads as one line.
+#define CT_OUT(expr) CT_TRY(*out = ct_wrap(expr))
