@@ -1,9 +1,7 @@
 import CrackSAM
-let a = try Tensor([1, 2, 3, 4] as [Float], shape: [2, 2])
-let b = try a.matmul(a)
-print(try b.floats(), Torch.version, CUDA.isAvailable, Torch.threads, Tensor.liveCount)
-do { _ = try a.matmul(Tensor.zeros([3, 3])) } catch { print("caught:", error) }
-let x = try Tensor.randn([3]).requiresGrad(true)
-let y = try (x * x).sum()
-try y.backward()
-print(try x.grad!.floats(), try (x * 2.0).floats())
+let sd = try PyTorchCheckpoint.loadStateDict(at: "/tmp/sd.pth")
+for (k, v) in sd { print(k, v, try v.floats()) }
+try PyTorchCheckpoint.save(sd, to: "/tmp/sd2.pth")
+try SafeTensors.save(sd, metadata: ["a": "b"], to: "/tmp/sd2.safetensors")
+let st = try SafeTensors.load(at: "/tmp/sd2.safetensors")
+print(st.metadata, st.tensors.keys)

@@ -1,0 +1,96 @@
+/// The values a checkpoint pickle may hold. Anything else (arbitrary classes, callables) is refused
+/// while unpickling, so loading a checkpoint can never run code.
+public indirect enum PickleValue {
+    case none
+    case bool(Bool)
+    case int(Int)
+    case float(Double)
+    case string(String)
+    case bytes([UInt8])
+    case tuple([PickleValue])
+    case list(PickleList)
+    case dict(PickleDict)
+    case tensor(Tensor)
+    /// A global the loader may reference but not call freely (an allowed constructor or storage type).
+    case global(module: String, name: String)
+    /// A typed storage from the archive: a 1-D tensor of its elements.
+    case storage(Tensor)
+
+    public var tensor: Tensor? {
+        if case .tensor(let t) = self { return t }
+        return nil
+    }
+
+    public var stringValue: String? {
+        if case .string(let s) = self { return s }
+        return nil
+    }
+
+    public var intValue: Int? {
+        switch self {
+        case .int(let i): return i
+        case .bool(let b): return b ? 1 : 0
+        default: return nil
+        }
+    }
+
+    /// Short name of the kind, for error messages.
+    var kind: String {
+        switch self {
+        case .none: return "None"
+        case .bool: return "bool"
+        case .int: return "int"
+        case .float: return "float"
+        case .string: return "str"
+        case .bytes: return "bytes"
+        case .tuple: return "tuple"
+        case .list: return "list"
+        case .dict: return "dict"
+        case .tensor: return "tensor"
+        case .global(let m, let n): return "\(m).\(n)"
+        case .storage: return "storage"
+        }
+    }
+}
+
+/// A list with reference semantics: the pickle memo and the stack must see the same mutations.
+public final class PickleList {
+    public var items: [PickleValue]
+    public init(_ items: [PickleValue] = []) { self.items = items }
+}
+
+/// An insertion-ordered dict with reference semantics (keys may be any hashable pickle scalar).
+public final class PickleDict {
+    public private(set) var entries: [(key: PickleValue, value: PickleValue)] = []
+    private var index: [String: Int] = [:]
+
+    public init() {}
+
+    public func set(_ key: PickleValue, _ value: PickleValue) {
+        let k = PickleDict.keyString(key)
+        if let i = index[k] {
+            entries[i].value = value
+        } else {
+            index[k] = entries.count
+            entries.append((key, value))
+        }
+    }
+
+    public subscript(_ key: String) -> PickleValue? {
+        index[key].map { entries[$0].value }
+    }
+
+    public var count: Int { entries.count }
+
+    /// How a key reads in flattened state-dict paths ("blocks.0.attn").
+    static func keyString(_ key: PickleValue) -> String {
+        switch key {
+        case .string(let s): return s
+        case .int(let i): return String(i)
+        case .bool(let b): return b ? "True" : "False"
+        case .float(let f): return String(f)
+        case .none: return "None"
+        default: return "<\(key.kind)>"
+        }
+    }
+}

@@ -1,0 +1,159 @@
+import CTorchShim
+import Foundation
+import OrderedCollections
+
+/// Parameter name → tensor, in the order the model (or file) lists them.
+public typealias StateDict = OrderedDictionary<String, Tensor>
+
+/// `.pth` files as `torch.save` writes them (a zip of `data.pkl` plus one record per storage).
+///
+/// libtorch's `torch::pickle_load` turns `collections.OrderedDict` into None, and every
+/// `model.state_dict()` file (Meta's SAM checkpoints included) is one; so the pickle is read by our own
+/// restricted `Unpickler`, and only the zip records come from libtorch's stream reader.
+public enum PyTorchCheckpoint {
+    /// Loads the whole pickled object (dicts, lists, numbers, strings and tensors), tensors on the CPU.
+    public static func loadObject(at path: String) throws -> PickleValue {
+        guard FileManager.default.fileExists(atPath: path) else { throw TorchError.fileNotFound(path: path) }
+        if let kind = try legacyKind(path) {
+            throw TorchError.malformedCheckpoint(path: path, reason: kind)
+        }
+        var reader: ct_zip_reader? = nil
+        if let err = ct_zip_reader_open(path, &reader) {
+            let message = String(cString: ct_error_message(err))
+            ct_error_free(err)
+            throw TorchError.malformedCheckpoint(path: path, reason: "not a readable PyTorch zip archive (\(message))")
+        }
+        defer { ct_zip_reader_free(reader) }
+        let names = Set((0..<ct_zip_reader_count(reader)).compactMap { ct_zip_reader_name(reader, $0).map { String(cString: $0) } })
+        guard names.contains("data.pkl") else {
+            throw TorchError.malformedCheckpoint(path: path, reason: "the archive has no data.pkl record")
+        }
+        func record(_ name: String) throws -> Tensor {
+            guard names.contains(name) else {
+                throw TorchError.malformedCheckpoint(path: path, reason: "record '\(name)' is missing from the archive")
+            }
+            var out: ct_tensor? = nil
+            if let err = ct_zip_reader_read(reader, name, &out) {
+                let message = String(cString: ct_error_message(err))
+                ct_error_free(err)
+                throw TorchError.malformedCheckpoint(path: path, reason: "record '\(name)': \(message)")
+            }
+            return Tensor(owning: out!)
+        }
+        if names.contains("byteorder") {
+            let order = String(decoding: try record("byteorder").toArray(of: UInt8.self), as: UTF8.self)
+            guard order == "little" else {
+                throw TorchError.malformedCheckpoint(path: path, reason: "byte order '\(order)' is not supported")
+            }
+        }
+        let pickle = try record("data.pkl").toArray(of: UInt8.self)
+        var cache: [String: Tensor] = [:]
+        var unpickler = Unpickler(bytes: pickle, path: path) { dtype, key, numel in
+            if let s = cache[key] { return s }
+            let raw = try record("data/\(key)")
+            let needed = numel * dtype.itemSize
+            guard raw.count >= needed else {
+                throw TorchError.malformedCheckpoint(
+                    path: path, reason: "storage data/\(key) holds \(raw.count) bytes, \(needed) expected for \(numel) × \(dtype)")
+            }
+            let bytes = raw.count == needed ? raw : try raw.narrow(dim: 0, start: 0, length: needed)
+            let typed = dtype == .uint8 ? bytes : try bytes.viewBits(as: dtype)
+            cache[key] = typed
+            return typed
+        }
+        return try unpickler.load()
+    }
+
+    /// Loads a state dict. Nested dicts are flattened with "." (`{"model": {"w": …}}` → `model.w`);
+    /// non-tensor leaves (epoch counters, config strings) are skipped.
+    public static func loadStateDict(at path: String) throws -> StateDict {
+        let root = try loadObject(at: path)
+        guard case .dict(let dict) = root else {
+            throw TorchError.malformedCheckpoint(path: path, reason: "expected a dict of tensors, found a \(root.kind)")
+        }
+        var out = StateDict()
+        flatten(dict, prefix: "", into: &out)
+        return out
+    }
+
+    private static func flatten(_ dict: PickleDict, prefix: String, into out: inout StateDict) {
+        for (k, v) in dict.entries {
+            let key = prefix + PickleDict.keyString(k)
+            switch v {
+            case .tensor(let t): out[key] = t
+            case .dict(let d): flatten(d, prefix: key + ".", into: &out)
+            default: continue
+            }
+        }
+    }
+
+    /// Writes a state dict as `torch.save(OrderedDict)` would. The file appears atomically.
+    public static func save(_ stateDict: StateDict, to path: String) throws {
+        try save(object: .dict({
+            let d = PickleDict()
+            for (k, v) in stateDict { d.set(.string(k), .tensor(v)) }
+            return d
+        }()), to: path)
+    }
+
+    /// Writes any checkpoint value (nested dicts, lists, numbers, strings, tensors). Atomic: written to a
+    /// temporary file beside `path` and renamed, so a crash never leaves a half-written checkpoint.
+    public static func save(object: PickleValue, to path: String) throws {
+        var pickler = Pickler()
+        try pickler.write(object)
+        let pickle = pickler.finish()
+        try AtomicFile.write(to: path) { tmp in
+            var writer: ct_zip_writer? = nil
+            try check(ct_zip_writer_open(tmp, &writer))
+            defer { ct_zip_writer_free(writer) }
+            func put(_ name: String, _ bytes: [UInt8]) throws {
+                try bytes.withUnsafeBytes { try check(ct_zip_writer_write(writer, name, $0.baseAddress, $0.count)) }
+            }
+            try put("data.pkl", pickle)
+            try put(".format_version", Array("1".utf8))
+            try put(".storage_alignment", Array("64".utf8))
+            try put("byteorder", Array("little".utf8))
+            for (i, storage) in pickler.storages.enumerated() {
+                try storage.withContiguousBytes { raw in
+                    try check(ct_zip_writer_write(writer, "data/\(i)", raw.baseAddress, raw.count))
+                }
+            }
+            try check(ct_zip_writer_finish(writer))
+        }
+    }
+
+    /// Recognises files that are not zip archives so the error says what they are.
+    private static func legacyKind(_ path: String) throws -> String? {
+        guard let handle = FileHandle(forReadingAtPath: path) else {
+            throw TorchError.io(path: path, reason: "cannot open for reading")
+        }
+        defer { try? handle.close() }
+        let head = [UInt8](handle.readData(ofLength: 4))
+        if head.count < 4 { return "file is only \(head.count) bytes long" }
+        if head[0] == 0x50, head[1] == 0x4B { return nil }  // "PK": zip
+        if head[0] == 0x80 { return "legacy (pre-1.6) torch.save format; re-save it with a recent PyTorch" }
+        return "not a PyTorch zip checkpoint"
+    }
+}
+
+/// Writes a file through a temporary name in the same folder and renames it into place.
+public enum AtomicFile {
+    public static func write(to path: String, _ body: (_ temporaryPath: String) throws -> Void) throws {
+        let url = URL(fileURLWithPath: path)
+        let dir = url.deletingLastPathComponent().path
+        guard FileManager.default.fileExists(atPath: dir) else {
+            throw TorchError.io(path: path, reason: "folder \(dir) does not exist")
+        }
+        let tmp = dir + "/." + url.lastPathComponent + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        do {
+            try body(tmp)
+            guard rename(tmp, path) == 0 else {
+                throw TorchError.io(path: path, reason: "cannot rename into place: \(String(cString: strerror(errno)))")
+            }
+        } catch {
+            unlink(tmp)
+            if case TorchError.libtorch(let message) = error { throw TorchError.io(path: path, reason: message) }
+            throw error
+        }
+    }
+}

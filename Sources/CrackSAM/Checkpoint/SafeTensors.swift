@@ -1,0 +1,142 @@
+import Foundation
+import OrderedCollections
+
+/// The safetensors format: 8-byte little-endian header length, a JSON header, then raw tensor bytes.
+///
+/// The header is validated before anything is allocated from it: its length is bounded by the file and by
+/// `maxHeaderBytes`, every entry's dtype, shape and byte range must agree, and ranges must lie in the file.
+public enum SafeTensors {
+    /// Larger than any real header (ViT-H's is ~60 KB); a hostile length cannot make us allocate more.
+    public static let maxHeaderBytes = 100 * 1024 * 1024
+
+    static let dtypeNames: [String: DType] = [
+        "F64": .float64, "F32": .float32, "F16": .float16, "BF16": .bfloat16, "I64": .int64, "I32": .int32,
+        "I16": .int16, "I8": .int8, "U8": .uint8, "BOOL": .bool,
+    ]
+    static let namesByDType: [DType: String] = Dictionary(uniqueKeysWithValues: dtypeNames.map { ($0.value, $0.key) })
+
+    public struct Contents {
+        public var tensors: StateDict
+        /// The `__metadata__` string map (where we record configs).
+        public var metadata: [String: String]
+    }
+
+    public static func load(at path: String) throws -> Contents {
+        guard FileManager.default.fileExists(atPath: path) else { throw TorchError.fileNotFound(path: path) }
+        let data: Data
+        do {
+            data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
+        } catch {
+            throw TorchError.io(path: path, reason: "cannot read: \(error.localizedDescription)")
+        }
+        func bad(_ reason: String) -> TorchError { .malformedCheckpoint(path: path, reason: reason) }
+        guard data.count >= 8 else { throw bad("file is \(data.count) bytes, shorter than the 8-byte header length") }
+        let headerLength = data.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
+        guard headerLength <= UInt64(data.count - 8) else {
+            throw bad("header claims \(headerLength) bytes but the file has only \(data.count - 8) after the length")
+        }
+        guard headerLength <= UInt64(maxHeaderBytes) else { throw bad("header of \(headerLength) bytes exceeds the \(maxHeaderBytes)-byte limit") }
+        let headerEnd = 8 + Int(headerLength)
+        let json: Any
+        do {
+            json = try JSONSerialization.jsonObject(with: data.subdata(in: 8..<headerEnd))
+        } catch {
+            throw bad("header is not valid JSON")
+        }
+        guard let header = json as? [String: Any] else { throw bad("header is not a JSON object") }
+        let dataSize = data.count - headerEnd
+
+        var metadata: [String: String] = [:]
+        if let meta = header["__metadata__"] {
+            guard let m = meta as? [String: Any] else { throw bad("__metadata__ is not an object") }
+            for (k, v) in m {
+                guard let s = v as? String else { throw bad("__metadata__.\(k) is not a string") }
+                metadata[k] = s
+            }
+        }
+
+        struct Entry { let name: String; let dtype: DType; let shape: [Int]; let begin: Int; let end: Int }
+        var entries: [Entry] = []
+        for (name, value) in header where name != "__metadata__" {
+            guard let info = value as? [String: Any] else { throw bad("\(name): entry is not an object") }
+            guard let dtypeName = info["dtype"] as? String else { throw bad("\(name): missing dtype") }
+            guard let dtype = dtypeNames[dtypeName] else { throw bad("\(name): unsupported dtype '\(dtypeName)'") }
+            guard let shapeValues = info["shape"] as? [Any] else { throw bad("\(name): missing shape") }
+            let shape = try shapeValues.map { v -> Int in
+                guard let n = v as? NSNumber, let i = Int(exactly: n.doubleValue), i >= 0 else { throw bad("\(name): bad shape \(shapeValues)") }
+                return i
+            }
+            guard let offsets = info["data_offsets"] as? [Any], offsets.count == 2,
+                  let b = (offsets[0] as? NSNumber).flatMap({ Int(exactly: $0.doubleValue) }),
+                  let e = (offsets[1] as? NSNumber).flatMap({ Int(exactly: $0.doubleValue) }), b >= 0, b <= e else {
+                throw bad("\(name): bad data_offsets")
+            }
+            guard e <= dataSize else { throw bad("\(name): data_offsets [\(b), \(e)] run past the \(dataSize) data bytes") }
+            var elements = 1
+            for d in shape {
+                let (m, overflow) = elements.multipliedReportingOverflow(by: d)
+                guard !overflow else { throw bad("\(name): shape \(shape) overflows") }
+                elements = m
+            }
+            let (bytes, overflow) = elements.multipliedReportingOverflow(by: dtype.itemSize)
+            guard !overflow, bytes == e - b else {
+                throw bad("\(name): shape \(shape) of \(dtypeName) needs \(elements * dtype.itemSize) bytes but data_offsets span \(e - b)")
+            }
+            entries.append(Entry(name: name, dtype: dtype, shape: shape, begin: b, end: e))
+        }
+        // Ranges must not overlap (the format requires a dense, ordered layout).
+        let sorted = entries.sorted { $0.begin < $1.begin }
+        for (a, b) in zip(sorted, sorted.dropFirst()) where a.end > b.begin {
+            throw bad("\(a.name) and \(b.name) overlap in the data section")
+        }
+
+        var tensors = StateDict()
+        try data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
+            for entry in sorted {
+                let start = headerEnd + entry.begin
+                let slice = UnsafeRawBufferPointer(rebasing: raw[start..<(headerEnd + entry.end)])
+                tensors[entry.name] = try Tensor(bytes: slice, dtype: entry.dtype, shape: entry.shape)
+            }
+        }
+        return Contents(tensors: tensors, metadata: metadata)
+    }
+
+    /// Writes tensors (any device; copied to CPU) with optional string metadata. Atomic.
+    public static func save(_ tensors: StateDict, metadata: [String: String] = [:], to path: String) throws {
+        var header: [String: Any] = [:]
+        if !metadata.isEmpty { header["__metadata__"] = metadata }
+        var offset = 0
+        var dense: [(String, Tensor)] = []
+        for (name, t) in tensors {
+            guard let dtypeName = namesByDType[t.dtype] else { throw TorchError.invalidArgument("\(name): dtype \(t.dtype) has no safetensors name") }
+            let c = try t.detach().to(device: .cpu).contiguous()
+            header[name] = ["dtype": dtypeName, "shape": c.shape, "data_offsets": [offset, offset + c.byteCount]] as [String: Any]
+            offset += c.byteCount
+            dense.append((name, c))
+        }
+        var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
+        // Pad with spaces so the data section starts 8-byte aligned, as the reference writer does.
+        while json.count % 8 != 0 { json.append(0x20) }
+        try AtomicFile.write(to: path) { tmp in
+            guard FileManager.default.createFile(atPath: tmp, contents: nil), let handle = FileHandle(forWritingAtPath: tmp) else {
+                throw TorchError.io(path: path, reason: "cannot create file")
+            }
+            defer { try? handle.close() }
+            do {
+                var length = UInt64(json.count).littleEndian
+                try handle.write(contentsOf: Data(bytes: &length, count: 8))
+                try handle.write(contentsOf: json)
+                for (_, t) in dense {
+                    try t.withContiguousBytes { raw in
+                        if raw.count > 0 { try handle.write(contentsOf: Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: raw.baseAddress!), count: raw.count, deallocator: .none)) }
+                    }
+                }
+                try handle.synchronize()
+            } catch let error as TorchError {
+                throw error
+            } catch {
+                throw TorchError.io(path: path, reason: "write failed: \(error.localizedDescription)")
+            }
+        }
+    }
+}
