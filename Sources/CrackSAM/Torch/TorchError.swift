@@ -1,4 +1,5 @@
 import CTorchShim
+import Foundation
 
 /// Every failure of the tensor layer and of checkpoint I/O. Each case names what the user has to look
 /// at: libtorch's own message, the file, the key, the shapes.
@@ -64,4 +65,9 @@ func withHandles<R>(_ tensors: [Tensor], _ body: (UnsafePointer<ct_tensor?>?, In
     return try withExtendedLifetime(tensors) {
         try handles.withUnsafeBufferPointer { try body($0.baseAddress, Int32($0.count)) }
     }
+}
+
+/// So `localizedDescription` (and ArgumentParser's error line) shows the same text.
+extension TorchError: LocalizedError {
+    public var errorDescription: String? { description }
 }

@@ -1,0 +1,57 @@
+import ArgumentParser
+import CrackSAM
+import Foundation
+
+struct Info: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show libtorch, devices and threads, and measure matmul throughput.")
+
+    @Flag(help: "Print JSON instead of a table.")
+    var json = false
+
+    @Option(help: "CPU threads for libtorch (default: libtorch's choice).")
+    var threads: Int?
+
+    @Option(help: "Matrix side for the matmul measurement.")
+    var matmulSize = 1024
+
+    @Option(help: "Seconds per matmul measurement (0 skips it).")
+    var seconds = 1.0
+
+    func run() throws {
+        if let threads { Torch.threads = threads }
+        var devices: [[String: Any]] = []
+        var cpu: [String: Any] = ["device": "cpu", "threads": Torch.threads]
+        if seconds > 0 {
+            cpu["matmul_gflops"] = try Diagnostics.matmulGFLOPS(device: .cpu, size: matmulSize, seconds: seconds)
+        }
+        devices.append(cpu)
+        for i in 0..<CUDA.deviceCount {
+            var d: [String: Any] = ["device": "cuda:\(i)"]
+            if let mem = try? CUDA.memoryInfo(device: i) { d["memory_total_bytes"] = mem.total; d["memory_free_bytes"] = mem.free }
+            if seconds > 0 {
+                d["matmul_gflops_fp32"] = try Diagnostics.matmulGFLOPS(device: .cuda(i), size: max(matmulSize, 4096), seconds: seconds)
+                d["matmul_gflops_fp16"] = try Diagnostics.matmulGFLOPS(device: .cuda(i), size: max(matmulSize, 4096), seconds: seconds,
+                                                                        dtype: .float16)
+            }
+            devices.append(d)
+        }
+        let report: [String: Any] = [
+            "libtorch": Torch.version, "cuda_available": CUDA.isAvailable, "cuda_devices": CUDA.deviceCount,
+            "tf32": Torch.allowTF32, "devices": devices,
+        ]
+        if json { try printJSON(report); return }
+        print("libtorch      \(Torch.version)")
+        print("CUDA          \(CUDA.isAvailable ? "\(CUDA.deviceCount) device(s)" : "not available")")
+        print("CPU threads   \(Torch.threads)")
+        for d in devices {
+            let name = d["device"] as! String
+            var parts: [String] = []
+            if let g = d["matmul_gflops"] as? Double { parts.append(String(format: "matmul %d² fp32: %.1f GFLOP/s", matmulSize, g)) }
+            if let g = d["matmul_gflops_fp32"] as? Double { parts.append(String(format: "fp32 %.0f GFLOP/s", g)) }
+            if let g = d["matmul_gflops_fp16"] as? Double { parts.append(String(format: "fp16 %.0f GFLOP/s", g)) }
+            if let t = d["memory_total_bytes"] as? Int { parts.append(String(format: "%.1f GiB", Double(t) / 1_073_741_824)) }
+            print(name.padding(toLength: 14, withPad: " ", startingAt: 0) + parts.joined(separator: ", "))
+        }
+    }
+}
