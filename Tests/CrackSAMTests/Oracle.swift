@@ -1,0 +1,66 @@
+import CrackSAM
+import Foundation
+import XCTest
+
+/// Runs the Python oracles (PyTorch, Meta's segment_anything) that live in Tests/Oracles, using the
+/// venv scripts/setup installs. Tests never trust numbers our own code produced alone.
+enum Oracle {
+    static let root: String = {
+        var url = URL(fileURLWithPath: #filePath)
+        for _ in 0..<3 { url.deleteLastPathComponent() }
+        return url.path
+    }()
+
+    static var python: String { root + "/.venv/bin/python" }
+
+    /// A fresh scratch folder for one test's files.
+    static func scratch(_ name: String = #function) throws -> String {
+        let safe = name.filter { $0.isLetter || $0.isNumber }
+        let dir = NSTemporaryDirectory() + "cracksam-tests-\(getpid())/\(safe)-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        return dir
+    }
+
+    /// Runs `Tests/Oracles/<script> args…`; throws with its output when it exits non-zero.
+    @discardableResult
+    static func run(_ script: String, _ args: [String]) throws -> String {
+        guard FileManager.default.isExecutableFile(atPath: python) else {
+            throw TorchError.invalidArgument("no oracle Python at \(python): run scripts/setup first")
+        }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: python)
+        process.arguments = [root + "/Tests/Oracles/" + script] + args
+        var env = ProcessInfo.processInfo.environment
+        env["OMP_NUM_THREADS"] = env["OMP_NUM_THREADS"] ?? "2"
+        process.environment = env
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let output = String(decoding: data, as: UTF8.self)
+        guard process.terminationStatus == 0 else {
+            throw TorchError.invalidArgument("oracle \(script) failed (\(process.terminationStatus)):\n\(output)")
+        }
+        return output
+    }
+}
+
+/// Asserts equal shapes, dtypes and values within |a − b| ≤ atol + rtol·|b| (exact for integer/bool).
+func assertClose(_ actual: Tensor, _ expected: Tensor, rtol: Double = 1e-5, atol: Double = 1e-6, _ what: String,
+                 file: StaticString = #filePath, line: UInt = #line) throws {
+    XCTAssertEqual(actual.shape, expected.shape, "\(what): shape", file: file, line: line)
+    XCTAssertEqual(actual.dtype, expected.dtype, "\(what): dtype", file: file, line: line)
+    guard actual.shape == expected.shape, actual.dtype == expected.dtype else { return }
+    if expected.dtype.isFloatingPoint {
+        let a = try actual.to(dtype: .float64), e = try expected.to(dtype: .float64)
+        let ok = try a.allClose(e, rtol: rtol, atol: atol)
+        if !ok {
+            let diff = try (a - e).abs().amax().item()
+            XCTFail("\(what): max |diff| \(diff) exceeds atol \(atol) + rtol \(rtol)", file: file, line: line)
+        }
+    } else {
+        XCTAssertEqual(try actual.bytes(), try expected.bytes(), "\(what): values differ", file: file, line: line)
+    }
+}
