@@ -241,7 +241,14 @@ ct_error ct_fused_adamw_(const ct_tensor *params, const ct_tensor *grads, const 
   CT_TRY({
     auto p = ct_list(params, n), g = ct_list(grads, n), m = ct_list(exp_avgs, n), v = ct_list(exp_avg_sqs, n),
          s = ct_list(state_steps, n);
+    // As torch.optim.AdamW(fused=True): the kernel reads the already-advanced step for bias correction,
+    // and a step skipped for inf/NaN gradients is taken back.
+    at::_foreach_add_(s, 1.0);
     at::_fused_adamw_(p, g, m, v, {}, s, lr, beta1, beta2, weight_decay, eps, false, false, ct_opt(grad_scale), ct_opt(found_inf));
+    if (found_inf != nullptr) {
+      auto skipped = found_inf->t.reshape({});
+      for (auto &step : s) step.sub_(skipped.to(step.scalar_type()));
+    }
   })
 }
 ct_error ct_amp_unscale_(const ct_tensor *grads, int n, ct_tensor found_inf, ct_tensor inv_scale) {

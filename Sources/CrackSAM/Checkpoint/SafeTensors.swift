@@ -86,7 +86,8 @@ public enum SafeTensors {
         }
         // Ranges must not overlap (the format requires a dense, ordered layout).
         let sorted = entries.sorted { $0.begin < $1.begin }
-        for (a, b) in zip(sorted, sorted.dropFirst()) where a.end > b.begin {
+        let nonEmpty = sorted.filter { $0.end > $0.begin }  // empty tensors occupy no bytes
+        for (a, b) in zip(nonEmpty, nonEmpty.dropFirst()) where a.end > b.begin {
             throw bad("\(a.name) and \(b.name) overlap in the data section")
         }
 

@@ -1,0 +1,105 @@
+import CrackSAM
+import Foundation
+import XCTest
+
+/// .pth and safetensors against PyTorch and the safetensors library (Tests/Oracles/checkpoint_oracle.py).
+final class CheckpointTests: XCTestCase {
+    static var dir: String?
+
+    /// The oracle's files, written once for the whole class.
+    func files() throws -> String {
+        if let d = Self.dir { return d }
+        let d = try Oracle.scratch()
+        try Oracle.run("checkpoint_oracle.py", ["write", d])
+        Self.dir = d
+        return d
+    }
+
+    func expected() throws -> StateDict { try SafeTensors.load(at: try files() + "/expected.safetensors").tensors }
+
+    func keyOrder() throws -> [String: [String]] {
+        let data = try Data(contentsOf: URL(fileURLWithPath: try files() + "/keys.json"))
+        return try JSONSerialization.jsonObject(with: data) as! [String: [String]]
+    }
+
+    func testModelStateDictLoadsWithPyTorchKeyOrderAndValues() throws {
+        let d = try files()
+        let sd = try PyTorchCheckpoint.loadStateDict(at: d + "/state_dict.pth")
+        XCTAssertEqual(Array(sd.keys), try keyOrder()["state_dict"]!, "an OrderedDict keeps its order")
+        let e = try expected()
+        for (k, v) in sd { try assertClose(v, e["state_dict/" + k]!, rtol: 0, atol: 0, k) }
+        XCTAssertEqual(sd["norm.num_batches_tracked"]?.dtype, .int64)
+        XCTAssertEqual(try sd["norm.num_batches_tracked"]!.itemInt(), 17)
+    }
+
+    func testPlainDictKeepsDTypesViewsAndSharedStorage() throws {
+        let d = try files()
+        let sd = try PyTorchCheckpoint.loadStateDict(at: d + "/plain.pth")
+        XCTAssertEqual(Array(sd.keys), try keyOrder()["plain"]!)
+        let e = try expected()
+        for (k, v) in sd { try assertClose(v, e["plain/" + k]!, rtol: 0, atol: 0, k) }
+        XCTAssertEqual(sd["f16"]?.dtype, .float16)
+        XCTAssertEqual(sd["bf16"]?.dtype, .bfloat16)
+        XCTAssertEqual(sd["transposed"]?.strides, [1, 5], "strides come from the pickle, as torch.load gives")
+        XCTAssertEqual(sd["shared_view"]?.storageOffset, 11)
+        // The view shares storage with its base, as in Python.
+        try sd["shared_base"]!.fill_(0)
+        XCTAssertEqual(try sd["shared_view"]!.abs().sum().item(), 0)
+    }
+
+    func testNestedSaveFlattensAndKeepsScalars() throws {
+        let d = try files()
+        let sd = try PyTorchCheckpoint.loadStateDict(at: d + "/nested.pth")
+        let e = try expected()
+        XCTAssertEqual(Array(sd.keys), try keyOrder()["state_dict"]!.map { "model." + $0 })
+        for (k, v) in sd { try assertClose(v, e["nested/" + k]!, rtol: 0, atol: 0, k) }
+        guard case .dict(let root) = try PyTorchCheckpoint.loadObject(at: d + "/nested.pth") else { return XCTFail("not a dict") }
+        XCTAssertEqual(root["epoch"]?.intValue, 3)
+        XCTAssertEqual(root["name"]?.stringValue, "run-a")
+        guard case .float(let lr)? = root["lr"] else { return XCTFail("lr") }
+        XCTAssertEqual(lr, 1e-4)
+    }
+
+    func testFilesWrittenBySwiftLoadInPyTorchIdentically() throws {
+        let d = try files()
+        try PyTorchCheckpoint.save(try PyTorchCheckpoint.loadStateDict(at: d + "/state_dict.pth"), to: d + "/swift_state_dict.pth")
+        try PyTorchCheckpoint.save(try PyTorchCheckpoint.loadStateDict(at: d + "/plain.pth"), to: d + "/swift_plain.pth")
+        try PyTorchCheckpoint.save(object: try PyTorchCheckpoint.loadObject(at: d + "/nested.pth"), to: d + "/swift_nested.pth")
+        try SafeTensors.save(try PyTorchCheckpoint.loadStateDict(at: d + "/plain.pth"),
+                             metadata: ["backbone": "vit_b", "image_size": "448"], to: d + "/swift.safetensors")
+        let out = try Oracle.run("checkpoint_oracle.py", ["verify", d])
+        XCTAssertTrue(out.contains("verified"), out)
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: d).filter { $0.contains(".tmp-") }
+        XCTAssertEqual(leftovers, [], "atomic writes leave no temporary files")
+    }
+
+    func testSafeTensorsFromTheReferenceLibraryLoad() throws {
+        let d = try files()
+        let st = try SafeTensors.load(at: d + "/reference.safetensors")
+        XCTAssertEqual(st.metadata, ["delta_type": "lora", "rank": "4"])
+        let e = try expected()
+        XCTAssertEqual(st.tensors.count, 10)
+        for (k, v) in st.tensors { try assertClose(v, e["plain/" + k]!, rtol: 0, atol: 0, k) }
+    }
+
+    func testAPickleThatImportsAnythingElseIsRefusedUnrun() throws {
+        let d = try files()
+        XCTAssertThrowsError(try PyTorchCheckpoint.loadStateDict(at: d + "/evil.pth")) { error in
+            guard case TorchError.forbiddenGlobal(let path, let name) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(path, d + "/evil.pth")
+            XCTAssertTrue(name.hasSuffix(".system"), name)
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: d + "/pwned"))
+    }
+
+    func testSavingOverAnExistingFileReplacesItAtomically() throws {
+        let d = try Oracle.scratch()
+        let path = d + "/a.pth"
+        try PyTorchCheckpoint.save(["x": try Tensor([1, 2] as [Float])], to: path)
+        try PyTorchCheckpoint.save(["y": try Tensor([3] as [Float])], to: path)
+        XCTAssertEqual(Array(try PyTorchCheckpoint.loadStateDict(at: path).keys), ["y"])
+        XCTAssertThrowsError(try PyTorchCheckpoint.save(["x": try Tensor([1] as [Float])], to: d + "/no/such/dir/a.pth")) { error in
+            guard case TorchError.io = error else { return XCTFail("\(error)") }
+        }
+    }
+}

@@ -1,0 +1,114 @@
+import CrackSAM
+import Foundation
+import XCTest
+
+/// Bad input throws a TorchError naming what is wrong; nothing crashes.
+final class ErrorTests: XCTestCase {
+    func testShapeMismatchThrowsLibtorchMessage() throws {
+        let a = try Tensor.zeros([2, 3]), b = try Tensor.zeros([4, 5])
+        XCTAssertThrowsError(try a.matmul(b)) { error in
+            guard case TorchError.libtorch(let message) = error else { return XCTFail("\(error)") }
+            XCTAssertTrue(message.contains("cannot be multiplied"), message)
+            XCTAssertFalse(message.contains("frame #"), "no C++ backtrace in user-facing messages")
+        }
+        XCTAssertThrowsError(try a + b)
+        XCTAssertThrowsError(try a.view([7]))
+        XCTAssertThrowsError(try Tensor.cat([a, b], dim: 0))
+    }
+
+    func testBadDTypeThrows() throws {
+        let ints = try Tensor.ones([2, 3], dtype: .int64)
+        XCTAssertThrowsError(try ints.toArray(of: Float.self)) { error in
+            XCTAssertEqual(error as? TorchError, .dtypeMismatch(key: "toArray", expected: .float32, actual: .int64))
+        }
+        // libtorch refuses mixing dtypes in a matmul; the message reaches Swift.
+        XCTAssertThrowsError(try ints.linear(weight: try Tensor.ones([4, 3]))) { error in
+            guard case TorchError.libtorch = error else { return XCTFail("\(error)") }
+        }
+        XCTAssertThrowsError(try Tensor.zeros([2, 3]).crossEntropy(target: try Tensor.zeros([2])))
+    }
+
+    func testBufferOfTheWrongSizeThrows() throws {
+        XCTAssertThrowsError(try Tensor([1, 2, 3] as [Float], shape: [2, 2]))
+    }
+
+    func testMissingFileThrowsFileNotFound() {
+        XCTAssertThrowsError(try PyTorchCheckpoint.loadStateDict(at: "/nonexistent/sam.pth")) { error in
+            XCTAssertEqual(error as? TorchError, .fileNotFound(path: "/nonexistent/sam.pth"))
+        }
+        XCTAssertThrowsError(try SafeTensors.load(at: "/nonexistent/delta.safetensors")) { error in
+            XCTAssertEqual(error as? TorchError, .fileNotFound(path: "/nonexistent/delta.safetensors"))
+        }
+    }
+
+    func assertMalformed(_ path: String, containing fragment: String, file: StaticString = #filePath, line: UInt = #line,
+                         _ load: (String) throws -> Any) {
+        XCTAssertThrowsError(try load(path), file: file, line: line) { error in
+            guard case TorchError.malformedCheckpoint(let p, let reason) = error else {
+                return XCTFail("expected malformedCheckpoint, got \(error)", file: file, line: line)
+            }
+            XCTAssertEqual(p, path, file: file, line: line)
+            XCTAssertTrue(reason.contains(fragment), "'\(reason)' lacks '\(fragment)'", file: file, line: line)
+        }
+    }
+
+    func testTruncatedPthThrows() throws {
+        let d = try Oracle.scratch()
+        let good = d + "/good.pth"
+        try PyTorchCheckpoint.save(["w": try Tensor.randn([64, 64]), "b": try Tensor.randn([64])], to: good)
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: good))
+        for (i, cut) in [bytes.count / 2, bytes.count - 30, 100, 3].enumerated() {
+            let path = d + "/cut\(i).pth"
+            try bytes.prefix(cut).write(to: URL(fileURLWithPath: path))
+            XCTAssertThrowsError(try PyTorchCheckpoint.loadStateDict(at: path), "cut at \(cut)") { error in
+                guard case TorchError.malformedCheckpoint(let p, _) = error else { return XCTFail("cut at \(cut): \(error)") }
+                XCTAssertEqual(p, path)
+            }
+        }
+        let notZip = d + "/notzip.pth"
+        try Data("hello, this is not a checkpoint".utf8).write(to: URL(fileURLWithPath: notZip))
+        assertMalformed(notZip, containing: "not a PyTorch zip checkpoint") { try PyTorchCheckpoint.loadStateDict(at: $0) }
+    }
+
+    func testDamagedArchivesFromPyTorchThrow() throws {
+        let d = try Oracle.scratch()
+        try Oracle.run("checkpoint_oracle.py", ["write", d])
+        assertMalformed(d + "/truncated_pickle.pth", containing: "truncated") { try PyTorchCheckpoint.loadStateDict(at: $0) }
+        assertMalformed(d + "/missing_storage.pth", containing: "data/0") { try PyTorchCheckpoint.loadStateDict(at: $0) }
+    }
+
+    /// Writes a safetensors file from a raw header length and header text, plus `data` bytes.
+    func writeSafeTensors(_ path: String, length: UInt64? = nil, header: String, data: [UInt8] = []) throws {
+        let h = Array(header.utf8)
+        var bytes = withUnsafeBytes(of: (length ?? UInt64(h.count)).littleEndian) { Array($0) }
+        bytes += h + data
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+    }
+
+    func testMalformedSafeTensorsHeadersThrow() throws {
+        let d = try Oracle.scratch()
+        let cases: [(String, UInt64?, String, [UInt8], String)] = [
+            ("huge_length", UInt64.max, "{}", [], "header claims"),
+            ("length_past_end", 4096, "{}", [], "header claims"),
+            ("not_json", nil, "{not json", [], "not valid JSON"),
+            ("not_object", nil, "[1, 2]", [], "not a JSON object"),
+            ("bad_dtype", nil, #"{"w": {"dtype": "F8_E9", "shape": [1], "data_offsets": [0, 1]}}"#, [0], "unsupported dtype"),
+            ("past_end", nil, #"{"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}"#, [0, 0, 0, 0], "run past"),
+            ("size_mismatch", nil, #"{"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 4]}}"#, [0, 0, 0, 0], "needs 8 bytes"),
+            ("overflow", nil, #"{"w": {"dtype": "F32", "shape": [4611686018427387904, 4], "data_offsets": [0, 4]}}"#, [0, 0, 0, 0], "overflows"),
+            ("negative", nil, #"{"w": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}}"#, [0, 0, 0, 0], "bad shape"),
+            ("overlap", nil, #"{"a": {"dtype": "U8", "shape": [3], "data_offsets": [0, 3]}, "b": {"dtype": "U8", "shape": [2], "data_offsets": [2, 4]}}"#, [0, 0, 0, 0], "overlap"),
+            ("bad_offsets", nil, #"{"w": {"dtype": "U8", "shape": [1], "data_offsets": [3, 2]}}"#, [0, 0, 0, 0], "bad data_offsets"),
+            ("short", nil, "", [], "header"),
+        ]
+        for (name, length, header, data, fragment) in cases {
+            let path = d + "/\(name).safetensors"
+            if name == "short" {
+                try Data([1, 2, 3]).write(to: URL(fileURLWithPath: path))
+            } else {
+                try writeSafeTensors(path, length: length, header: header, data: data)
+            }
+            assertMalformed(path, containing: fragment) { try SafeTensors.load(at: $0) }
+        }
+    }
+}
