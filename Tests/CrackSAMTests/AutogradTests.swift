@@ -3,16 +3,7 @@ import XCTest
 
 /// Autograd, optimizer kernels, grad scaler and autocast against PyTorch (Tests/Oracles/training_oracle.py).
 final class AutogradTests: XCTestCase {
-    static var fixtures: StateDict?
-
-    func oracle() throws -> StateDict {
-        if let f = Self.fixtures { return f }
-        let dir = try Oracle.scratch()
-        try Oracle.run("training_oracle.py", [dir + "/training.safetensors"])
-        let f = try SafeTensors.load(at: dir + "/training.safetensors").tensors
-        Self.fixtures = f
-        return f
-    }
+    func oracle() throws -> StateDict { try Oracle.tensors(from: "training_oracle.py") }
 
     func testGradientsThroughAttentionGraphMatchPyTorch() throws {
         let o = try oracle()

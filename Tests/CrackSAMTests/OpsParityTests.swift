@@ -150,16 +150,7 @@ final class OpsParityTests: XCTestCase {
         return o
     }()
 
-    static var fixtures: StateDict?
-
-    func loadFixtures() throws -> StateDict {
-        if let f = Self.fixtures { return f }
-        let dir = try Oracle.scratch()
-        try Oracle.run("ops_oracle.py", [dir + "/ops.safetensors"])
-        let f = try SafeTensors.load(at: dir + "/ops.safetensors").tensors
-        Self.fixtures = f
-        return f
-    }
+    func loadFixtures() throws -> StateDict { try Oracle.tensors(from: "ops_oracle.py") }
 
     func cases(_ fixtures: StateDict) -> [String: (inputs: [Tensor], outputs: [Tensor])] {
         var grouped: [String: (inputs: [(Int, Tensor)], outputs: [(Int, Tensor)])] = [:]

@@ -21,6 +21,18 @@ enum Oracle {
         return dir
     }
 
+    private static var outputs: [String: StateDict] = [:]
+
+    /// Runs an oracle that writes one safetensors file (its only argument) and loads it; cached per run.
+    static func tensors(from script: String) throws -> StateDict {
+        if let cached = outputs[script] { return cached }
+        let path = try scratch(script) + "/out.safetensors"
+        try run(script, [path])
+        let loaded = try SafeTensors.load(at: path).tensors
+        outputs[script] = loaded
+        return loaded
+    }
+
     /// Runs `Tests/Oracles/<script> args…`; throws with its output when it exits non-zero.
     @discardableResult
     static func run(_ script: String, _ args: [String]) throws -> String {
