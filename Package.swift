@@ -11,7 +11,10 @@ let libtorch: String = {
     return packageDir + "/.venv/libtorch"
 }()
 let libDir = libtorch + "/lib"
+// CRACKSAM_NO_CUDA_LINK=1 skips the link-time dependency (a build machine without CUDA's own libraries,
+// as scripts/gpu-build does); the shim then loads libtorch_cuda at run time instead.
 let hasCUDA = FileManager.default.fileExists(atPath: libDir + "/libtorch_cuda.so")
+    && Context.environment["CRACKSAM_NO_CUDA_LINK"] == nil
 
 // Nothing references libtorch_cuda's symbols, so an --as-needed linker would drop it and CUDA would
 // read as unavailable; keep it with --no-as-needed when this libtorch has it (the shim also dlopens it).

@@ -135,7 +135,7 @@ final class AutogradTests: XCTestCase {
         XCTAssertThrowsError(try Torch.withAutocast(device: .cpu, dtype: .int64) { () }, "autocast to int64 is refused")
     }
 
-    func testManualSeedReproducesPyTorchStreams() throws {
+    func testManualSeedMakesStreamsRepeatable() throws {
         Torch.manualSeed(42)
         let a = try Tensor.randn([8]).floats()
         Torch.manualSeed(42)
