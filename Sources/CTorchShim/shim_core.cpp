@@ -14,6 +14,7 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <unistd.h>
 
 std::atomic<int64_t> g_live_tensors{0};
 
@@ -174,6 +175,8 @@ void ct_set_cudnn_benchmark(int enabled) { at::globalContext().setBenchmarkCuDNN
 
 // libtorch_cuda registers CUDA with ATen from static initialisers. Nothing in our binary references
 // it, so linkers drop it and CUDA silently reads as unavailable; load it by path beside libtorch_cpu.
+static std::string g_cuda_load_message;
+
 int ct_cuda_load(void) {
   static std::once_flag once;
   std::call_once(once, [] {
@@ -184,11 +187,17 @@ int ct_cuda_load(void) {
     dir = slash == std::string::npos ? std::string(".") : dir.substr(0, slash);
     for (const char *name : {"libc10_cuda.so", "libtorch_cuda.so"}) {
       std::string path = dir + "/" + name;
-      if (access(path.c_str(), R_OK) == 0) dlopen(path.c_str(), RTLD_NOW | RTLD_GLOBAL);
+      if (access(path.c_str(), R_OK) != 0) continue;
+      if (dlopen(path.c_str(), RTLD_NOW | RTLD_GLOBAL) == nullptr) {
+        const char *why = dlerror();
+        g_cuda_load_message = path + ": " + (why ? why : "dlopen failed");
+        return;
+      }
     }
   });
   return ct_cuda_available();
 }
+const char *ct_cuda_load_message(void) { return g_cuda_load_message.c_str(); }
 int ct_cuda_available(void) {
   try {
     return at::hasCUDA() && at::getNumGPUs() > 0 ? 1 : 0;
@@ -282,10 +291,14 @@ ct_error ct_zip_writer_write(ct_zip_writer w, const char *name, const void *data
 }
 ct_error ct_zip_writer_finish(ct_zip_writer w) { CT_TRY(w->writer->writeEndOfFile()) }
 void ct_zip_writer_free(ct_zip_writer w) {
+  if (w == nullptr) return;
+  // The writer's destructor finalises an unfinished archive and would terminate the process if that
+  // threw (say, after a failed write); finalise here, where an exception can be swallowed.
   try {
-    delete w;  // the writer's destructor finalises if needed and may throw on I/O errors
+    if (!w->writer->finalized()) w->writer->writeEndOfFile();
   } catch (...) {
   }
+  delete w;
 }
 
 }  // extern "C"

@@ -36,13 +36,15 @@ struct Info: ParsableCommand {
             }
             devices.append(d)
         }
-        let report: [String: Any] = [
+        var report: [String: Any] = [
             "libtorch": Torch.version, "cuda_available": CUDA.isAvailable, "cuda_devices": CUDA.deviceCount,
             "tf32": Torch.allowTF32, "devices": devices,
         ]
+        if let problem = CUDA.loadProblem { report["cuda_load_problem"] = problem }
         if json { try printJSON(report); return }
         print("libtorch      \(Torch.version)")
         print("CUDA          \(CUDA.isAvailable ? "\(CUDA.deviceCount) device(s)" : "not available")")
+        if let problem = CUDA.loadProblem { print("              libtorch_cuda is present but did not load: \(problem)") }
         print("CPU threads   \(Torch.threads)")
         for d in devices {
             let name = d["device"] as! String

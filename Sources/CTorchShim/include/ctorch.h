@@ -204,6 +204,8 @@ int ct_tf32(void);
 void ct_set_cudnn_benchmark(int enabled);
 /* Loads libtorch_cuda (and friends) when present beside libtorch_cpu; returns 1 if CUDA is then usable. */
 int ct_cuda_load(void);
+/* Why loading libtorch_cuda failed (dlerror text), or "" when it loaded or is absent. */
+const char *ct_cuda_load_message(void);
 int ct_cuda_available(void);
 int ct_cuda_device_count(void);
 ct_error ct_cuda_synchronize(int device_index);

@@ -70,6 +70,13 @@ public enum CUDA {
     public static var isAvailable: Bool { loaded && ct_cuda_available() != 0 }
     public static var deviceCount: Int { isAvailable ? Int(ct_cuda_device_count()) : 0 }
 
+    /// Why libtorch_cuda, present beside libtorch_cpu, could not be loaded (nil when it loaded or is absent).
+    public static var loadProblem: String? {
+        _ = loaded
+        let message = String(cString: ct_cuda_load_message())
+        return message.isEmpty ? nil : message
+    }
+
     public static func synchronize(device: Int = 0) throws {
         _ = loaded
         try check(ct_cuda_synchronize(Int32(device)))
