@@ -32,7 +32,7 @@ enum {
   CT_FLOAT16 = 5, CT_FLOAT32 = 6, CT_FLOAT64 = 7, CT_BOOL = 11, CT_BFLOAT16 = 15
 };
 /* Device types: values are c10::DeviceType's. */
-enum { CT_CPU = 0, CT_CUDA = 1 };
+enum { CT_CPU = 0, CT_CUDA = 1, CT_META = 14 };
 
 /* ---- errors and bookkeeping ---- */
 const char *ct_error_message(ct_error err);

@@ -68,11 +68,14 @@ extension Bool: TensorElement { public static var dtype: DType { .bool } }
 public enum Device: Equatable, Hashable, Sendable, CustomStringConvertible {
     case cpu
     case cuda(Int)
+    /// Shapes and dtypes only, no memory: for counting parameters of models too big to allocate.
+    case meta
 
     public var description: String {
         switch self {
         case .cpu: return "cpu"
         case .cuda(let i): return "cuda:\(i)"
+        case .meta: return "meta"
         }
     }
 
@@ -80,6 +83,7 @@ public enum Device: Equatable, Hashable, Sendable, CustomStringConvertible {
     public init?(_ text: String) {
         let t = text.lowercased()
         if t == "cpu" { self = .cpu; return }
+        if t == "meta" { self = .meta; return }
         if t == "cuda" { self = .cuda(0); return }
         if t.hasPrefix("cuda:"), let i = Int(t.dropFirst(5)), i >= 0 { self = .cuda(i); return }
         return nil
@@ -89,12 +93,13 @@ public enum Device: Equatable, Hashable, Sendable, CustomStringConvertible {
         switch self {
         case .cpu: return Int32(CT_CPU)
         case .cuda: return Int32(CT_CUDA)
+        case .meta: return Int32(CT_META)
         }
     }
 
     var shimIndex: Int32 {
         switch self {
-        case .cpu: return 0
+        case .cpu, .meta: return 0
         case .cuda(let i): return Int32(i)
         }
     }

@@ -48,7 +48,11 @@ public final class Tensor {
     public var count: Int { Int(ct_numel(handle)) }
     public var dtype: DType { DType(rawValue: ct_dtype(handle)) ?? .float32 }
     public var device: Device {
-        ct_device_type(handle) == Int32(CT_CUDA) ? .cuda(Int(ct_device_index(handle))) : .cpu
+        switch ct_device_type(handle) {
+        case Int32(CT_CUDA): return .cuda(Int(ct_device_index(handle)))
+        case Int32(CT_META): return .meta
+        default: return .cpu
+        }
     }
     public var isContiguous: Bool { ct_is_contiguous(handle) != 0 }
     public var storageOffset: Int { Int(ct_storage_offset(handle)) }

@@ -15,6 +15,10 @@ public enum TorchError: Error, Equatable, CustomStringConvertible {
     case shapeMismatch(key: String, expected: [Int], actual: [Int])
     case dtypeMismatch(key: String, expected: DType, actual: DType)
     case invalidArgument(String)
+    /// A state dict did not fit the model: every missing, unexpected and mis-shaped key is listed.
+    case stateDictMismatch(source: String, report: LoadReport)
+    /// A checkpoint holds another backbone than the one asked for.
+    case wrongBackbone(path: String, expected: String, found: String)
 
     public var description: String {
         switch self {
@@ -29,6 +33,9 @@ public enum TorchError: Error, Equatable, CustomStringConvertible {
         case .dtypeMismatch(let key, let expected, let actual):
             return "\(key): expected dtype \(expected), got \(actual)"
         case .invalidArgument(let message): return message
+        case .stateDictMismatch(let source, let report): return "\(source) does not fit the model:\n\(report)"
+        case .wrongBackbone(let path, let expected, let found):
+            return "\(path) holds a \(found) backbone, but \(expected) was asked for (pass --vit \(found.replacingOccurrences(of: "vit_", with: "")))"
         }
     }
 }

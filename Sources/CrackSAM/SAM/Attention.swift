@@ -1,0 +1,82 @@
+/// The image encoder's multi-head self-attention with decomposed relative position bias
+/// (Meta's `image_encoder.blocks.i.attn`): fused `qkv`, `proj`, and `rel_pos_h` / `rel_pos_w`.
+///
+/// The relative-position term is built as an additive bias and handed to scaled_dot_product_attention
+/// with the logits, so CUDA can still choose a fused kernel; it equals Meta's explicit
+/// softmax(q·kᵀ·scale + rel_h + rel_w)·v (tested).
+public final class Attention: Module, UnaryLayer {
+    /// Replaceable so PEFT can wrap the fused projection (LoRA on q/k/v).
+    public var qkv: UnaryLayer { didSet { register(child: "qkv", qkv) } }
+    public var proj: UnaryLayer { didSet { register(child: "proj", proj) } }
+    public let relPosH: Parameter
+    public let relPosW: Parameter
+    let heads: Int
+    let dim: Int
+    private var relIndexCache: [Int: Tensor] = [:]
+
+    /// `gridSize`: the side of what one attention call sees (the window, or the whole token grid).
+    public init(dim: Int, heads: Int, gridSize: Int) throws {
+        self.dim = dim
+        self.heads = heads
+        qkv = try Linear(dim, dim * 3)
+        proj = try Linear(dim, dim)
+        relPosH = try Parameter(ParameterInit.zeros([2 * gridSize - 1, dim / heads]))
+        relPosW = try Parameter(ParameterInit.zeros([2 * gridSize - 1, dim / heads]))
+        super.init()
+        register("rel_pos_h", relPosH)
+        register("rel_pos_w", relPosW)
+        register(child: "qkv", qkv)
+        register(child: "proj", proj)
+    }
+
+    /// x: (B, H, W, C) → (B, H, W, C).
+    public func forward(_ x: Tensor) throws -> Tensor {
+        let s = x.shape
+        let (b, h, w) = (s[0], s[1], s[2])
+        let headDim = dim / heads
+        // (B, HW, 3, heads, hd) → (3, B·heads, HW, hd)
+        let qkv = try self.qkv(x).reshape([b, h * w, 3, heads, headDim]).permute([2, 0, 3, 1, 4])
+            .reshape([3, b * heads, h * w, headDim])
+        let q = try qkv.select(dim: 0, index: 0)
+        let k = try qkv.select(dim: 0, index: 1)
+        let v = try qkv.select(dim: 0, index: 2)
+        let bias = try relativePositionBias(q: q, height: h, width: w)
+        let out = try Tensor.scaledDotProductAttention(query: q, key: k, value: v, bias: bias)
+        return try proj(out.view([b, heads, h, w, headDim]).permute([0, 2, 3, 1, 4]).reshape([b, h, w, dim]))
+    }
+
+    /// rel_h[b, i, j, k] = q[b, i, j]·R_h[i, k] and rel_w likewise, summed into a (B·heads, HW, HW) bias.
+    /// Uses the unscaled q, as Meta's add_decomposed_rel_pos does.
+    func relativePositionBias(q: Tensor, height h: Int, width w: Int) throws -> Tensor {
+        let bn = q.size(0), c = q.size(2)
+        let rh = try relativeTable(relPosH.tensor, size: h)  // (h, h, c)
+        let rw = try relativeTable(relPosW.tensor, size: w)  // (w, w, c)
+        let rq = try q.reshape([bn, h, w, c])
+        let relH = try rq.matmul(rh.transpose(1, 2))  // (bn, h, w, c) @ (h, c, kh) → (bn, h, w, kh)
+        let relW = try rq.transpose(1, 2).matmul(rw.transpose(1, 2)).transpose(1, 2)  // (bn, h, w, kw)
+        return try (relH.unsqueeze(dim: 4) + relW.unsqueeze(dim: 3)).reshape([bn, h * w, h * w])
+    }
+
+    /// Meta's get_rel_pos for equal query and key sizes: rows of the table at (i − j + size − 1),
+    /// after resizing the table linearly when it was made for another size.
+    func relativeTable(_ table: Tensor, size: Int) throws -> Tensor {
+        let rows = 2 * size - 1
+        var t = table
+        if t.size(0) != rows {
+            // 1-D linear resize (align_corners=false) = bilinear on a (1, C, 1, L) image.
+            t = try t.transpose(0, 1).reshape([1, t.size(1), 1, t.size(0)])
+                .interpolate(size: (1, rows), mode: .bilinear).reshape([t.size(1), rows]).transpose(0, 1)
+        }
+        let index: Tensor
+        if let cached = relIndexCache[size], cached.device == t.device {
+            index = cached
+        } else {
+            var idx = [Int64]()
+            idx.reserveCapacity(size * size)
+            for i in 0..<size { for j in 0..<size { idx.append(Int64(i - j + size - 1)) } }
+            index = try Tensor(idx, shape: [size * size]).to(device: t.device)
+            relIndexCache[size] = index
+        }
+        return try t.indexSelect(dim: 0, index: index).view([size, size, t.size(1)])
+    }
+}

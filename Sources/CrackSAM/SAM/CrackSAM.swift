@@ -1,0 +1,52 @@
+/// What one forward pass of CrackSAM gives.
+public struct SAMOutput {
+    /// (B, num_classes + 1, S, S) mask logits; argmax over channels is the prediction (0 = background).
+    public var logits: Tensor
+    /// (B, num_classes + 1) predicted mask quality.
+    public var iou: Tensor
+    /// (B, 256, S/16, S/16) from the image encoder.
+    public var imageEmbedding: Tensor
+}
+
+/// The whole model: `image_encoder`, `prompt_encoder`, `mask_decoder`, with PyTorch's key paths.
+/// The image encoder is frozen at construction (CrackSAM trains only the delta and the head).
+public final class SAMModel: Module {
+    public let config: SAMConfig
+    public let imageEncoder: ImageEncoderViT
+    public let promptEncoder: PromptEncoder
+    public let maskDecoder: MaskDecoder
+
+    public init(config: SAMConfig, device: Device = .cpu) throws {
+        try config.validate()
+        self.config = config
+        (imageEncoder, promptEncoder, maskDecoder) = try ParameterInit.withDevice(device) {
+            (try ImageEncoderViT(config: config), try PromptEncoder(embedDim: config.promptDim, gridSize: config.gridSize),
+             try MaskDecoder(dim: config.promptDim, numClasses: config.numClasses))
+        }
+        super.init()
+        register(child: "image_encoder", imageEncoder)
+        register(child: "prompt_encoder", promptEncoder)
+        register(child: "mask_decoder", maskDecoder)
+        try imageEncoder.freeze()
+    }
+
+    /// CrackSAM's preprocessing: RGB scaled to [0, 1] (pixel mean 0, std 1: no ImageNet normalisation).
+    /// `images`: (B, 3, S, S), any dtype, values 0…255.
+    public static func preprocess(_ images: Tensor) throws -> Tensor {
+        try images.to(dtype: .float32) / 255.0
+    }
+
+    /// images (B, 3, S, S) already in [0, 1] → logits, IoU predictions and the image embedding.
+    public func callAsFunction(_ images: Tensor) throws -> SAMOutput {
+        let s = images.shape
+        let size = config.imageSize
+        guard s.count == 4, s[1] == 3, s[2] == size, s[3] == size else {
+            throw TorchError.invalidArgument("expected images of shape [B, 3, \(size), \(size)], got \(s)")
+        }
+        let embedding = try imageEncoder(images)
+        let (sparse, dense) = try promptEncoder.noPrompt(batch: s[0])
+        let (logits, iou) = try maskDecoder(imageEmbedding: embedding, imagePE: promptEncoder.densePositionalEncoding(),
+                                            sparse: sparse, dense: dense, outputSize: size)
+        return SAMOutput(logits: logits, iou: iou, imageEmbedding: embedding)
+    }
+}

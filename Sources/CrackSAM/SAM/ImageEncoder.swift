@@ -1,0 +1,49 @@
+/// Patch embedding: a 16×16 stride-16 convolution, output channels-last (B, S/16, S/16, D).
+public final class PatchEmbed: Module, UnaryLayer {
+    public let proj: Conv2d
+
+    public init(patchSize: Int, inChannels: Int = 3, embedDim: Int) throws {
+        proj = try Conv2d(inChannels, embedDim, kernel: patchSize, stride: patchSize)
+        super.init()
+        register(child: "proj", proj)
+    }
+
+    public func forward(_ x: Tensor) throws -> Tensor { try proj(x).permute([0, 2, 3, 1]) }
+}
+
+/// SAM's ViT image encoder: patch embed + absolute position embedding, window and global blocks, and
+/// the neck that maps D channels to the 256-channel image embedding (B, 256, S/16, S/16).
+public final class ImageEncoderViT: Module, UnaryLayer {
+    public let posEmbed: Parameter
+    public let patchEmbed: PatchEmbed
+    public let blocks: ModuleList<Block>
+    public let neck: Sequential
+
+    public init(config c: SAMConfig) throws {
+        let grid = c.gridSize
+        posEmbed = try Parameter(ParameterInit.zeros([1, grid, grid, c.embedDim]))
+        patchEmbed = try PatchEmbed(patchSize: c.patchSize, embedDim: c.embedDim)
+        blocks = ModuleList(try (0..<c.depth).map { i in
+            try Block(dim: c.embedDim, heads: c.heads, mlpRatio: c.mlpRatio,
+                      windowSize: c.globalBlocks.contains(i) ? 0 : c.windowSize, gridSize: grid)
+        })
+        neck = Sequential([
+            try Conv2d(c.embedDim, c.promptDim, kernel: 1, bias: false),
+            try LayerNorm2d(c.promptDim),
+            try Conv2d(c.promptDim, c.promptDim, kernel: 3, padding: 1, bias: false),
+            try LayerNorm2d(c.promptDim),
+        ])
+        super.init()
+        register("pos_embed", posEmbed)
+        register(child: "patch_embed", patchEmbed)
+        register(child: "blocks", blocks)
+        register(child: "neck", neck)
+    }
+
+    /// (B, 3, S, S) → (B, 256, S/16, S/16)
+    public func forward(_ x: Tensor) throws -> Tensor {
+        var h = try patchEmbed(x) + posEmbed.tensor
+        for block in blocks.items { h = try block(h) }
+        return try neck(h.permute([0, 3, 1, 2]))
+    }
+}
