@@ -167,6 +167,12 @@ public struct LoadReport: Equatable, CustomStringConvertible, Sendable {
         public var key: String
         public var expected: [Int]
         public var actual: [Int]
+
+        public init(key: String, expected: [Int], actual: [Int]) {
+            self.key = key
+            self.expected = expected
+            self.actual = actual
+        }
     }
 
     public var missing: [String] = []
