@@ -15,11 +15,26 @@ struct Info: ParsableCommand {
     @Option(help: "Matrix side for the matmul measurement.")
     var matmulSize = 1024
 
-    @Option(help: "Seconds per matmul measurement (0 skips it).")
-    var seconds = 1.0
+    @Option(help: "Seconds per matmul measurement (0 skips it; default 1, or 0 with --vit).")
+    var seconds: Double?
+
+    @OptionGroup var model: ModelOptions
 
     func run() throws {
         if let threads { Torch.threads = threads }
+        let seconds = self.seconds ?? (model.vit == nil ? 1.0 : 0.0)
+        var modelReport: [String: Any]?
+        if let config = try model.config() {
+            // Built on the meta device: shapes only, so counting ViT-H allocates nothing.
+            let sam = try SAMModel(config: config, device: .meta)
+            modelReport = [
+                "backbone": config.backbone.rawValue, "image_size": config.imageSize, "num_classes": config.numClasses,
+                "total_parameters": sam.parameterCount, "trainable_parameters": sam.trainableParameterCount,
+                "image_encoder_parameters": sam.imageEncoder.parameterCount,
+                "prompt_encoder_parameters": sam.promptEncoder.parameterCount,
+                "mask_decoder_parameters": sam.maskDecoder.parameterCount,
+            ]
+        }
         var devices: [[String: Any]] = []
         var cpu: [String: Any] = ["device": "cpu", "threads": Torch.threads]
         if seconds > 0 {
@@ -41,6 +56,7 @@ struct Info: ParsableCommand {
             "tf32": Torch.allowTF32, "devices": devices,
         ]
         if let problem = CUDA.loadProblem { report["cuda_load_problem"] = problem }
+        if let modelReport { report.merge(modelReport) { $1 } }
         if json { try printJSON(report); return }
         print("libtorch      \(Torch.version)")
         print("CUDA          \(CUDA.isAvailable ? "\(CUDA.deviceCount) device(s)" : "not available")")
@@ -53,7 +69,17 @@ struct Info: ParsableCommand {
             if let g = d["matmul_gflops_fp32"] as? Double { parts.append(String(format: "fp32 %.0f GFLOP/s", g)) }
             if let g = d["matmul_gflops_fp16"] as? Double { parts.append(String(format: "fp16 %.0f GFLOP/s", g)) }
             if let t = d["memory_total_bytes"] as? Int { parts.append(String(format: "%.1f GiB", Double(t) / 1_073_741_824)) }
-            print(name.padding(toLength: 14, withPad: " ", startingAt: 0) + parts.joined(separator: ", "))
+            if !parts.isEmpty { print(name.padding(toLength: 14, withPad: " ", startingAt: 0) + parts.joined(separator: ", ")) }
+        }
+        if let m = modelReport {
+            func n(_ key: String) -> String { (m[key] as! Int).formatted(.number.grouping(.automatic)) }
+            print("")
+            print("model         \(m["backbone"]!) at \(m["image_size"]!) px, \(m["num_classes"]!) class(es)")
+            print("  image encoder   \(n("image_encoder_parameters"))  (frozen)")
+            print("  prompt encoder  \(n("prompt_encoder_parameters"))")
+            print("  mask decoder    \(n("mask_decoder_parameters"))")
+            print("  total           \(n("total_parameters"))")
+            print("  trainable       \(n("trainable_parameters"))")
         }
     }
 }
