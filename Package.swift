@@ -45,10 +45,17 @@ let package = Package(
             ],
             linkerSettings: [.unsafeFlags(torchLinkFlags), .linkedLibrary("dl")]
         ),
+        // PNG/JPEG through the Debian packages libpng-dev and libjpeg-dev (scripts/setup installs them).
+        .target(
+            name: "CImageIO",
+            cSettings: [.unsafeFlags(["-O2"])],
+            linkerSettings: [.linkedLibrary("png"), .linkedLibrary("jpeg")]
+        ),
         .target(
             name: "CrackSAM",
             dependencies: [
                 "CTorchShim",
+                "CImageIO",
                 .product(name: "OrderedCollections", package: "swift-collections"),
             ]
         ),

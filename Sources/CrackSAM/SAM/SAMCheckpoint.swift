@@ -32,9 +32,11 @@ extension SAMModel {
 
     /// Loads an official SAM checkpoint by key name under the CrackSAM rules. Missing, unexpected and
     /// mis-shaped keys are thrown by name (`strict`) or returned in the report; a file of another
-    /// backbone is refused saying which one it holds.
+    /// backbone is refused saying which one it holds. `keepDecoderHead` loads the file's mask tokens,
+    /// hypernetworks and IoU head too (for a file whose decoder already has num_classes + 1 tokens,
+    /// such as an exported CrackSAM model).
     @discardableResult
-    public func loadSAMCheckpoint(at path: String, strict: Bool = true) throws -> LoadReport {
+    public func loadSAMCheckpoint(at path: String, strict: Bool = true, keepDecoderHead: Bool = false) throws -> LoadReport {
         var sd = try PyTorchCheckpoint.loadStateDict(at: path)
         let found = try SAMModel.detectBackbone(sd, path: path)
         if config.backbone != .custom && found.backbone != config.backbone {
@@ -46,13 +48,15 @@ extension SAMModel {
                                            found: "width \(found.embedDim), \(found.depth) blocks")
         }
         try Torch.withNoGrad {
-            let own = stateDict()
-            for key in sd.keys where SAMModel.classDependentKeys.contains(where: { key.contains($0) }) {
-                sd.removeValue(forKey: key)
-            }
-            // Dropped keys keep this model's fresh values, so a strict load still accounts for every key.
-            for (key, value) in own where SAMModel.classDependentKeys.contains(where: { key.contains($0) }) {
-                sd[key] = value
+            if !keepDecoderHead {
+                let own = stateDict()
+                for key in sd.keys where SAMModel.classDependentKeys.contains(where: { key.contains($0) }) {
+                    sd.removeValue(forKey: key)
+                }
+                // Dropped keys keep this model's fresh values, so a strict load still accounts for every key.
+                for (key, value) in own where SAMModel.classDependentKeys.contains(where: { key.contains($0) }) {
+                    sd[key] = value
+                }
             }
             let grid = config.gridSize
             if let pos = sd["image_encoder.pos_embed"], pos.rank == 4, pos.size(1) != grid || pos.size(2) != grid {

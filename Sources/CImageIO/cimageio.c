@@ -1,0 +1,285 @@
+#include "cimageio.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdio.h> /* before jpeglib.h, which uses FILE */
+#include <jpeglib.h>
+#include <png.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int fail(char *err, size_t cap, const char *fmt, ...) {
+  if (err && cap) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, cap, fmt, ap);
+    va_end(ap);
+  }
+  return -1;
+}
+
+int cimg_sniff(const uint8_t *b, size_t n) {
+  if (n >= 8 && png_sig_cmp((png_const_bytep)b, 0, 8) == 0) return CIMG_PNG;
+  if (n >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF) return CIMG_JPEG;
+  return CIMG_UNKNOWN;
+}
+
+void cimg_free(cimg_image *img) {
+  if (img && img->pixels) {
+    free(img->pixels);
+    img->pixels = NULL;
+  }
+}
+
+/* ---- PNG ---- */
+
+typedef struct {
+  const uint8_t *data;
+  size_t size, pos;
+} png_mem_reader;
+
+typedef struct {
+  char *err;
+  size_t cap;
+} png_err_ctx;
+
+static void png_mem_read(png_structp png, png_bytep out, png_size_t n) {
+  png_mem_reader *r = (png_mem_reader *)png_get_io_ptr(png);
+  if (r->size - r->pos < n) png_error(png, "file is truncated");
+  memcpy(out, r->data + r->pos, n);
+  r->pos += n;
+}
+
+static void png_on_error(png_structp png, png_const_charp msg) {
+  png_err_ctx *ctx = (png_err_ctx *)png_get_error_ptr(png);
+  fail(ctx->err, ctx->cap, "PNG: %s", msg);
+  png_longjmp(png, 1);
+}
+
+static void png_on_warning(png_structp png, png_const_charp msg) {
+  (void)png;
+  (void)msg; /* warnings (e.g. sRGB profile notes) are not failures */
+}
+
+static int decode_png(const uint8_t *bytes, size_t n, cimg_image *out, char *err, size_t cap) {
+  png_err_ctx ctx = {err, cap};
+  png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &ctx, png_on_error, png_on_warning);
+  if (!png) return fail(err, cap, "PNG: out of memory");
+  png_infop info = png_create_info_struct(png);
+  if (!info) {
+    png_destroy_read_struct(&png, NULL, NULL);
+    return fail(err, cap, "PNG: out of memory");
+  }
+  png_mem_reader reader = {bytes, n, 0};
+  uint8_t *volatile pixels = NULL;
+  png_bytep *volatile rows = NULL;
+  if (setjmp(png_jmpbuf(png))) {
+    free(pixels);
+    free(rows);
+    png_destroy_read_struct(&png, &info, NULL);
+    return -1;
+  }
+  png_set_read_fn(png, &reader, png_mem_read);
+  png_read_info(png, info);
+  png_uint_32 w = png_get_image_width(png, info), h = png_get_image_height(png, info);
+  int depth = png_get_bit_depth(png, info), color = png_get_color_type(png, info);
+  if (depth == 16) {
+    png_destroy_read_struct(&png, &info, NULL);
+    return fail(err, cap, "16-bit PNG is not supported (convert it to 8 bits per channel)");
+  }
+  if ((size_t)w * h > (size_t)1 << 28) {
+    png_destroy_read_struct(&png, &info, NULL);
+    return fail(err, cap, "PNG of %ux%u pixels is too large", (unsigned)w, (unsigned)h);
+  }
+  if (color == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
+  if (color == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
+  if (png_get_valid(png, info, PNG_INFO_tRNS)) png_set_tRNS_to_alpha(png);
+  png_set_strip_alpha(png);
+  png_read_update_info(png, info);
+  int channels = png_get_channels(png, info);
+  if (channels != 1 && channels != 3) {
+    png_destroy_read_struct(&png, &info, NULL);
+    return fail(err, cap, "PNG with %d channels after conversion is not supported", channels);
+  }
+  pixels = malloc((size_t)w * h * channels);
+  rows = malloc(sizeof(png_bytep) * h);
+  if (!pixels || !rows) png_error(png, "out of memory");
+  for (png_uint_32 y = 0; y < h; y++) rows[y] = pixels + (size_t)y * w * channels;
+  png_read_image(png, rows);
+  png_read_end(png, NULL);
+  free(rows);
+  png_destroy_read_struct(&png, &info, NULL);
+  out->width = (int)w;
+  out->height = (int)h;
+  out->channels = channels;
+  out->pixels = pixels;
+  return 0;
+}
+
+/* ---- JPEG ---- */
+
+typedef struct {
+  struct jpeg_error_mgr pub;
+  jmp_buf jump;
+  char *err;
+  size_t cap;
+} jpeg_err_ctx;
+
+static void jpeg_on_error(j_common_ptr cinfo) {
+  jpeg_err_ctx *ctx = (jpeg_err_ctx *)cinfo->err;
+  char msg[JMSG_LENGTH_MAX];
+  (*cinfo->err->format_message)(cinfo, msg);
+  fail(ctx->err, ctx->cap, "JPEG: %s", msg);
+  longjmp(ctx->jump, 1);
+}
+
+static void jpeg_on_message(j_common_ptr cinfo, int level) {
+  (void)cinfo;
+  (void)level; /* warnings such as "premature end of data" are caught below as truncation */
+}
+
+static int decode_jpeg(const uint8_t *bytes, size_t n, cimg_image *out, char *err, size_t cap) {
+  struct jpeg_decompress_struct cinfo;
+  jpeg_err_ctx jerr;
+  uint8_t *volatile pixels = NULL;
+  cinfo.err = jpeg_std_error(&jerr.pub);
+  jerr.pub.error_exit = jpeg_on_error;
+  jerr.pub.emit_message = jpeg_on_message;
+  jerr.err = err;
+  jerr.cap = cap;
+  if (setjmp(jerr.jump)) {
+    free(pixels);
+    jpeg_destroy_decompress(&cinfo);
+    return -1;
+  }
+  jpeg_create_decompress(&cinfo);
+  jpeg_mem_src(&cinfo, (unsigned char *)bytes, (unsigned long)n);
+  jpeg_read_header(&cinfo, TRUE);
+  if (cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK) {
+    jpeg_destroy_decompress(&cinfo);
+    return fail(err, cap, "CMYK JPEG is not supported (save it as RGB)");
+  }
+  cinfo.out_color_space = cinfo.num_components == 1 ? JCS_GRAYSCALE : JCS_RGB;
+  jpeg_start_decompress(&cinfo);
+  int w = (int)cinfo.output_width, h = (int)cinfo.output_height, c = cinfo.output_components;
+  if ((size_t)w * h > (size_t)1 << 28) {
+    jpeg_destroy_decompress(&cinfo);
+    return fail(err, cap, "JPEG of %dx%d pixels is too large", w, h);
+  }
+  pixels = malloc((size_t)w * h * c);
+  if (!pixels) {
+    jpeg_destroy_decompress(&cinfo);
+    return fail(err, cap, "JPEG: out of memory");
+  }
+  while (cinfo.output_scanline < cinfo.output_height) {
+    JSAMPROW row = pixels + (size_t)cinfo.output_scanline * w * c;
+    jpeg_read_scanlines(&cinfo, &row, 1);
+  }
+  /* libjpeg pads a truncated stream with grey and only warns; a corrupt file must not pass as an image. */
+  long warnings = jerr.pub.num_warnings;
+  jpeg_finish_decompress(&cinfo);
+  jpeg_destroy_decompress(&cinfo);
+  if (warnings > 0) {
+    free(pixels);
+    return fail(err, cap, "JPEG is truncated or corrupt (%ld decoder warnings)", warnings);
+  }
+  out->width = w;
+  out->height = h;
+  out->channels = c;
+  out->pixels = pixels;
+  return 0;
+}
+
+int cimg_decode(const uint8_t *bytes, size_t n, cimg_image *out, char *err, size_t cap) {
+  memset(out, 0, sizeof(*out));
+  switch (cimg_sniff(bytes, n)) {
+    case CIMG_PNG: return decode_png(bytes, n, out, err, cap);
+    case CIMG_JPEG: return decode_jpeg(bytes, n, out, err, cap);
+    default: return fail(err, cap, "not a PNG or JPEG file");
+  }
+}
+
+/* ---- encoding ---- */
+
+typedef struct {
+  uint8_t *data;
+  size_t size, capacity;
+  int failed;
+} png_mem_writer;
+
+static void png_mem_write(png_structp png, png_bytep in, png_size_t n) {
+  png_mem_writer *w = (png_mem_writer *)png_get_io_ptr(png);
+  if (w->size + n > w->capacity) {
+    size_t cap = w->capacity ? w->capacity * 2 : 65536;
+    while (cap < w->size + n) cap *= 2;
+    uint8_t *grown = realloc(w->data, cap);
+    if (!grown) png_error(png, "out of memory");
+    w->data = grown;
+    w->capacity = cap;
+  }
+  memcpy(w->data + w->size, in, n);
+  w->size += n;
+}
+
+static void png_mem_flush(png_structp png) { (void)png; }
+
+int cimg_encode_png(const uint8_t *pixels, int width, int height, int channels, uint8_t **out, size_t *out_len, char *err,
+                    size_t cap) {
+  if (channels != 1 && channels != 3) return fail(err, cap, "PNG: %d channels (need 1 or 3)", channels);
+  png_err_ctx ctx = {err, cap};
+  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &ctx, png_on_error, png_on_warning);
+  if (!png) return fail(err, cap, "PNG: out of memory");
+  png_infop info = png_create_info_struct(png);
+  png_mem_writer writer = {NULL, 0, 0, 0};
+  if (!info || setjmp(png_jmpbuf(png))) {
+    free(writer.data);
+    png_destroy_write_struct(&png, &info);
+    return info ? -1 : fail(err, cap, "PNG: out of memory");
+  }
+  png_set_write_fn(png, &writer, png_mem_write, png_mem_flush);
+  png_set_IHDR(png, info, (png_uint_32)width, (png_uint_32)height, 8, channels == 1 ? PNG_COLOR_TYPE_GRAY : PNG_COLOR_TYPE_RGB,
+               PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+  png_write_info(png, info);
+  for (int y = 0; y < height; y++) png_write_row(png, (png_const_bytep)(pixels + (size_t)y * width * channels));
+  png_write_end(png, NULL);
+  png_destroy_write_struct(&png, &info);
+  *out = writer.data;
+  *out_len = writer.size;
+  return 0;
+}
+
+int cimg_encode_jpeg(const uint8_t *pixels, int width, int height, int channels, int quality, uint8_t **out, size_t *out_len,
+                     char *err, size_t cap) {
+  if (channels != 1 && channels != 3) return fail(err, cap, "JPEG: %d channels (need 1 or 3)", channels);
+  struct jpeg_compress_struct cinfo;
+  jpeg_err_ctx jerr;
+  unsigned char *buffer = NULL;
+  unsigned long size = 0;
+  cinfo.err = jpeg_std_error(&jerr.pub);
+  jerr.pub.error_exit = jpeg_on_error;
+  jerr.err = err;
+  jerr.cap = cap;
+  if (setjmp(jerr.jump)) {
+    jpeg_destroy_compress(&cinfo);
+    free(buffer);
+    return -1;
+  }
+  jpeg_create_compress(&cinfo);
+  jpeg_mem_dest(&cinfo, &buffer, &size);
+  cinfo.image_width = (JDIMENSION)width;
+  cinfo.image_height = (JDIMENSION)height;
+  cinfo.input_components = channels;
+  cinfo.in_color_space = channels == 1 ? JCS_GRAYSCALE : JCS_RGB;
+  jpeg_set_defaults(&cinfo);
+  jpeg_set_quality(&cinfo, quality < 1 ? 1 : quality > 100 ? 100 : quality, TRUE);
+  jpeg_start_compress(&cinfo, TRUE);
+  while (cinfo.next_scanline < cinfo.image_height) {
+    JSAMPROW row = (JSAMPROW)(pixels + (size_t)cinfo.next_scanline * width * channels);
+    jpeg_write_scanlines(&cinfo, &row, 1);
+  }
+  jpeg_finish_compress(&cinfo);
+  jpeg_destroy_compress(&cinfo);
+  *out = buffer;
+  *out_len = size;
+  return 0;
+}

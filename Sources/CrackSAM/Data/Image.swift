@@ -1,0 +1,101 @@
+import CImageIO
+import Foundation
+
+/// Problems with input images and datasets, each naming the file.
+public enum DataError: Error, Equatable, CustomStringConvertible, LocalizedError {
+    case unreadableImage(path: String, reason: String)
+    case cannotWrite(path: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case .unreadableImage(let path, let reason): return "\(path): cannot read image: \(reason)"
+        case .cannotWrite(let path, let reason): return "\(path): cannot write: \(reason)"
+        }
+    }
+
+    public var errorDescription: String? { description }
+}
+
+/// An 8-bit image in memory: height × width × channels, interleaved (channels 1 = grey, 3 = RGB).
+public struct Image: Equatable, Sendable {
+    public var width: Int
+    public var height: Int
+    public var channels: Int
+    public var pixels: [UInt8]
+
+    public init(width: Int, height: Int, channels: Int, pixels: [UInt8]) {
+        precondition(pixels.count == width * height * channels, "pixel buffer does not match the size")
+        self.width = width
+        self.height = height
+        self.channels = channels
+        self.pixels = pixels
+    }
+
+    /// Decodes a PNG or JPEG file (8-bit grey, RGB or palette; alpha dropped) with libpng / libjpeg.
+    public static func read(at path: String) throws -> Image {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw DataError.unreadableImage(path: path, reason: FileManager.default.fileExists(atPath: path) ? "cannot open" : "no such file")
+        }
+        return try decode(data, path: path)
+    }
+
+    public static func decode(_ data: Data, path: String = "<memory>") throws -> Image {
+        var image = cimg_image()
+        var err = [CChar](repeating: 0, count: 512)
+        let rc = data.withUnsafeBytes { raw in
+            cimg_decode(raw.bindMemory(to: UInt8.self).baseAddress, raw.count, &image, &err, err.count)
+        }
+        guard rc == 0 else { throw DataError.unreadableImage(path: path, reason: String(cString: err)) }
+        defer { cimg_free(&image) }
+        let n = Int(image.width) * Int(image.height) * Int(image.channels)
+        return Image(width: Int(image.width), height: Int(image.height), channels: Int(image.channels),
+                     pixels: Array(UnsafeBufferPointer(start: image.pixels, count: n)))
+    }
+
+    /// Writes PNG (or JPEG when the path ends in .jpg/.jpeg), atomically.
+    public func write(to path: String, jpegQuality: Int = 95) throws {
+        let lower = path.lowercased()
+        let jpeg = lower.hasSuffix(".jpg") || lower.hasSuffix(".jpeg")
+        var out: UnsafeMutablePointer<UInt8>? = nil
+        var length = 0
+        var err = [CChar](repeating: 0, count: 512)
+        let rc = pixels.withUnsafeBufferPointer { p in
+            jpeg ? cimg_encode_jpeg(p.baseAddress, Int32(width), Int32(height), Int32(channels), Int32(jpegQuality), &out, &length, &err, err.count)
+                 : cimg_encode_png(p.baseAddress, Int32(width), Int32(height), Int32(channels), &out, &length, &err, err.count)
+        }
+        guard rc == 0, let out else { throw DataError.cannotWrite(path: path, reason: String(cString: err)) }
+        defer { free(out) }
+        let data = Data(bytes: out, count: length)
+        do {
+            try AtomicFile.write(to: path) { tmp in try data.write(to: URL(fileURLWithPath: tmp)) }
+        } catch let error as TorchError {
+            throw DataError.cannotWrite(path: path, reason: "\(error)")
+        } catch {
+            throw DataError.cannotWrite(path: path, reason: error.localizedDescription)
+        }
+    }
+
+    /// Three channels (grey is replicated).
+    public func rgb() -> Image {
+        guard channels == 1 else { return self }
+        var out = [UInt8](repeating: 0, count: width * height * 3)
+        for i in 0..<(width * height) { out[3 * i] = pixels[i]; out[3 * i + 1] = pixels[i]; out[3 * i + 2] = pixels[i] }
+        return Image(width: width, height: height, channels: 3, pixels: out)
+    }
+
+    /// (channels, height, width) uint8 tensor.
+    public func tensor() throws -> Tensor {
+        try pixels.withUnsafeBytes { try Tensor(bytes: $0, dtype: .uint8, shape: [height, width, channels]) }.permute([2, 0, 1])
+    }
+
+    /// From a (channels, height, width) or (height, width) tensor of any dtype; values are clamped to 0…255.
+    public init(tensor: Tensor) throws {
+        let t = tensor.rank == 2 ? try tensor.unsqueeze(dim: 0) : tensor
+        guard t.rank == 3, [1, 3].contains(t.size(0)) else {
+            throw TorchError.invalidArgument("an image tensor must be (1|3, H, W), got \(tensor.shape)")
+        }
+        let hwc = try t.to(device: .cpu).to(dtype: .float32).round().clamp(min: 0, max: 255).to(dtype: .uint8)
+            .permute([1, 2, 0]).contiguous()
+        self.init(width: t.size(2), height: t.size(1), channels: t.size(0), pixels: try hwc.toArray(of: UInt8.self))
+    }
+}

@@ -1,0 +1,93 @@
+import CrackSAM
+import Foundation
+import XCTest
+
+/// The crack-cli binary end to end (built beside the test bundle by `swift build --build-tests`).
+final class CLITests: XCTestCase {
+    static var binary: String {
+        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("crack-cli").path
+    }
+
+    @discardableResult
+    func cli(_ args: [String], expectSuccess: Bool = true, file: StaticString = #filePath, line: UInt = #line) throws -> String {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: Self.binary)
+        p.arguments = args
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = pipe
+        try p.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        let out = String(decoding: data, as: UTF8.self)
+        if expectSuccess {
+            XCTAssertEqual(p.terminationStatus, 0, "crack-cli \(args.joined(separator: " ")):\n\(out)", file: file, line: line)
+        } else {
+            XCTAssertNotEqual(p.terminationStatus, 0, out, file: file, line: line)
+        }
+        return out
+    }
+
+    func testInfoReportsTheReferenceParameterCounts() throws {
+        for (vit, total) in [("b", 90_874_350), ("l", 308_633_838), ("h", 636_524_526)] {
+            let json = try cli(["info", "--vit", vit, "--json"])
+            let obj = try JSONSerialization.jsonObject(with: Data(json.utf8)) as! [String: Any]
+            XCTAssertEqual(obj["total_parameters"] as? Int, total, vit)
+            XCTAssertEqual(obj["trainable_parameters"] as? Int, 3_783_918, vit)
+        }
+        XCTAssertTrue(try cli(["info", "--vit", "x"], expectSuccess: false).contains("--vit must be b, l or h"))
+    }
+
+    func testPredictWritesLogitsAndEmbeddingsEqualToMetasModel() throws {
+        let dir = try Oracle.scratch()
+        // Three 448×448 inputs: RGB noise, a gradient, and a grey image (converted to RGB on read).
+        var paths: [String] = []
+        var rng = SystemRandomNumberGenerator()
+        let noise = (0..<(448 * 448 * 3)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        let gradient: [UInt8] = (0..<(448 * 448 * 3)).map { (i: Int) -> UInt8 in UInt8((i / 3 % 448) * 255 / 447) }
+        let grey: [UInt8] = (0..<(448 * 448)).map { (i: Int) -> UInt8 in UInt8((i / 448 + i % 448) % 256) }
+        for (i, image) in [Image(width: 448, height: 448, channels: 3, pixels: noise),
+                           Image(width: 448, height: 448, channels: 3, pixels: gradient),
+                           Image(width: 448, height: 448, channels: 1, pixels: grey)].enumerated() {
+            let path = dir + "/img\(i).png"
+            try image.write(to: path)
+            paths.append(path)
+        }
+        try Oracle.run("sam_oracle.py", ["vit_b", "448", "3", dir] + paths)
+        let expected = try SafeTensors.load(at: dir + "/outputs.safetensors").tensors
+        let out = try cli(["predict", "--vit", "b", "--sam", dir + "/sam.pth", "--batch", "2", "--keep-decoder-head",
+                           "--save-logits", dir + "/logits.safetensors", "--save-embedding", dir + "/emb.safetensors"] + paths)
+        XCTAssertTrue(out.contains("img2.png"), out)
+        let logits = try SafeTensors.load(at: dir + "/logits.safetensors")
+        let embedding = try SafeTensors.load(at: dir + "/emb.safetensors").tensors["embedding"]!
+        XCTAssertEqual(logits.tensors["logits"]?.shape, [3, 2, 448, 448])
+        XCTAssertEqual(logits.tensors["logits"]?.dtype, .float32)
+        XCTAssertEqual(embedding.shape, [3, 256, 28, 28])
+        XCTAssertEqual(logits.metadata["backbone"], "vit_b")
+        for (actual, wanted, what) in [(logits.tensors["logits"]!, expected["logits"]!, "logits"), (embedding, expected["embedding"]!, "embedding")] {
+            let diff = try (actual - wanted).abs().amax().item() / wanted.abs().amax().item()
+            XCTAssertLessThanOrEqual(diff, 1e-4, what)
+        }
+        // By default the decoder head is CrackSAM's fresh (seeded) initialisation: same embedding, other logits,
+        // the same on every run.
+        for run in 0..<2 {
+            try cli(["predict", "--vit", "b", "--sam", dir + "/sam.pth", "--save-logits", dir + "/fresh\(run).safetensors",
+                     "--save-embedding", dir + "/fresh-emb.safetensors", paths[0]])
+        }
+        let fresh0 = try SafeTensors.load(at: dir + "/fresh0.safetensors").tensors["logits"]!
+        let fresh1 = try SafeTensors.load(at: dir + "/fresh1.safetensors").tensors["logits"]!
+        try assertClose(fresh0, fresh1, rtol: 0, atol: 0, "seeded fresh head is reproducible")
+        XCTAssertFalse(try fresh0.allClose(expected["logits"]!.narrow(dim: 0, start: 0, length: 1), rtol: 1e-3, atol: 1e-3))
+        let freshEmbedding = try SafeTensors.load(at: dir + "/fresh-emb.safetensors").tensors["embedding"]!
+        try assertClose(freshEmbedding, embedding.narrow(dim: 0, start: 0, length: 1), rtol: 1e-5, atol: 1e-6, "embedding")
+    }
+
+    func testPredictNamesAMissingOrBrokenFile() throws {
+        let dir = try Oracle.scratch()
+        var out = try cli(["predict", "--vit", "b", "--sam", dir + "/nope.pth", dir + "/x.png"], expectSuccess: false)
+        XCTAssertTrue(out.contains(dir + "/nope.pth: no such file"), out)
+        try Data("not a zip".utf8).write(to: URL(fileURLWithPath: dir + "/broken.pth"))
+        out = try cli(["predict", "--vit", "b", "--sam", dir + "/broken.pth", dir + "/x.png"], expectSuccess: false)
+        XCTAssertTrue(out.contains("broken.pth: malformed checkpoint"), out)
+    }
+}
