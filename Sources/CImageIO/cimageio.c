@@ -134,8 +134,9 @@ static void jpeg_on_error(j_common_ptr cinfo) {
 }
 
 static void jpeg_on_message(j_common_ptr cinfo, int level) {
-  (void)cinfo;
-  (void)level; /* warnings such as "premature end of data" are caught below as truncation */
+  /* Level -1 is a warning ("premature end of data segment", "corrupt data"): count it, print nothing;
+     the decoder turns any warning into an error once the image is read. */
+  if (level < 0) cinfo->err->num_warnings++;
 }
 
 static int decode_jpeg(const uint8_t *bytes, size_t n, cimg_image *out, char *err, size_t cap) {

@@ -1,0 +1,64 @@
+import CrackSAM
+import Foundation
+import XCTest
+
+/// PNG/JPEG through libpng/libjpeg, checked against OpenCV's decoding (Tests/Oracles/image_oracle.py).
+final class ImageTests: XCTestCase {
+    func testDecodingMatchesOpenCV() throws {
+        let d = try Oracle.scratch()
+        try Oracle.run("image_oracle.py", [d])
+        let cv = try SafeTensors.load(at: d + "/decoded.safetensors").tensors
+        for (name, channels, tolerance) in [("rgb.png", 3, 0.0), ("grey.png", 1, 0.0), ("photo.jpg", 3, 2.0), ("grey.jpg", 1, 2.0)] {
+            let image = try Image.read(at: d + "/" + name)
+            XCTAssertEqual([image.width, image.height, image.channels], [80, 60, channels], name)
+            let ours = try image.tensor().permute([1, 2, 0]).squeeze(dim: channels == 1 ? 2 : 0).to(dtype: .float32)
+            let theirs = try cv[name]!.to(dtype: .float32)
+            XCTAssertEqual(ours.shape.filter { $0 != 3 || channels == 3 }, theirs.shape, name)
+            // PNG is lossless: identical. JPEG decoders may round the IDCT differently by a grey level or two.
+            XCTAssertLessThanOrEqual(try (ours.reshape(theirs.shape) - theirs).abs().amax().item(), tolerance, name)
+        }
+    }
+
+    func testUnsupportedAndBrokenFilesAreNamedErrors() throws {
+        let d = try Oracle.scratch()
+        try Oracle.run("image_oracle.py", [d])
+        let cases = [("deep.png", "16-bit PNG"), ("truncated.png", "truncated"), ("truncated.jpg", "JPEG"),
+                     ("missing.png", "no such file")]
+        for (name, fragment) in cases {
+            XCTAssertThrowsError(try Image.read(at: d + "/" + name), name) { error in
+                guard case DataError.unreadableImage(let path, let reason) = error else { return XCTFail("\(name): \(error)") }
+                XCTAssertEqual(path, d + "/" + name)
+                XCTAssertTrue(reason.contains(fragment), "\(name): '\(reason)' lacks '\(fragment)'")
+            }
+        }
+        try Data("GIF89a not supported".utf8).write(to: URL(fileURLWithPath: d + "/x.gif"))
+        XCTAssertThrowsError(try Image.read(at: d + "/x.gif")) { error in
+            XCTAssertTrue("\(error)".contains("not a PNG or JPEG"), "\(error)")
+        }
+    }
+
+    func testPNGRoundTripIsExactAndJPEGIsClose() throws {
+        let d = try Oracle.scratch()
+        let pixels = (0..<(31 * 17 * 3)).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        let image = Image(width: 31, height: 17, channels: 3, pixels: pixels)
+        try image.write(to: d + "/a.png")
+        XCTAssertEqual(try Image.read(at: d + "/a.png"), image)
+        let grey = Image(width: 31, height: 17, channels: 1, pixels: Array(pixels.prefix(31 * 17)))
+        try grey.write(to: d + "/g.png")
+        XCTAssertEqual(try Image.read(at: d + "/g.png"), grey)
+        let smooth = Image(width: 64, height: 64, channels: 1, pixels: (0..<4096).map { UInt8($0 % 64 * 4) })
+        try smooth.write(to: d + "/s.jpg", jpegQuality: 100)
+        let back = try Image.read(at: d + "/s.jpg")
+        XCTAssertLessThanOrEqual(zip(back.pixels, smooth.pixels).map { abs(Int($0) - Int($1)) }.max()!, 4)
+    }
+
+    func testPreprocessScalesAndResizesToTheInputSize() throws {
+        let image = Image(width: 40, height: 20, channels: 1, pixels: [UInt8](repeating: 255, count: 800))
+        let t = try Preprocess.image(image, size: 32)
+        XCTAssertEqual(t.shape, [3, 32, 32])
+        XCTAssertEqual(try t.amin().item(), 1, accuracy: 1e-6)
+        XCTAssertEqual(try t.amax().item(), 1, accuracy: 1e-6)
+        let same = Image(width: 2, height: 2, channels: 3, pixels: [0, 51, 102, 153, 204, 255, 0, 0, 0, 255, 255, 255])
+        XCTAssertEqual(try Preprocess.image(same, size: 2).select(dim: 0, index: 0).floats(), [0, 0.6, 0, 1])
+    }
+}
