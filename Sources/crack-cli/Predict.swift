@@ -23,6 +23,9 @@ struct Predict: ParsableCommand {
     @Flag(help: "Also load the checkpoint's mask tokens, hypernetworks and IoU head (a file whose decoder already has num-classes + 1 tokens); by default they are CrackSAM's fresh, seeded initialisation.")
     var keepDecoderHead = false
 
+    @Flag(help: "Load what fits and list missing, unexpected and mis-shaped keys as a warning instead of failing.")
+    var nonStrict = false
+
     @Option(help: "Seed for the fresh decoder head.")
     var seed: UInt64 = 3407
 
@@ -47,7 +50,10 @@ struct Predict: ParsableCommand {
         let device = Device(device)!
         Torch.manualSeed(seed)
         let net = try SAMModel(config: config)
-        try net.loadSAMCheckpoint(at: sam, keepDecoderHead: keepDecoderHead)
+        let report = try net.loadSAMCheckpoint(at: sam, strict: !nonStrict, keepDecoderHead: keepDecoderHead)
+        if !report.isClean {
+            FileHandle.standardError.write(Data("warning: \(sam) does not fully fit the model:\n\(report)\n".utf8))
+        }
         if device != .cpu { try net.move(to: device) }
 
         var logits: [Tensor] = []

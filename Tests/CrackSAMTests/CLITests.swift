@@ -90,4 +90,19 @@ final class CLITests: XCTestCase {
         out = try cli(["predict", "--vit", "b", "--sam", dir + "/broken.pth", dir + "/x.png"], expectSuccess: false)
         XCTAssertTrue(out.contains("broken.pth: malformed checkpoint"), out)
     }
+
+    func testNonStrictLoadingWarnsWithTheKeys() throws {
+        let dir = try Oracle.scratch()
+        try Oracle.run("sam_oracle.py", ["vit_b", "448", "1", dir])
+        // Drop one key: strict loading names it and fails; --non-strict warns with it and goes on.
+        var sd = try PyTorchCheckpoint.loadStateDict(at: dir + "/sam.pth")
+        sd.removeValue(forKey: "image_encoder.neck.1.bias")
+        try PyTorchCheckpoint.save(sd, to: dir + "/partial.pth")
+        try Image(width: 448, height: 448, channels: 1, pixels: [UInt8](repeating: 9, count: 448 * 448)).write(to: dir + "/a.png")
+        var out = try cli(["predict", "--vit", "b", "--sam", dir + "/partial.pth", dir + "/a.png"], expectSuccess: false)
+        XCTAssertTrue(out.contains("missing keys: image_encoder.neck.1.bias"), out)
+        out = try cli(["predict", "--vit", "b", "--sam", dir + "/partial.pth", "--non-strict", dir + "/a.png"])
+        XCTAssertTrue(out.contains("warning:") && out.contains("image_encoder.neck.1.bias"), out)
+        XCTAssertTrue(out.contains("crack pixels"), out)
+    }
 }
