@@ -10,20 +10,11 @@ final class CLITests: XCTestCase {
 
     @discardableResult
     func cli(_ args: [String], expectSuccess: Bool = true, file: StaticString = #filePath, line: UInt = #line) throws -> String {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: Self.binary)
-        p.arguments = args
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = pipe
-        try p.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        let out = String(decoding: data, as: UTF8.self)
+        let (status, out) = try Oracle.runProcess(Self.binary, args)
         if expectSuccess {
-            XCTAssertEqual(p.terminationStatus, 0, "crack-cli \(args.joined(separator: " ")):\n\(out)", file: file, line: line)
+            XCTAssertEqual(status, 0, "crack-cli \(args.joined(separator: " ")):\n\(out)", file: file, line: line)
         } else {
-            XCTAssertNotEqual(p.terminationStatus, 0, out, file: file, line: line)
+            XCTAssertNotEqual(status, 0, out, file: file, line: line)
         }
         return out
     }

@@ -39,9 +39,18 @@ enum Oracle {
         guard FileManager.default.isExecutableFile(atPath: python) else {
             throw TorchError.invalidArgument("no oracle Python at \(python): run scripts/setup first")
         }
+        let (status, output) = try runProcess(python, [root + "/Tests/Oracles/" + script] + args)
+        guard status == 0 else {
+            throw TorchError.invalidArgument("oracle \(script) failed (\(status)):\n\(output)")
+        }
+        return output
+    }
+
+    /// Runs a program to completion; returns its exit status and its stdout and stderr together.
+    static func runProcess(_ executable: String, _ args: [String]) throws -> (status: Int32, output: String) {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: python)
-        process.arguments = [root + "/Tests/Oracles/" + script] + args
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = args
         var env = ProcessInfo.processInfo.environment
         env["OMP_NUM_THREADS"] = env["OMP_NUM_THREADS"] ?? "2"
         process.environment = env
@@ -51,11 +60,7 @@ enum Oracle {
         try process.run()
         let data = pipe.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
-        let output = String(decoding: data, as: UTF8.self)
-        guard process.terminationStatus == 0 else {
-            throw TorchError.invalidArgument("oracle \(script) failed (\(process.terminationStatus)):\n\(output)")
-        }
-        return output
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
     }
 }
 
