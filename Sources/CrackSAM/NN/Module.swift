@@ -60,6 +60,14 @@ open class Module {
         children[name] = module
     }
 
+    /// Takes over another module's parameters and children under the same names, so a wrapper can
+    /// stand where the wrapped module stood without changing any state_dict key (PEFT wrappers do this:
+    /// `blocks.0.attn.qkv.weight` stays where official checkpoints put it).
+    public func adopt(_ other: Module) {
+        for (name, p) in other.parameters { register(name, p) }
+        for (name, c) in other.children { register(child: name, c) }
+    }
+
     // MARK: - Walking the tree (PyTorch order: own slots first, then children, depth first)
 
     public func namedSlots(prefix: String = "") -> [(key: String, parameter: Parameter)] {
@@ -153,7 +161,9 @@ open class Module {
     public func move(to device: Device, dtype: DType? = nil) throws {
         try Torch.withNoGrad {
             for (_, p) in namedSlots() {
-                let t = try p.tensor.detach().to(device: device, dtype: p.isBuffer ? nil : dtype)
+                // Like PyTorch's `.to(dtype)`: floating-point parameters and buffers change dtype, integer ones do not.
+                let convert = dtype != nil && p.tensor.dtype.isFloatingPoint
+                let t = try p.tensor.detach().to(device: device, dtype: convert ? dtype : nil)
                 if !p.isBuffer { try t.requiresGrad(p.tensor.requiresGrad) }
                 p.tensor = t
             }

@@ -15,6 +15,8 @@ public final class SAMModel: Module {
     public let imageEncoder: ImageEncoderViT
     public let promptEncoder: PromptEncoder
     public let maskDecoder: MaskDecoder
+    /// The injected delta, once `applyPEFT` ran.
+    public internal(set) var delta: InjectedDelta?
 
     public init(config: SAMConfig, device: Device = .cpu) throws {
         try config.validate()

@@ -13,7 +13,9 @@ public final class PositionEmbeddingRandom: Module {
 
     /// (C=256, h, w) dense positional encoding of an h×w grid.
     public func encode(height h: Int, width w: Int) throws -> Tensor {
-        let m = gaussianMatrix.tensor
+        // Always float32, as Meta computes it whatever the model's dtype; adding it to the image tokens
+        // promotes as PyTorch does.
+        let m = gaussianMatrix.tensor.dtype == .float32 ? gaussianMatrix.tensor : try gaussianMatrix.tensor.to(dtype: .float32)
         let ys = try (Tensor.arange(0, Double(h), device: m.device) + 0.5) / Double(h)
         let xs = try (Tensor.arange(0, Double(w), device: m.device) + 0.5) / Double(w)
         // (h, w, 2) with x first, as Meta stacks [x_embed, y_embed].

@@ -1,0 +1,112 @@
+import Foundation
+
+/// Which parameter-efficient delta a CrackSAM model carries (REFERENCE "Fine-tuning deltas").
+public struct PEFTConfig: Equatable, Sendable, Codable {
+    public enum DeltaType: String, CaseIterable, Sendable, Codable {
+        /// Adapters: sequential after attention, parallel beside the MLP.
+        case adapter
+        /// LoRA on the fused qkv (any of q, k, v) and/or the attention output projection (o).
+        case lora
+        /// Adapter and LoRA in every block.
+        case both
+        /// Head only: no delta; only the prompt encoder and mask decoder train.
+        case none
+    }
+
+    public enum Target: Character, CaseIterable, Sendable, Codable {
+        case q = "q", k = "k", v = "v", o = "o"
+    }
+
+    public var deltaType: DeltaType
+    public var rank: Int
+    /// In canonical order q, k, v, o (the order of the authors' w_a/w_b keys within a block).
+    public var loraTargets: [Target]
+    public var adapterDim: Int
+    public var adapterScale: Double
+
+    public init(deltaType: DeltaType = .lora, rank: Int = 4, loraTargets: [Target] = [.q, .v], adapterDim: Int = 32,
+                adapterScale: Double = 0.2) {
+        self.deltaType = deltaType
+        self.rank = rank
+        self.loraTargets = Target.allCases.filter { loraTargets.contains($0) }
+        self.adapterDim = adapterDim
+        self.adapterScale = adapterScale
+    }
+
+    public var usesLoRA: Bool { deltaType == .lora || deltaType == .both }
+    public var usesAdapter: Bool { deltaType == .adapter || deltaType == .both }
+
+    /// "qv" → [.q, .v]
+    public static func parseTargets(_ text: String) throws -> [Target] {
+        var out: [Target] = []
+        for c in text.lowercased() {
+            guard let t = Target(rawValue: c) else {
+                throw TorchError.invalidArgument("LoRA target '\(c)' is not one of q, k, v, o")
+            }
+            if !out.contains(t) { out.append(t) }
+        }
+        guard !out.isEmpty else { throw TorchError.invalidArgument("no LoRA targets given") }
+        return Target.allCases.filter { out.contains($0) }
+    }
+
+    public var targetString: String { String(loraTargets.map(\.rawValue)) }
+
+    public func validate() throws {
+        if usesLoRA {
+            guard rank >= 1 else { throw TorchError.invalidArgument("LoRA rank must be at least 1 (got \(rank))") }
+            guard !loraTargets.isEmpty else { throw TorchError.invalidArgument("LoRA needs at least one target") }
+        }
+        if usesAdapter {
+            guard adapterDim >= 1 else { throw TorchError.invalidArgument("adapter dim must be at least 1 (got \(adapterDim))") }
+            guard adapterScale.isFinite else { throw TorchError.invalidArgument("adapter scale must be finite") }
+        }
+    }
+}
+
+/// Everything needed to rebuild the model a delta belongs to; stored beside a delta (JSON sidecar for
+/// `.pth`, metadata for `.safetensors`) so loading needs no flags.
+public struct DeltaDescription: Equatable, Sendable, Codable {
+    public var peft: PEFTConfig
+    public var backbone: String
+    public var imageSize: Int
+    public var numClasses: Int
+
+    public init(peft: PEFTConfig, backbone: String, imageSize: Int, numClasses: Int) {
+        self.peft = peft
+        self.backbone = backbone
+        self.imageSize = imageSize
+        self.numClasses = numClasses
+    }
+
+    /// Flat string map (safetensors metadata and the sidecar share it).
+    public var metadata: [String: String] {
+        [
+            "format": "cracksam-delta", "delta_type": peft.deltaType.rawValue, "rank": String(peft.rank),
+            "lora_targets": peft.targetString, "adapter_dim": String(peft.adapterDim),
+            "adapter_scale": String(peft.adapterScale), "backbone": backbone, "image_size": String(imageSize),
+            "num_classes": String(numClasses),
+        ]
+    }
+
+    public init(metadata m: [String: String], source: String) throws {
+        func need(_ key: String) throws -> String {
+            guard let v = m[key] else { throw TorchError.malformedCheckpoint(path: source, reason: "delta description lacks '\(key)'") }
+            return v
+        }
+        func int(_ key: String) throws -> Int {
+            guard let v = Int(try need(key)) else { throw TorchError.malformedCheckpoint(path: source, reason: "'\(key)' is not an integer") }
+            return v
+        }
+        guard let type = PEFTConfig.DeltaType(rawValue: try need("delta_type")) else {
+            throw TorchError.malformedCheckpoint(path: source, reason: "unknown delta_type '\(m["delta_type"] ?? "")'")
+        }
+        guard let scale = Double(try need("adapter_scale")) else {
+            throw TorchError.malformedCheckpoint(path: source, reason: "'adapter_scale' is not a number")
+        }
+        peft = PEFTConfig(deltaType: type, rank: try int("rank"), loraTargets: try PEFTConfig.parseTargets(try need("lora_targets")),
+                          adapterDim: try int("adapter_dim"), adapterScale: scale)
+        backbone = try need("backbone")
+        imageSize = try int("image_size")
+        numClasses = try int("num_classes")
+    }
+}
