@@ -19,6 +19,7 @@ struct Info: ParsableCommand {
     var seconds: Double?
 
     @OptionGroup var model: ModelOptions
+    @OptionGroup var peft: PEFTOptions
 
     func run() throws {
         if let threads { Torch.threads = threads }
@@ -27,7 +28,10 @@ struct Info: ParsableCommand {
         if let config = try model.config() {
             // Built on the meta device: shapes only, so counting ViT-H allocates nothing.
             let sam = try SAMModel(config: config, device: .meta)
+            let delta = try peft.resolve(over: PEFTConfig(deltaType: .none))
+            if delta.deltaType != .none { try sam.applyPEFT(delta) }
             modelReport = [
+                "delta_type": delta.deltaType.rawValue,
                 "backbone": config.backbone.rawValue, "image_size": config.imageSize, "num_classes": config.numClasses,
                 "total_parameters": sam.parameterCount, "trainable_parameters": sam.trainableParameterCount,
                 "image_encoder_parameters": sam.imageEncoder.parameterCount,
@@ -74,8 +78,8 @@ struct Info: ParsableCommand {
         if let m = modelReport {
             func n(_ key: String) -> String { (m[key] as! Int).formatted(.number.grouping(.automatic)) }
             print("")
-            print("model         \(m["backbone"]!) at \(m["image_size"]!) px, \(m["num_classes"]!) class(es)")
-            print("  image encoder   \(n("image_encoder_parameters"))  (frozen)")
+            print("model         \(m["backbone"]!) at \(m["image_size"]!) px, \(m["num_classes"]!) class(es), delta: \(m["delta_type"]!)")
+            print("  image encoder   \(n("image_encoder_parameters"))  (frozen but for the delta)")
             print("  prompt encoder  \(n("prompt_encoder_parameters"))")
             print("  mask decoder    \(n("mask_decoder_parameters"))")
             print("  total           \(n("total_parameters"))")

@@ -1,13 +1,14 @@
 import ArgumentParser
 import CrackSAM
+import Foundation
 
 /// The options every command that builds a model shares.
 struct ModelOptions: ParsableArguments {
     @Option(help: "SAM backbone: b, l or h.")
     var vit: String?
 
-    @Option(help: "Input size S (a multiple of 16); CrackSAM uses 448.")
-    var imageSize = 448
+    @Option(help: "Input size S (a multiple of 16); default 448, or what a delta file records.")
+    var imageSize: Int?
 
     @Option(help: "Crack classes (masks come out with num-classes + 1 channels, 0 = background).")
     var numClasses = 1
@@ -18,7 +19,7 @@ struct ModelOptions: ParsableArguments {
         guard let backbone = SAMConfig.Backbone(argument: vit) else {
             throw ValidationError("--vit must be b, l or h (got '\(vit)')")
         }
-        let config = try SAMConfig.named(backbone, imageSize: imageSize, numClasses: numClasses)
+        let config = try SAMConfig.named(backbone, imageSize: imageSize ?? 448, numClasses: numClasses)
         do { try config.validate() } catch { throw ValidationError("\(error)") }
         return config
     }
@@ -26,5 +27,88 @@ struct ModelOptions: ParsableArguments {
     func requiredConfig() throws -> SAMConfig {
         guard let config = try config() else { throw ValidationError("--vit b|l|h is required") }
         return config
+    }
+}
+
+/// Delta options. Each is optional so that a delta file's own description is used unless a flag is
+/// given (flags win); without either, CrackSAM's defaults apply (LoRA on q, v, rank 4; adapter m32 s0.2).
+struct PEFTOptions: ParsableArguments {
+    @Option(help: "adapter, lora, both or none (head only).")
+    var deltaType: String?
+
+    @Option(help: "LoRA rank.")
+    var rank: Int?
+
+    @Option(help: "LoRA targets, any of q, k, v, o (e.g. qv).")
+    var loraTargets: String?
+
+    @Option(help: "Adapter middle dimension.")
+    var adapterDim: Int?
+
+    @Option(help: "Scale of the parallel (MLP) adapter.")
+    var adapterScale: Double?
+
+    var anyGiven: Bool { deltaType != nil || rank != nil || loraTargets != nil || adapterDim != nil || adapterScale != nil }
+
+    /// `base` (from a delta file's description, or the defaults) with the given flags applied on top.
+    func resolve(over base: PEFTConfig = PEFTConfig()) throws -> PEFTConfig {
+        var c = base
+        if let deltaType {
+            guard let t = PEFTConfig.DeltaType(rawValue: deltaType.lowercased()) else {
+                throw ValidationError("--delta-type must be adapter, lora, both or none (got '\(deltaType)')")
+            }
+            c.deltaType = t
+        }
+        if let rank { c.rank = rank }
+        if let loraTargets {
+            do { c.loraTargets = try PEFTConfig.parseTargets(loraTargets) } catch { throw ValidationError("\(error)") }
+        }
+        if let adapterDim { c.adapterDim = adapterDim }
+        if let adapterScale { c.adapterScale = adapterScale }
+        do { try c.validate() } catch { throw ValidationError("\(error)") }
+        return c
+    }
+}
+
+/// Builds the model a command runs: backbone and delta settings from the flags, else from the delta
+/// file's description; official SAM weights with CrackSAM's loading rules; then the delta.
+struct ModelBuilder {
+    var model: ModelOptions
+    var peft: PEFTOptions
+    var sam: String
+    var delta: String?
+    var keepDecoderHead = false
+    var nonStrict = false
+    var seed: UInt64 = 3407
+
+    func build() throws -> SAMModel {
+        var description: DeltaDescription?
+        var deltaTensors: StateDict?
+        if let delta {
+            let read = try DeltaFile.read(at: delta)
+            (deltaTensors, description) = (read.tensors, read.description)
+        }
+        var config: SAMConfig
+        if let c = try model.config() {
+            config = c
+            if let d = description, d.backbone != "unknown", d.backbone != c.backbone.rawValue {
+                throw ValidationError("\(delta!) was trained on \(d.backbone), but --vit \(model.vit!) was given")
+            }
+            if model.imageSize == nil, let d = description { config.imageSize = d.imageSize }
+        } else if let d = description, let backbone = SAMConfig.Backbone(rawValue: d.backbone), backbone != .custom {
+            config = try SAMConfig.named(backbone, imageSize: model.imageSize ?? d.imageSize, numClasses: d.numClasses)
+        } else {
+            throw ValidationError("--vit b|l|h is required" + (delta == nil ? "" : " (\(delta!) does not say which backbone it was trained on)"))
+        }
+        let peftConfig = try peft.resolve(over: description?.peft ?? PEFTConfig(deltaType: delta == nil ? .none : .lora))
+        Torch.manualSeed(seed)
+        let net = try SAMModel(config: config)
+        let report = try net.loadSAMCheckpoint(at: sam, strict: !nonStrict, keepDecoderHead: keepDecoderHead)
+        if !report.isClean {
+            FileHandle.standardError.write(Data("warning: \(sam) does not fully fit the model:\n\(report)\n".utf8))
+        }
+        if peftConfig.deltaType != .none { try net.applyPEFT(peftConfig) }
+        if let deltaTensors, let delta { try net.loadDelta(deltaTensors, source: delta) }
+        return net
     }
 }

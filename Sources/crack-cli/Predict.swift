@@ -7,9 +7,13 @@ struct Predict: ParsableCommand {
         abstract: "Run CrackSAM on images and write the raw mask logits and image embeddings.")
 
     @OptionGroup var model: ModelOptions
+    @OptionGroup var peft: PEFTOptions
 
     @Option(help: "Official SAM checkpoint (sam_vit_*.pth).")
     var sam: String
+
+    @Option(help: "A trained delta (authors' format .pth, or .safetensors); its recorded settings are used unless flags say otherwise.")
+    var delta: String?
 
     @Argument(help: "PNG or JPEG images (resized to the input size when they differ).")
     var images: [String]
@@ -46,14 +50,10 @@ struct Predict: ParsableCommand {
 
     func run() throws {
         if let threads { Torch.threads = threads }
-        let config = try model.requiredConfig()
         let device = Device(device)!
-        Torch.manualSeed(seed)
-        let net = try SAMModel(config: config)
-        let report = try net.loadSAMCheckpoint(at: sam, strict: !nonStrict, keepDecoderHead: keepDecoderHead)
-        if !report.isClean {
-            FileHandle.standardError.write(Data("warning: \(sam) does not fully fit the model:\n\(report)\n".utf8))
-        }
+        let net = try ModelBuilder(model: model, peft: peft, sam: sam, delta: delta, keepDecoderHead: keepDecoderHead,
+                                   nonStrict: nonStrict, seed: seed).build()
+        let config = net.config
         if device != .cpu { try net.move(to: device) }
 
         var logits: [Tensor] = []

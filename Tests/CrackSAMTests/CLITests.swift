@@ -4,19 +4,9 @@ import XCTest
 
 /// The crack-cli binary end to end (built beside the test bundle by `swift build --build-tests`).
 final class CLITests: XCTestCase {
-    static var binary: String {
-        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("crack-cli").path
-    }
-
     @discardableResult
     func cli(_ args: [String], expectSuccess: Bool = true, file: StaticString = #filePath, line: UInt = #line) throws -> String {
-        let (status, out) = try Oracle.runProcess(Self.binary, args)
-        if expectSuccess {
-            XCTAssertEqual(status, 0, "crack-cli \(args.joined(separator: " ")):\n\(out)", file: file, line: line)
-        } else {
-            XCTAssertNotEqual(status, 0, out, file: file, line: line)
-        }
-        return out
+        try crackCLI(args, expectSuccess: expectSuccess, file: file, line: line)
     }
 
     func testInfoReportsTheReferenceParameterCounts() throws {
@@ -27,6 +17,21 @@ final class CLITests: XCTestCase {
             XCTAssertEqual(obj["trainable_parameters"] as? Int, 3_783_918, vit)
         }
         XCTAssertTrue(try cli(["info", "--vit", "x"], expectSuccess: false).contains("--vit must be b, l or h"))
+        // With a delta: the REFERENCE table (the paper's 637.2M / 4.4M and 641.9M / 9.1M for ViT-H).
+        let rows: [(String, [String], Int, Int)] = [
+            ("b", ["--delta-type", "lora", "--rank", "4"], 91_021_806, 3_931_374),
+            ("b", ["--delta-type", "adapter", "--adapter-dim", "32"], 92_073_198, 4_982_766),
+            ("l", ["--delta-type", "lora", "--rank", "4"], 309_027_054, 4_177_134),
+            ("l", ["--delta-type", "adapter", "--adapter-dim", "32"], 311_830_254, 6_980_334),
+            ("h", ["--delta-type", "lora", "--rank", "4"], 637_179_886, 4_439_278),
+            ("h", ["--delta-type", "adapter", "--adapter-dim", "32"], 641_851_374, 9_110_766),
+        ]
+        for (vit, flags, total, trainable) in rows {
+            let json = try cli(["info", "--vit", vit, "--json"] + flags)
+            let obj = try JSONSerialization.jsonObject(with: Data(json.utf8)) as! [String: Any]
+            XCTAssertEqual(obj["total_parameters"] as? Int, total, "\(vit) \(flags)")
+            XCTAssertEqual(obj["trainable_parameters"] as? Int, trainable, "\(vit) \(flags)")
+        }
     }
 
     func testPredictWritesLogitsAndEmbeddingsEqualToMetasModel() throws {

@@ -81,3 +81,17 @@ func assertClose(_ actual: Tensor, _ expected: Tensor, rtol: Double = 1e-5, atol
         XCTAssertEqual(try actual.bytes(), try expected.bytes(), "\(what): values differ", file: file, line: line)
     }
 }
+
+/// Runs the crack-cli binary built beside the test bundle (`swift build --build-tests` builds it) and
+/// asserts its exit status; returns stdout and stderr together.
+@discardableResult
+func crackCLI(_ args: [String], expectSuccess: Bool = true, file: StaticString = #filePath, line: UInt = #line) throws -> String {
+    let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("crack-cli").path
+    let (status, out) = try Oracle.runProcess(binary, args)
+    if expectSuccess {
+        XCTAssertEqual(status, 0, "crack-cli \(args.joined(separator: " ")):\n\(out)", file: file, line: line)
+    } else {
+        XCTAssertNotEqual(status, 0, out, file: file, line: line)
+    }
+    return out
+}

@@ -6,6 +6,8 @@ Usage:
   python peft_oracle.py make  CONFIG SIZE TYPE RANK TARGETS DIM SCALE OUT_DIR
       writes base.pth (Meta-layout base weights), delta.pth (authors' format, no sidecar),
       outputs.safetensors (images, target, logits, loss, and gradients under the authors' keys)
+  python peft_oracle.py files CONFIG SIZE TYPE RANK TARGETS DIM SCALE OUT_DIR
+      writes only base.pth and delta.pth (no forward)
   python peft_oracle.py check CONFIG SIZE TYPE RANK TARGETS DIM SCALE OUT_DIR DELTA_FILE
       loads base.pth + DELTA_FILE (.pth or .safetensors) and writes OUT_DIR/check.safetensors (logits)
 """
@@ -147,7 +149,7 @@ def loss_of(logits, target):
     return F.cross_entropy(logits, target) + (logits.softmax(1) ** 2).mean()
 
 
-if mode == "make":
+if mode in ("make", "files"):
     sam, base, items = build()
     g = torch.Generator().manual_seed(9)
     with torch.no_grad():
@@ -155,6 +157,9 @@ if mode == "make":
             p.copy_(0.05 * torch.randn(p.shape, generator=g))
     torch.save(base, f"{out}/base.pth")
     torch.save(delta_state(sam, items), f"{out}/delta.pth")
+    if mode == "files":
+        print("files written")
+        sys.exit(0)
     images = torch.rand(2, 3, size, size, generator=g)
     target = torch.randint(0, 2, (2, size, size), generator=g)
     with torch.no_grad():

@@ -1,0 +1,77 @@
+import ArgumentParser
+import CrackSAM
+import Foundation
+
+struct Export: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Export a fine-tuned model: merged SAM weights, a full state dict, or the delta alone.",
+        discussion: """
+            Default: the full state dict (official SAM keys plus the delta under its own keys, e.g.
+            image_encoder.blocks.0.attn.adapter.down.weight, ….attn.qkv.lora_q.a.weight) and the config
+            (safetensors metadata or a <file>.json sidecar).
+            --merge: LoRA folded into qkv/proj, a plain SAM state dict with the trained prompt encoder and
+            decoder, loadable by Meta-layout code (LoRA only: adapters cannot be folded).
+            --delta-only: the delta in the authors' format (w_a_000, …, prompt_encoder.*, mask_decoder.*).
+            The format follows the extension: .safetensors, otherwise a torch.save .pth.
+            """)
+
+    @OptionGroup var model: ModelOptions
+    @OptionGroup var peft: PEFTOptions
+
+    @Option(help: "Official SAM checkpoint (sam_vit_*.pth).")
+    var sam: String
+
+    @Option(help: "The trained delta.")
+    var delta: String
+
+    @Option(help: "Output file (.pth or .safetensors).")
+    var out: String
+
+    @Flag(help: "Fold LoRA into the SAM weights.")
+    var merge = false
+
+    @Flag(help: "Write only the delta, in the authors' format.")
+    var deltaOnly = false
+
+    @Flag(help: "Overwrite an existing output.")
+    var force = false
+
+    func validate() throws {
+        if merge && deltaOnly { throw ValidationError("--merge and --delta-only exclude each other") }
+    }
+
+    func run() throws {
+        let sidecar = DeltaFile.sidecarPath(for: out)
+        let safetensors = out.lowercased().hasSuffix(".safetensors")
+        let targets = safetensors || merge ? [out] : [out, sidecar]
+        if !force, let existing = targets.first(where: { FileManager.default.fileExists(atPath: $0) }) {
+            throw ValidationError("\(existing) exists; pass --force to overwrite it")
+        }
+        let net = try ModelBuilder(model: model, peft: peft, sam: sam, delta: delta).build()
+        let description = net.deltaDescription
+        if deltaOnly {
+            try net.saveDelta(to: out)
+        } else if merge {
+            let merged = try net.mergedStateDict()
+            if safetensors {
+                try SafeTensors.save(merged, metadata: ["format": "sam-merged", "backbone": description.backbone,
+                                                        "image_size": String(description.imageSize),
+                                                        "num_classes": String(description.numClasses)], to: out)
+            } else {
+                try PyTorchCheckpoint.save(merged, to: out)
+            }
+        } else {
+            let full = net.stateDict()
+            var metadata = description.metadata
+            metadata["format"] = "cracksam-full"
+            if safetensors {
+                try SafeTensors.save(full, metadata: metadata, to: out)
+            } else {
+                try PyTorchCheckpoint.save(full, to: out)
+                let json = try JSONSerialization.data(withJSONObject: metadata, options: [.prettyPrinted, .sortedKeys])
+                try AtomicFile.write(to: sidecar) { try json.write(to: URL(fileURLWithPath: $0)) }
+            }
+        }
+        print("wrote \(out) (\(deltaOnly ? "delta, authors' format" : merge ? "merged SAM state dict" : "full state dict"); \(description.peft.deltaType.rawValue) on \(description.backbone))")
+    }
+}

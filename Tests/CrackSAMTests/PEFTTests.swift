@@ -1,0 +1,142 @@
+import CrackSAM
+import Foundation
+import XCTest
+
+/// Delta handling beyond numerical parity: merging, refusals, descriptions, and the CLI.
+final class PEFTTests: XCTestCase {
+    let small = SAMConfig(backbone: .custom, embedDim: 48, depth: 4, heads: 4, globalBlocks: [1, 3], imageSize: 64)
+
+    /// A model with every delta weight random (LoRA's B starts at zero, which would hide mistakes).
+    func randomDeltaModel(_ peft: PEFTConfig) throws -> SAMModel {
+        Torch.manualSeed(7)
+        let model = try SAMModel(config: small)
+        try model.applyPEFT(peft)
+        try Torch.withNoGrad {
+            for (key, t) in model.deltaStateDict() where key.hasPrefix("w_") { try t.copy_(try Tensor.randn(t.shape) * 0.05) }
+        }
+        return model
+    }
+
+    func testMergedLoRAGivesTheUnmergedLogits() throws {
+        let model = try randomDeltaModel(PEFTConfig(deltaType: .lora, rank: 8, loraTargets: [.q, .k, .v, .o]))
+        let images = try Tensor.rand([2, 3, 64, 64])
+        let unmerged = try Torch.withInferenceMode { try model(images).logits }
+        let merged = try model.mergedStateDict()
+        XCTAssertFalse(merged.keys.contains { $0.contains("lora") })
+        let plain = try SAMModel(config: small)
+        try plain.loadStateDict(merged)
+        let logits = try Torch.withInferenceMode { try plain(images).logits }
+        let err = try (logits - unmerged).abs().amax().item() / unmerged.abs().amax().item()
+        XCTAssertLessThanOrEqual(err, 1e-4)
+    }
+
+    func testAdaptersCannotBeMergedAndSayWhy() throws {
+        for type in [PEFTConfig.DeltaType.adapter, .both] {
+            let model = try randomDeltaModel(PEFTConfig(deltaType: type))
+            XCTAssertThrowsError(try model.mergedStateDict()) { error in
+                XCTAssertTrue("\(error)".contains("cannot be merged"), "\(error)")
+            }
+        }
+    }
+
+    func testFreezingLeavesExactlyTheDeltaAndTheHeadTrainable() throws {
+        let model = try randomDeltaModel(PEFTConfig(deltaType: .both))
+        let trainable = Set(model.trainableParameters().map(\.key))
+        for key in trainable where key.hasPrefix("image_encoder.") {
+            XCTAssertTrue(key.contains(".adapter.") || key.contains(".lora"), "\(key) should be frozen")
+        }
+        XCTAssertTrue(trainable.contains("image_encoder.blocks.0.attn.qkv.lora_q.a.weight"))
+        XCTAssertTrue(trainable.contains("image_encoder.blocks.3.mlp.adapter.up.bias"))
+        XCTAssertFalse(trainable.contains("image_encoder.blocks.0.attn.qkv.weight"))
+        XCTAssertFalse(trainable.contains("image_encoder.neck.0.weight"))
+        XCTAssertTrue(trainable.contains("mask_decoder.iou_token.weight"))
+        XCTAssertTrue(trainable.contains("prompt_encoder.no_mask_embed.weight"))
+        // Official keys did not move: a plain SAM state dict still loads into the injected model by name.
+        let keys = Set(model.stateDict().keys)
+        XCTAssertTrue(keys.contains("image_encoder.blocks.0.attn.qkv.weight"))
+        XCTAssertTrue(keys.contains("image_encoder.blocks.0.attn.rel_pos_h"))
+        XCTAssertTrue(keys.contains("image_encoder.blocks.0.mlp.lin1.weight"))
+        XCTAssertThrowsError(try model.applyPEFT(PEFTConfig()), "a second injection is refused")
+    }
+
+    func testADeltaOfTheWrongShapeNamesKeyAndShapes() throws {
+        let r4 = try randomDeltaModel(PEFTConfig(deltaType: .lora, rank: 4))
+        let r8 = try randomDeltaModel(PEFTConfig(deltaType: .lora, rank: 8))
+        XCTAssertThrowsError(try r8.loadDelta(r4.deltaStateDict(), source: "r4.pth")) { error in
+            guard case TorchError.stateDictMismatch(let source, let report) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(source, "r4.pth")
+            XCTAssertTrue(report.mismatched.contains(.init(key: "w_a_000", expected: [8, 48], actual: [4, 48])), "\(report)")
+            XCTAssertTrue("\(error)".contains("w_a_000: model has shape [8, 48], file has [4, 48]"), "\(error)")
+        }
+        let adapter = try randomDeltaModel(PEFTConfig(deltaType: .adapter))
+        XCTAssertThrowsError(try adapter.loadDelta(r4.deltaStateDict(), source: "lora.pth")) { error in
+            guard case TorchError.stateDictMismatch(_, let report) = error else { return XCTFail("\(error)") }
+            XCTAssertTrue(report.missing.contains("w_c_000"), "\(report)")
+        }
+    }
+
+    func testDeltaFilesDescribeThemselves() throws {
+        let dir = try Oracle.scratch()
+        let peft = PEFTConfig(deltaType: .both, rank: 2, loraTargets: [.k, .o], adapterDim: 8, adapterScale: 0.5)
+        let model = try randomDeltaModel(peft)
+        for file in ["d.pth", "d.safetensors"] {
+            try model.saveDelta(to: dir + "/" + file)
+            let (tensors, description) = try DeltaFile.read(at: dir + "/" + file)
+            XCTAssertEqual(description, DeltaDescription(peft: peft, backbone: "custom", imageSize: 64, numClasses: 1), file)
+            XCTAssertEqual(Array(tensors.keys), Array(model.deltaStateDict().keys), file)
+        }
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/d.pth.json"))
+    }
+
+    func testCLIPredictWithDeltaAndExports() throws {
+        let dir = try Oracle.scratch()
+        try Oracle.run("peft_oracle.py", ["files", "vit_b", "448", "lora", "4", "qv", "32", "0.2", dir])
+        var paths: [String] = []
+        for i in 0..<2 {
+            let pixels = (0..<(448 * 448 * 3)).map { (j: Int) -> UInt8 in UInt8(truncatingIfNeeded: j &* (7 + i) &+ j / 1344) }
+            try Image(width: 448, height: 448, channels: 3, pixels: pixels).write(to: dir + "/img\(i).png")
+            paths.append(dir + "/img\(i).png")
+        }
+        // The library's LoRA model on the same files is the reference for the CLI.
+        let model = try SAMModel(config: .vitB())
+        try model.loadSAMCheckpoint(at: dir + "/base.pth")
+        try model.applyPEFT(PEFTConfig(deltaType: .lora, rank: 4, loraTargets: [.q, .v]))
+        try model.loadDelta(try DeltaFile.read(at: dir + "/delta.pth").tensors, source: "delta.pth")
+        let images = try Tensor.stack(paths.map { try Preprocess.image(at: $0, size: 448) })
+        let reference = try Torch.withInferenceMode { try model(images).logits }
+        func relErr(_ a: Tensor) throws -> Double { try (a - reference).abs().amax().item() / reference.abs().amax().item() }
+
+        // predict: no --vit, no delta flags: all read from the authors' file.
+        try crackCLI(["predict", "--sam", dir + "/base.pth", "--delta", dir + "/delta.pth", "--save-logits", dir + "/l.safetensors"] + paths)
+        XCTAssertLessThanOrEqual(try relErr(try SafeTensors.load(at: dir + "/l.safetensors").tensors["logits"]!), 1e-5)
+
+        // --merge: Meta's own model loads it strictly and gives the unmerged LoRA logits.
+        try crackCLI(["export", "--sam", dir + "/base.pth", "--delta", dir + "/delta.pth", "--merge", "--out", dir + "/merged.pth"])
+        try Oracle.run("meta_load_oracle.py", ["vit_b", "448", dir + "/merged.pth", dir + "/meta.safetensors"] + paths)
+        let metaLogits = try SafeTensors.load(at: dir + "/meta.safetensors").tensors["logits"]!
+        XCTAssertLessThanOrEqual(try relErr(metaLogits), 1e-4, "merged model in Meta's code")
+        let refused = try crackCLI(["export", "--sam", dir + "/base.pth", "--delta", dir + "/delta.pth", "--merge",
+                                   "--out", dir + "/merged.pth"], expectSuccess: false)
+        XCTAssertTrue(refused.contains("exists; pass --force"), refused)
+        try crackCLI(["export", "--sam", dir + "/base.pth", "--delta", dir + "/delta.pth", "--merge", "--force",
+                     "--out", dir + "/merged.pth"])
+
+        // Full state dict (unmerged, delta under its own keys) and delta-only.
+        try crackCLI(["export", "--sam", dir + "/base.pth", "--delta", dir + "/delta.pth", "--out", dir + "/full.safetensors"])
+        let full = try SafeTensors.load(at: dir + "/full.safetensors")
+        XCTAssertEqual(full.metadata["delta_type"], "lora")
+        XCTAssertTrue(full.tensors.keys.contains("image_encoder.blocks.0.attn.qkv.lora_q.a.weight"))
+        let again = try SAMModel(config: .vitB())
+        try again.applyPEFT(PEFTConfig(deltaType: .lora, rank: 4, loraTargets: [.q, .v]))
+        try again.loadStateDict(full.tensors)
+        XCTAssertLessThanOrEqual(try relErr(try Torch.withInferenceMode { try again(images).logits }), 1e-6)
+        try crackCLI(["export", "--sam", dir + "/base.pth", "--delta", dir + "/delta.pth", "--delta-only", "--out", dir + "/d.pth"])
+        XCTAssertEqual(Set(try PyTorchCheckpoint.loadStateDict(at: dir + "/d.pth").keys),
+                       Set(try PyTorchCheckpoint.loadStateDict(at: dir + "/delta.pth").keys))
+
+        // A delta for another backbone is named.
+        let wrong = try crackCLI(["predict", "--vit", "h", "--sam", dir + "/base.pth", "--delta", dir + "/delta.pth", paths[0]],
+                                expectSuccess: false)
+        XCTAssertTrue(wrong.contains("trained on vit_b"), wrong)
+    }
+}
