@@ -1,6 +1,4 @@
-"""Python reference for CrackSAM's deltas, written for the tests from REFERENCE's formulas and built on
-Meta's segment_anything modules: LoRA on the fused qkv (q/k/v slices) and on proj (o), sequential
-attention adapter, parallel MLP adapter (scale s), and the authors' delta key format.
+"""Oracle for the delta parity tests, on the Python reference in peft_reference.py.
 
 Usage:
   python peft_oracle.py make  CONFIG SIZE TYPE RANK TARGETS DIM SCALE OUT_DIR
@@ -14,119 +12,16 @@ Usage:
 import sys
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+import peft_reference
+from peft_reference import delta_state, inject
 from sam_common import build_sam, crack_sam_forward, randomize
 
 mode, name, size, dtype_, rank, targets, mid, scale, out = sys.argv[1:10]
 size, rank, mid, scale = int(size), int(rank), int(mid), float(scale)
-targets = "".join(t for t in "qkvo" if t in targets)
-use_lora = dtype_ in ("lora", "both")
-use_adapter = dtype_ in ("adapter", "both")
-
-
-class LoRAQKV(nn.Module):
-    def __init__(self, qkv, slots):
-        super().__init__()
-        self.qkv, self.dim = qkv, qkv.in_features
-        self.a = nn.ModuleDict({t: nn.Linear(self.dim, rank, bias=False) for t in slots})
-        self.b = nn.ModuleDict({t: nn.Linear(rank, self.dim, bias=False) for t in slots})
-        for b in self.b.values():
-            nn.init.zeros_(b.weight)
-
-    def forward(self, x):
-        parts = list(self.qkv(x).split(self.dim, dim=-1))
-        for i, t in enumerate("qkv"):
-            if t in self.a:
-                parts[i] = parts[i] + self.b[t](self.a[t](x))
-        return torch.cat(parts, dim=-1)
-
-
-class LoRALinear(nn.Module):
-    def __init__(self, base):
-        super().__init__()
-        self.base = base
-        self.a = nn.Linear(base.in_features, rank, bias=False)
-        self.b = nn.Linear(rank, base.out_features, bias=False)
-        nn.init.zeros_(self.b.weight)
-
-    def forward(self, x):
-        return self.base(x) + self.b(self.a(x))
-
-
-class Adapter(nn.Module):
-    def __init__(self, dim):
-        super().__init__()
-        self.down, self.up = nn.Linear(dim, mid), nn.Linear(mid, dim)
-
-    def forward(self, x):
-        return self.up(F.gelu(self.down(x)))
-
-
-class SequentialAdapterAttention(nn.Module):
-    def __init__(self, attn, dim):
-        super().__init__()
-        self.attn, self.adapter = attn, Adapter(dim)
-
-    def forward(self, x):
-        a = self.attn(x)
-        return a + self.adapter(a)
-
-
-class ParallelAdapterMLP(nn.Module):
-    def __init__(self, mlp, dim):
-        super().__init__()
-        self.mlp, self.adapter = mlp, Adapter(dim)
-
-    def forward(self, n):
-        return self.mlp(n) + scale * self.adapter(n)
-
-
-def inject(sam):
-    """Returns the delta parameters under the authors' keys, in their order."""
-    blocks = sam.image_encoder.blocks
-    dim = blocks[0].attn.qkv.in_features
-    lora, attn_adapters, mlp_adapters = [], [], []
-    for blk in blocks:
-        pairs = {}
-        if use_lora:
-            slots = [t for t in targets if t != "o"]
-            if slots:
-                blk.attn.qkv = LoRAQKV(blk.attn.qkv, slots)
-                pairs.update({t: (blk.attn.qkv.a[t], blk.attn.qkv.b[t]) for t in slots})
-            if "o" in targets:
-                blk.attn.proj = LoRALinear(blk.attn.proj)
-                pairs["o"] = (blk.attn.proj.a, blk.attn.proj.b)
-        lora.append(pairs)
-        if use_adapter:
-            blk.attn = SequentialAdapterAttention(blk.attn, dim)
-            blk.mlp = ParallelAdapterMLP(blk.mlp, dim)
-            attn_adapters.append(blk.attn.adapter)
-            mlp_adapters.append(blk.mlp.adapter)
-    items = []
-    if use_adapter:
-        for letter, adapters, layer in (("a", attn_adapters, "down"), ("b", attn_adapters, "up"),
-                                        ("c", mlp_adapters, "down"), ("d", mlp_adapters, "up")):
-            for i, ad in enumerate(adapters):
-                lin = getattr(ad, layer)
-                items += [(f"w_{letter}_{i:03d}", lin.weight), (f"w_{letter}_{i:03d}_bia", lin.bias)]
-    if use_lora:
-        suffix = "_l" if use_adapter else ""
-        for j, letter in enumerate("ab"):
-            for i, pairs in enumerate(lora):
-                for k, t in enumerate(targets):
-                    items.append((f"w_{letter}_{i * len(targets) + k:03d}{suffix}", pairs[t][j].weight))
-    return items
-
-
-def delta_state(sam, items):
-    d = {k: p for k, p in items}
-    for k, v in sam.state_dict().items():
-        if k.startswith(("prompt_encoder.", "mask_decoder.")):
-            d[k] = v
-    return d
+peft_reference.configure(dtype_, rank, targets, mid, scale)
 
 
 def build(base_path=None, seed=1):

@@ -1,0 +1,113 @@
+/// AdamW over a list of parameters, running libtorch's fused kernel (one call for all of them).
+/// The state (moments and step counters) is exposed so training checkpoints can save and restore it.
+public final class AdamW {
+    public let parameters: [Parameter]
+    public var beta1: Double
+    public var beta2: Double
+    public var weightDecay: Double
+    public var eps: Double
+    public private(set) var expAvg: [Tensor]
+    public private(set) var expAvgSq: [Tensor]
+    public private(set) var steps: [Tensor]
+
+    public init(parameters: [Parameter], beta1: Double = 0.9, beta2: Double = 0.999, weightDecay: Double = 0.01,
+                eps: Double = 1e-8) throws {
+        self.parameters = parameters
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.weightDecay = weightDecay
+        self.eps = eps
+        expAvg = try parameters.map { try Tensor.zeros($0.shape, dtype: $0.tensor.dtype, device: $0.tensor.device) }
+        expAvgSq = try parameters.map { try Tensor.zeros($0.shape, dtype: $0.tensor.dtype, device: $0.tensor.device) }
+        steps = try parameters.map { try Tensor.zeros([], dtype: .float32, device: $0.tensor.device) }
+    }
+
+    /// One update at learning rate `lr`. Parameters without a gradient are skipped (as PyTorch does).
+    /// With a grad scaler, gradients are divided by `gradScale` and the step is skipped where `foundInf` is 1.
+    public func step(lr: Double, gradScale: Tensor? = nil, foundInf: Tensor? = nil) throws {
+        var p: [Tensor] = [], g: [Tensor] = [], m: [Tensor] = [], v: [Tensor] = [], s: [Tensor] = []
+        for (i, param) in parameters.enumerated() {
+            guard let grad = try param.tensor.grad else { continue }
+            p.append(param.tensor); g.append(grad); m.append(expAvg[i]); v.append(expAvgSq[i]); s.append(steps[i])
+        }
+        guard !p.isEmpty else { return }
+        try Torch.withNoGrad {
+            try FusedKernels.adamW(params: p, grads: g, expAvgs: m, expAvgSqs: v, steps: s, lr: lr, beta1: beta1, beta2: beta2,
+                                   weightDecay: weightDecay, eps: eps, gradScale: gradScale, foundInf: foundInf)
+        }
+    }
+
+    public func zeroGrad() throws {
+        for p in parameters { try p.tensor.clearGrad() }
+    }
+
+    /// Optimizer state for a checkpoint: exp_avg.i, exp_avg_sq.i, step.i.
+    public func stateDict() -> StateDict {
+        var out = StateDict()
+        for i in parameters.indices {
+            out["exp_avg.\(i)"] = expAvg[i]
+            out["exp_avg_sq.\(i)"] = expAvgSq[i]
+            out["step.\(i)"] = steps[i]
+        }
+        return out
+    }
+
+    public func loadStateDict(_ sd: StateDict, source: String) throws {
+        for i in parameters.indices {
+            for (key, target) in [("exp_avg.\(i)", expAvg[i]), ("exp_avg_sq.\(i)", expAvgSq[i]), ("step.\(i)", steps[i])] {
+                guard let t = sd[key] else { throw TorchError.malformedCheckpoint(path: source, reason: "optimizer state lacks \(key)") }
+                guard t.shape == target.shape else {
+                    throw TorchError.shapeMismatch(key: "\(source): \(key)", expected: target.shape, actual: t.shape)
+                }
+                try Torch.withNoGrad { try target.copy_(t) }
+            }
+        }
+    }
+}
+
+/// Dynamic loss scaling for fp16 (torch.amp.GradScaler's rules): scale the loss, unscale the gradients,
+/// skip the step when any is inf/NaN and halve the scale, double it after `growthInterval` clean steps.
+public final class GradScaler {
+    public private(set) var scale: Tensor
+    public private(set) var growthTracker: Tensor
+    public let growthFactor: Double
+    public let backoffFactor: Double
+    public let growthInterval: Int
+    /// Steps skipped because of inf/NaN gradients so far.
+    public private(set) var skippedSteps = 0
+
+    public init(initialScale: Double = 65536, growthFactor: Double = 2, backoffFactor: Double = 0.5, growthInterval: Int = 2000,
+                device: Device = .cpu) throws {
+        scale = try Tensor.full([1], value: initialScale, device: device)
+        growthTracker = try Tensor.zeros([1], dtype: .int32, device: device)
+        self.growthFactor = growthFactor
+        self.backoffFactor = backoffFactor
+        self.growthInterval = growthInterval
+    }
+
+    public func scaled(_ loss: Tensor) throws -> Tensor { try loss * scale.to(dtype: loss.dtype) }
+
+    /// Unscales the gradients in place, steps the optimizer unless they hold inf/NaN, updates the scale.
+    /// Returns whether the step was taken.
+    @discardableResult
+    public func step(_ optimizer: AdamW, lr: Double) throws -> Bool {
+        let grads = try optimizer.parameters.compactMap { try $0.tensor.grad }
+        let foundInf = try Tensor.zeros([1], device: scale.device)
+        let inverse = try scale.reciprocal()
+        try Torch.withNoGrad { try FusedKernels.unscale(grads: grads, foundInf: foundInf, invScale: inverse) }
+        let skipped = try foundInf.item() != 0
+        if !skipped { try optimizer.step(lr: lr) }
+        try FusedKernels.updateScale(scale, growthTracker: growthTracker, foundInf: foundInf, growth: growthFactor,
+                                     backoff: backoffFactor, interval: growthInterval)
+        if skipped { skippedSteps += 1 }
+        return !skipped
+    }
+
+    public func stateDict() -> StateDict { ["scale": scale, "growth_tracker": growthTracker] }
+
+    public func load(scale: Tensor, growthTracker: Tensor, skippedSteps: Int) throws {
+        try self.scale.copy_(scale)
+        try self.growthTracker.copy_(growthTracker)
+        self.skippedSteps = skippedSteps
+    }
+}
