@@ -1,0 +1,121 @@
+import Foundation
+
+/// A batch ready for the model: images (B, 3, S, S) float32 in [0, 1], labels (B, S, S) int64 in {0, 1}.
+public struct Batch {
+    public var images: Tensor
+    public var labels: Tensor
+    public var names: [String]
+}
+
+/// Decodes, augments and assembles batches on background threads, a bounded number ahead of the
+/// consumer, in a fixed order (a seeded shuffle per epoch): the accelerator never waits on JPEG
+/// decoding, and the batches do not depend on thread timing. On CUDA, batches are built in pinned memory
+/// so the copy to the device can be asynchronous.
+public final class BatchLoader: Sequence, IteratorProtocol {
+    public let dataset: CrackDataset
+    public let batchSize: Int
+    public let order: [Int]
+    let size: Int
+    let epoch: Int
+    let augmenter: Augmenter?
+    let pin: Bool
+
+    private let lock = NSCondition()
+    private var ready: [Int: Result<Batch, Error>] = [:]
+    private var nextToBuild = 0
+    private var nextToHand = 0
+    private let prefetch: Int
+    private var stopped = false
+    private var workers: [Thread] = []
+
+    public var batchCount: Int { (order.count + batchSize - 1) / batchSize }
+
+    /// `shuffleSeed` nil keeps the dataset's order; `augmenter` nil disables augmentation.
+    /// `startBatch` skips that many batches without loading them (resuming mid-epoch).
+    public init(dataset: CrackDataset, size: Int, batchSize: Int, epoch: Int = 0, shuffleSeed: UInt64? = nil,
+                augmenter: Augmenter? = nil, workers: Int = 2, prefetch: Int = 4, pinMemory: Bool = false, startBatch: Int = 0) {
+        self.dataset = dataset
+        self.size = size
+        self.batchSize = Swift.max(batchSize, 1)
+        self.epoch = epoch
+        self.augmenter = augmenter
+        self.prefetch = Swift.max(prefetch, 1)
+        pin = pinMemory
+        var order = Array(0..<dataset.count)
+        if let shuffleSeed {
+            var rng = SplitMix64(shuffleSeed, UInt64(epoch), 0x5348_5546)
+            order.shuffle(using: &rng)
+        }
+        self.order = order
+        nextToBuild = startBatch
+        nextToHand = startBatch
+        for _ in 0..<Swift.max(workers, 1) {
+            let t = Thread { [weak self] in self?.work() }
+            t.stackSize = 1 << 22
+            self.workers.append(t)
+        }
+        self.workers.forEach { $0.start() }
+    }
+
+    deinit { stop() }
+
+    /// Stops the workers (they finish the batch in hand).
+    public func stop() {
+        lock.lock()
+        stopped = true
+        lock.broadcast()
+        lock.unlock()
+    }
+
+    private func work() {
+        while true {
+            lock.lock()
+            while !stopped && nextToBuild < batchCount && nextToBuild >= nextToHand + prefetch { lock.wait() }
+            if stopped || nextToBuild >= batchCount { lock.unlock(); return }
+            let b = nextToBuild
+            nextToBuild += 1
+            lock.unlock()
+            let result = Result { try build(b) }
+            lock.lock()
+            ready[b] = result
+            lock.broadcast()
+            lock.unlock()
+        }
+    }
+
+    private func build(_ b: Int) throws -> Batch {
+        let indices = order[(b * batchSize)..<Swift.min((b + 1) * batchSize, order.count)]
+        var images: [Tensor] = [], labels: [Tensor] = [], names: [String] = []
+        for i in indices {
+            var (image, label) = try dataset.load(i, size: size)
+            if let augmenter {
+                (image, label) = try augmenter.apply(augmenter.choice(epoch: epoch, index: i), image: image, label: label)
+            }
+            images.append(image)
+            labels.append(label)
+            names.append(dataset.samples[i].name)
+        }
+        var x = try Tensor.stack(images).to(dtype: .float32) / 255.0
+        var y = try Tensor.stack(labels).to(dtype: .int64)
+        if pin {
+            x = try x.pinnedMemory()
+            y = try y.pinnedMemory()
+        }
+        return Batch(images: x, labels: y, names: names)
+    }
+
+    /// The next batch in order (waiting for the workers if needed); nil after the last. A decoding error
+    /// is thrown by `nextBatch()`; `next()` (for `for … in`) stops at it, so prefer `nextBatch()`.
+    public func nextBatch() throws -> Batch? {
+        lock.lock()
+        defer { lock.unlock() }
+        guard nextToHand < batchCount else { return nil }
+        while ready[nextToHand] == nil { lock.wait() }
+        let result = ready.removeValue(forKey: nextToHand)!
+        nextToHand += 1
+        lock.broadcast()
+        return try result.get()
+    }
+
+    public func next() -> Batch? { try? nextBatch() }
+}

@@ -1,0 +1,107 @@
+import Foundation
+
+/// Dataset problems users hit, each naming the file or folder.
+public enum DatasetError: Error, Equatable, CustomStringConvertible, LocalizedError {
+    case notADataset(path: String)
+    case empty(path: String)
+    case missingMask(image: String, masksFolder: String)
+    case maskSizeMismatch(mask: String, maskSize: [Int], imageSize: [Int])
+    case listNamesMissingSample(list: String, line: Int, name: String)
+
+    public var description: String {
+        switch self {
+        case .notADataset(let path): return "\(path): not a dataset (expected images/ and masks/ folders)"
+        case .empty(let path): return "\(path): the dataset has no images"
+        case .missingMask(let image, let folder): return "\(image): no mask with the same name in \(folder)"
+        case .maskSizeMismatch(let mask, let m, let i):
+            return "\(mask): mask is \(m[0])×\(m[1]) but its image is \(i[0])×\(i[1])"
+        case .listNamesMissingSample(let list, let line, let name): return "\(list):\(line): '\(name)' is not in the dataset"
+        }
+    }
+
+    public var errorDescription: String? { description }
+}
+
+/// A crack dataset: `images/` and `masks/` holding files of the same names (JPEG or PNG; a mask may
+/// differ in extension), optionally restricted by a list file of sample names (one per line, with or
+/// without extension). Label = mask/255 > 0.5.
+public struct CrackDataset: Sendable {
+    public struct Sample: Equatable, Sendable {
+        public var name: String
+        public var image: String
+        public var mask: String
+    }
+
+    public let root: String
+    public let samples: [Sample]
+
+    static let extensions: Set<String> = ["png", "jpg", "jpeg"]
+
+    public init(root: String, list: String? = nil) throws {
+        self.root = root
+        let fm = FileManager.default
+        let imagesDir = root + "/images", masksDir = root + "/masks"
+        var isDir: ObjCBool = false
+        guard fm.fileExists(atPath: imagesDir, isDirectory: &isDir), isDir.boolValue,
+              fm.fileExists(atPath: masksDir, isDirectory: &isDir), isDir.boolValue else {
+            throw DatasetError.notADataset(path: root)
+        }
+        func files(_ dir: String) throws -> [String] {
+            try fm.contentsOfDirectory(atPath: dir).filter { Self.extensions.contains(($0 as NSString).pathExtension.lowercased()) }.sorted()
+        }
+        let images = try files(imagesDir)
+        let masks = try files(masksDir)
+        let maskByName = Set(masks)
+        var maskByStem: [String: String] = [:]
+        for m in masks { maskByStem[(m as NSString).deletingPathExtension] = maskByStem[(m as NSString).deletingPathExtension] ?? m }
+        var all: [Sample] = []
+        for file in images {
+            let stem = (file as NSString).deletingPathExtension
+            guard let mask = maskByName.contains(file) ? file : maskByStem[stem] else {
+                throw DatasetError.missingMask(image: imagesDir + "/" + file, masksFolder: masksDir)
+            }
+            all.append(Sample(name: stem, image: imagesDir + "/" + file, mask: masksDir + "/" + mask))
+        }
+        if let list {
+            guard let text = fm.contents(atPath: list).map({ String(decoding: $0, as: UTF8.self) }) else {
+                throw DataError.unreadableImage(path: list, reason: "cannot read the list file")
+            }
+            let byName = Dictionary(all.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+            var chosen: [Sample] = []
+            for (i, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+                let entry = raw.trimmingCharacters(in: .whitespaces)
+                if entry.isEmpty || entry.hasPrefix("#") { continue }
+                let stem = Self.extensions.contains((entry as NSString).pathExtension.lowercased())
+                    ? (entry as NSString).deletingPathExtension : entry
+                guard let s = byName[stem] else { throw DatasetError.listNamesMissingSample(list: list, line: i + 1, name: entry) }
+                chosen.append(s)
+            }
+            all = chosen
+        }
+        guard !all.isEmpty else { throw DatasetError.empty(path: list ?? root) }
+        samples = all
+    }
+
+    public var count: Int { samples.count }
+
+    /// Image (3, S, S) uint8 and label (S, S) uint8 ∈ {0, 1}; images of another size are resized to S
+    /// (bicubic for the image, nearest for the mask). A mask must have its image's size.
+    public func load(_ index: Int, size: Int) throws -> (image: Tensor, label: Tensor) {
+        let s = samples[index]
+        let image = try Image.read(at: s.image).rgb()
+        let mask = try Image.read(at: s.mask)
+        guard mask.width == image.width, mask.height == image.height else {
+            throw DatasetError.maskSizeMismatch(mask: s.mask, maskSize: [mask.width, mask.height], imageSize: [image.width, image.height])
+        }
+        // Grey masks as they are; colour masks by their mean (a white-on-black mask in any format).
+        var m = try mask.tensor().to(dtype: .float32).mean(dims: [0])
+        var img = try image.tensor()
+        if image.width != size || image.height != size {
+            img = try img.to(dtype: .float32).unsqueeze(dim: 0).interpolate(size: (size, size), mode: .bicubic)
+                .round().clamp(min: 0, max: 255).squeeze(dim: 0).to(dtype: .uint8)
+            m = try m.unsqueeze(dim: 0).unsqueeze(dim: 0).interpolate(size: (size, size), mode: .nearest).squeeze(dim: 0).squeeze(dim: 0)
+        }
+        let label = try (m / 255.0).gt(0.5).to(dtype: .uint8)
+        return (img, label)
+    }
+}

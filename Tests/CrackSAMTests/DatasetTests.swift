@@ -1,0 +1,155 @@
+import CrackSAM
+import Foundation
+import XCTest
+
+/// Datasets, augmentation and the batch loader.
+final class DatasetTests: XCTestCase {
+    /// A dataset of `count` 40×30 samples: a bright diagonal "crack" in image and mask.
+    func makeDataset(_ dir: String, count: Int = 5, maskExtension: String = "png") throws {
+        try FileManager.default.createDirectory(atPath: dir + "/images", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: dir + "/masks", withIntermediateDirectories: true)
+        for i in 0..<count {
+            var rgb = [UInt8](repeating: 90, count: 40 * 30 * 3)
+            var mask = [UInt8](repeating: 0, count: 40 * 30)
+            for y in 0..<30 {
+                let x = (y + i * 3) % 40
+                mask[y * 40 + x] = 255
+                for c in 0..<3 { rgb[(y * 40 + x) * 3 + c] = 10 }
+            }
+            try Image(width: 40, height: 30, channels: 3, pixels: rgb).write(to: dir + "/images/s\(i).png")
+            try Image(width: 40, height: 30, channels: 1, pixels: mask).write(to: dir + "/masks/s\(i).\(maskExtension)")
+        }
+    }
+
+    func testLoadsResizesAndThresholds() throws {
+        let dir = try Oracle.scratch()
+        try makeDataset(dir)
+        let ds = try CrackDataset(root: dir)
+        XCTAssertEqual(ds.samples.map(\.name), ["s0", "s1", "s2", "s3", "s4"])
+        let (image, label) = try ds.load(1, size: 32)
+        XCTAssertEqual(image.shape, [3, 32, 32])
+        XCTAssertEqual(image.dtype, .uint8)
+        XCTAssertEqual(label.shape, [32, 32])
+        XCTAssertEqual(Set(try label.toArray(of: UInt8.self)), [0, 1], "labels are strictly binary")
+        let same = try ds.load(0, size: 40).label  // 40×30 is not square: it is resized to 40×40
+        XCTAssertEqual(same.shape, [40, 40])
+        // A list file selects and orders samples; names may carry extensions.
+        try "s3\ns1.png\n\n".write(toFile: dir + "/train.txt", atomically: true, encoding: .utf8)
+        XCTAssertEqual(try CrackDataset(root: dir, list: dir + "/train.txt").samples.map(\.name), ["s3", "s1"])
+    }
+
+    func testMasksMayDifferInExtension() throws {
+        let dir = try Oracle.scratch()
+        try makeDataset(dir, count: 2, maskExtension: "jpg")
+        let ds = try CrackDataset(root: dir)
+        XCTAssertTrue(ds.samples[0].mask.hasSuffix("s0.jpg"))
+        // JPEG masks (as Khanhha ships) threshold back to a clean binary label.
+        XCTAssertEqual(Set(try ds.load(0, size: 40).label.toArray(of: UInt8.self)), [0, 1])
+    }
+
+    func assertDatasetError(_ expected: DatasetError, file: StaticString = #filePath, line: UInt = #line, _ body: () throws -> Void) {
+        XCTAssertThrowsError(try body(), file: file, line: line) { error in
+            XCTAssertEqual(error as? DatasetError, expected, file: file, line: line)
+        }
+    }
+
+    func testEveryBadInputNamesTheFile() throws {
+        let dir = try Oracle.scratch()
+        try makeDataset(dir, count: 3)
+        // Image without a mask.
+        try FileManager.default.removeItem(atPath: dir + "/masks/s2.png")
+        assertDatasetError(.missingMask(image: dir + "/images/s2.png", masksFolder: dir + "/masks")) { _ = try CrackDataset(root: dir) }
+        // Mask of another size.
+        try Image(width: 20, height: 30, channels: 1, pixels: [UInt8](repeating: 0, count: 600)).write(to: dir + "/masks/s2.png")
+        let ds = try CrackDataset(root: dir)
+        assertDatasetError(.maskSizeMismatch(mask: dir + "/masks/s2.png", maskSize: [20, 30], imageSize: [40, 30])) {
+            _ = try ds.load(2, size: 32)
+        }
+        // Corrupt / truncated image.
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: dir + "/images/s1.png"))
+        try bytes.prefix(bytes.count / 2).write(to: URL(fileURLWithPath: dir + "/images/s1.png"))
+        XCTAssertThrowsError(try ds.load(1, size: 32)) { error in
+            guard case DataError.unreadableImage(let path, _) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(path, dir + "/images/s1.png")
+        }
+        // List file naming a missing sample, with its line.
+        try "s0\n# comment\nnope\n".write(toFile: dir + "/val.txt", atomically: true, encoding: .utf8)
+        assertDatasetError(.listNamesMissingSample(list: dir + "/val.txt", line: 3, name: "nope")) {
+            _ = try CrackDataset(root: dir, list: dir + "/val.txt")
+        }
+        // Empty dataset, and a folder that is not one.
+        let empty = try Oracle.scratch("empty")
+        try FileManager.default.createDirectory(atPath: empty + "/images", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: empty + "/masks", withIntermediateDirectories: true)
+        assertDatasetError(.empty(path: empty)) { _ = try CrackDataset(root: empty) }
+        assertDatasetError(.notADataset(path: empty + "/images")) { _ = try CrackDataset(root: empty + "/images") }
+        XCTAssertEqual("\(DatasetError.empty(path: "/d"))", "/d: the dataset has no images")
+    }
+
+    func testSixteenBitPNGIsRefusedByName() throws {
+        let dir = try Oracle.scratch()
+        try makeDataset(dir, count: 1)
+        let oracle = try Oracle.scratch("img")
+        try Oracle.run("image_oracle.py", [oracle])
+        // deep.png is 80×60; give the sample a matching 16-bit image.
+        try FileManager.default.removeItem(atPath: dir + "/images/s0.png")
+        try FileManager.default.copyItem(atPath: oracle + "/deep.png", toPath: dir + "/images/s0.png")
+        XCTAssertThrowsError(try CrackDataset(root: dir).load(0, size: 32)) { error in
+            XCTAssertTrue("\(error)".contains("s0.png") && "\(error)".contains("16-bit PNG"), "\(error)")
+        }
+    }
+
+    func testAugmentationIsSeededAndKeepsMasksBinary() throws {
+        let a = Augmenter(seed: 3407)
+        let choices = (0..<200).map { a.choice(epoch: 1, index: $0) }
+        XCTAssertEqual(choices, (0..<200).map { Augmenter(seed: 3407).choice(epoch: 1, index: $0) })
+        XCTAssertNotEqual(choices, (0..<200).map { a.choice(epoch: 2, index: $0) })
+        let rotFlip = choices.filter { if case .rotFlip = $0 { return true } else { return false } }.count
+        let rotate = choices.filter { if case .rotate = $0 { return true } else { return false } }.count
+        XCTAssertTrue((70...130).contains(rotFlip), "about half rot+flip: \(rotFlip)")
+        XCTAssertTrue((25...75).contains(rotate), "about a quarter rotated: \(rotate)")
+        for case .rotate(let d) in choices { XCTAssertTrue((-20..<20).contains(d)) }
+
+        let label = try Tensor((0..<(9 * 9)).map { UInt8($0 % 7 == 0 ? 1 : 0) }, shape: [9, 9])
+        let image = try Tensor((0..<(3 * 81)).map { UInt8($0 % 256) }, shape: [3, 9, 9])
+        // 90° about the centre is exactly rot90; 0° is the identity.
+        XCTAssertEqual(try Augmenter.rotate(image, degrees: 90).bytes(), try image.rot90(1, dims: (1, 2)).bytes())
+        XCTAssertEqual(try Augmenter.rotate(image, degrees: 0).bytes(), try image.bytes())
+        let (_, l) = try a.apply(.rotate(degrees: 17), image: image, label: label)
+        XCTAssertTrue(Set(try l.toArray(of: UInt8.self)).isSubset(of: [0, 1]))
+        // Corners come from outside the image: zero fill.
+        let (i2, _) = try a.apply(.rotate(degrees: 19), image: try Tensor.full([3, 9, 9], value: 200, dtype: .uint8), label: label)
+        XCTAssertEqual(try i2.select(dim: 1, index: 0).select(dim: 1, index: 0).toArray(of: UInt8.self), [0, 0, 0])
+        let (i3, l3) = try a.apply(.rotFlip(k: 1, axis: 0), image: image, label: label)
+        XCTAssertEqual(try i3.bytes(), try image.rot90(1, dims: (1, 2)).flip([1]).bytes())
+        XCTAssertEqual(try l3.bytes(), try label.rot90(1, dims: (0, 1)).flip([0]).bytes())
+    }
+
+    func testLoaderOrderAndContentDoNotDependOnWorkers() throws {
+        let dir = try Oracle.scratch()
+        try makeDataset(dir, count: 7)
+        let ds = try CrackDataset(root: dir)
+        func collect(workers: Int) throws -> ([String], [UInt8]) {
+            let loader = BatchLoader(dataset: ds, size: 32, batchSize: 3, epoch: 2, shuffleSeed: 3407,
+                                     augmenter: Augmenter(seed: 3407), workers: workers, prefetch: 2)
+            var names: [String] = [], labels: [UInt8] = []
+            while let b = try loader.nextBatch() {
+                XCTAssertEqual(b.images.dtype, .float32)
+                XCTAssertLessThanOrEqual(try b.images.amax().item(), 1)
+                XCTAssertEqual(b.labels.dtype, .int64)
+                names += b.names
+                labels += try b.labels.to(dtype: .uint8).toArray(of: UInt8.self)
+            }
+            return (names, labels)
+        }
+        let one = try collect(workers: 1), three = try collect(workers: 3)
+        XCTAssertEqual(one.0, three.0)
+        XCTAssertEqual(one.1, three.1)
+        XCTAssertEqual(Set(one.0).count, 7, "every sample once per epoch, the last batch partial")
+        XCTAssertNotEqual(one.0, ds.samples.map(\.name), "shuffled")
+        // A decoding error surfaces from nextBatch with the file's name.
+        try Data("junk".utf8).write(to: URL(fileURLWithPath: dir + "/images/s4.png"))
+        let loader = BatchLoader(dataset: ds, size: 32, batchSize: 7)
+        XCTAssertThrowsError(try loader.nextBatch()) { error in XCTAssertTrue("\(error)".contains("s4.png"), "\(error)") }
+    }
+}
