@@ -4,26 +4,9 @@ import XCTest
 
 /// Datasets, augmentation and the batch loader.
 final class DatasetTests: XCTestCase {
-    /// A dataset of `count` 40×30 samples: a bright diagonal "crack" in image and mask.
-    func makeDataset(_ dir: String, count: Int = 5, maskExtension: String = "png") throws {
-        try FileManager.default.createDirectory(atPath: dir + "/images", withIntermediateDirectories: true)
-        try FileManager.default.createDirectory(atPath: dir + "/masks", withIntermediateDirectories: true)
-        for i in 0..<count {
-            var rgb = [UInt8](repeating: 90, count: 40 * 30 * 3)
-            var mask = [UInt8](repeating: 0, count: 40 * 30)
-            for y in 0..<30 {
-                let x = (y + i * 3) % 40
-                mask[y * 40 + x] = 255
-                for c in 0..<3 { rgb[(y * 40 + x) * 3 + c] = 10 }
-            }
-            try Image(width: 40, height: 30, channels: 3, pixels: rgb).write(to: dir + "/images/s\(i).png")
-            try Image(width: 40, height: 30, channels: 1, pixels: mask).write(to: dir + "/masks/s\(i).\(maskExtension)")
-        }
-    }
-
     func testLoadsResizesAndThresholds() throws {
         let dir = try Oracle.scratch()
-        try makeDataset(dir)
+        try makeTestDataset(dir)
         let ds = try CrackDataset(root: dir)
         XCTAssertEqual(ds.samples.map(\.name), ["s0", "s1", "s2", "s3", "s4"])
         let (image, label) = try ds.load(1, size: 32)
@@ -40,7 +23,7 @@ final class DatasetTests: XCTestCase {
 
     func testMasksMayDifferInExtension() throws {
         let dir = try Oracle.scratch()
-        try makeDataset(dir, count: 2, maskExtension: "jpg")
+        try makeTestDataset(dir, count: 2, maskExtension: "jpg")
         let ds = try CrackDataset(root: dir)
         XCTAssertTrue(ds.samples[0].mask.hasSuffix("s0.jpg"))
         // JPEG masks (as Khanhha ships) threshold back to a clean binary label.
@@ -55,7 +38,7 @@ final class DatasetTests: XCTestCase {
 
     func testEveryBadInputNamesTheFile() throws {
         let dir = try Oracle.scratch()
-        try makeDataset(dir, count: 3)
+        try makeTestDataset(dir, count: 3)
         // Image without a mask.
         try FileManager.default.removeItem(atPath: dir + "/masks/s2.png")
         assertDatasetError(.missingMask(image: dir + "/images/s2.png", masksFolder: dir + "/masks")) { _ = try CrackDataset(root: dir) }
@@ -88,7 +71,7 @@ final class DatasetTests: XCTestCase {
 
     func testSixteenBitPNGIsRefusedByName() throws {
         let dir = try Oracle.scratch()
-        try makeDataset(dir, count: 1)
+        try makeTestDataset(dir, count: 1)
         let oracle = try Oracle.scratch("img")
         try Oracle.run("image_oracle.py", [oracle])
         // deep.png is 80×60; give the sample a matching 16-bit image.
@@ -127,7 +110,7 @@ final class DatasetTests: XCTestCase {
 
     func testLoaderOrderAndContentDoNotDependOnWorkers() throws {
         let dir = try Oracle.scratch()
-        try makeDataset(dir, count: 7)
+        try makeTestDataset(dir, count: 7)
         let ds = try CrackDataset(root: dir)
         func collect(workers: Int) throws -> ([String], [UInt8]) {
             let loader = BatchLoader(dataset: ds, size: 32, batchSize: 3, epoch: 2, shuffleSeed: 3407,

@@ -95,3 +95,20 @@ func crackCLI(_ args: [String], expectSuccess: Bool = true, file: StaticString =
     }
     return out
 }
+
+/// A dataset of `count` 40×30 samples: a bright diagonal "crack" in image and mask.
+func makeTestDataset(_ dir: String, count: Int = 5, maskExtension: String = "png") throws {
+    try FileManager.default.createDirectory(atPath: dir + "/images", withIntermediateDirectories: true)
+    try FileManager.default.createDirectory(atPath: dir + "/masks", withIntermediateDirectories: true)
+    for i in 0..<count {
+        var rgb = [UInt8](repeating: 90, count: 40 * 30 * 3)
+        var mask = [UInt8](repeating: 0, count: 40 * 30)
+        for y in 0..<30 {
+            let x = (y + i * 3) % 40
+            mask[y * 40 + x] = 255
+            for c in 0..<3 { rgb[(y * 40 + x) * 3 + c] = 10 }
+        }
+        try Image(width: 40, height: 30, channels: 3, pixels: rgb).write(to: dir + "/images/s\(i).png")
+        try Image(width: 40, height: 30, channels: 1, pixels: mask).write(to: dir + "/masks/s\(i).\(maskExtension)")
+    }
+}

@@ -1,0 +1,108 @@
+import CrackSAM
+import Foundation
+import XCTest
+
+/// The training loop on a tiny model and dataset (CPU): resuming is exact, run directories are complete.
+final class TrainerTests: XCTestCase {
+    static let tiny = SAMConfig(backbone: .custom, embedDim: 32, depth: 2, heads: 2, globalBlocks: [1], imageSize: 32)
+
+    func dataset() throws -> CrackDataset {
+        let dir = try Oracle.scratch("data")
+        try makeTestDataset(dir, count: 6)
+        return try CrackDataset(root: dir)
+    }
+
+    func model() throws -> SAMModel {
+        Torch.manualSeed(11)
+        let m = try SAMModel(config: Self.tiny)
+        try m.applyPEFT(PEFTConfig(deltaType: .lora, rank: 2))
+        return m
+    }
+
+    func options(maxSteps: Int? = nil) -> TrainingOptions {
+        var o = TrainingOptions()
+        o.epochs = 3
+        o.stopEpoch = nil
+        o.batch = 2
+        o.warmup = 2
+        o.valEvery = 1
+        o.saveEvery = 2
+        o.workers = 1
+        o.maxSteps = maxSteps
+        return o
+    }
+
+    func testInterruptedAndResumedEqualsStraightThrough() throws {
+        let data = try dataset()
+        // 6 steps straight (two epochs of three batches, augmentation on)…
+        let straightDir = try Oracle.scratch("straight")
+        let straight = try Trainer(model: try model(), train: data, validation: nil, options: options(maxSteps: 5), runDirectory: straightDir,
+                                   log: { _ in })
+        XCTAssertEqual(try straight.run(), .interrupted(step: 5))
+        // …versus 3, stop, resume in a new trainer (new model from scratch), 2 more.
+        let splitDir = try Oracle.scratch("split")
+        let first = try Trainer(model: try model(), train: data, validation: nil, options: options(maxSteps: 3), runDirectory: splitDir,
+                                log: { _ in })
+        XCTAssertEqual(try first.run(), .interrupted(step: 3))
+        let second = try Trainer(model: try model(), train: data, validation: nil, options: options(maxSteps: 2), runDirectory: splitDir,
+                                 log: { _ in })
+        try second.resume()
+        XCTAssertEqual(second.step, 3)
+        XCTAssertEqual(try second.run(), .interrupted(step: 5))
+        for (key, a) in straight.model.deltaStateDict() {
+            let b = second.model.deltaStateDict()[key]!
+            XCTAssertEqual(try a.bytes(), try b.bytes(), "\(key) differs after resume")
+        }
+        // The metrics file continues where it stopped.
+        let rows = try String(contentsOfFile: splitDir + "/metrics.csv", encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(rows.count, 6)
+        XCTAssertTrue(rows[0].hasPrefix("step,epoch,loss,ce,dice,lr,images_per_s,skipped_steps"))
+        XCTAssertTrue(rows[5].hasPrefix("5,2,"))
+    }
+
+    func testARunWritesEveryArtefact() throws {
+        let data = try dataset()
+        let dir = try Oracle.scratch("run")
+        var lines: [String] = []
+        let trainer = try Trainer(model: try model(), train: data, validation: data, options: options(), runDirectory: dir,
+                                  log: { lines.append($0) })
+        XCTAssertEqual(try trainer.run(), .finished)
+        let files = Set(try FileManager.default.contentsOfDirectory(atPath: dir))
+        for f in ["metrics.csv", "val.csv", "state.safetensors", "best.pth", "best.pth.json", "epoch_2.pth", "epoch_3.pth",
+                  "loss.png", "val_iou.png"] {
+            XCTAssertTrue(files.contains(f), "\(f) missing from \(files.sorted())")
+        }
+        XCTAssertFalse(files.contains { $0.contains(".tmp-") })
+        let val = try String(contentsOfFile: dir + "/val.csv", encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(val.count, 4, "header + one row per epoch")
+        XCTAssertTrue(lines.contains { $0.contains("validation: Pr") })
+        // The best delta loads by its own description.
+        let (tensors, description) = try DeltaFile.read(at: dir + "/best.pth")
+        XCTAssertEqual(description?.peft.deltaType, .lora)
+        XCTAssertEqual(description?.peft.rank, 2)
+        try (try model()).loadDelta(tensors, source: "best.pth")
+        XCTAssertEqual(try Image.read(at: dir + "/loss.png").width, 640)
+        // A second run into the same directory is refused.
+        XCTAssertThrowsError(try Trainer.prepareNewRun(at: dir)) { error in
+            XCTAssertEqual(error as? TrainingError, .runDirectoryInUse(path: dir))
+        }
+    }
+
+    func testNonFiniteLossStopsAndKeepsTheLastGoodWeights() throws {
+        let data = try dataset()
+        let dir = try Oracle.scratch("nan")
+        let m = try model()
+        // Poison the decoder: every loss is NaN from the first step.
+        try Torch.withNoGrad { try m.maskDecoder.iouToken.weight.tensor.fill_(.nan); try m.maskDecoder.maskTokens.weight.tensor.fill_(.nan) }
+        let before = try m.deltaStateDict()["w_a_000"]!.clone()
+        var o = options()
+        o.maxNonFiniteSteps = 2
+        let trainer = try Trainer(model: m, train: data, validation: nil, options: o, runDirectory: dir, log: { _ in })
+        XCTAssertThrowsError(try trainer.run()) { error in
+            XCTAssertEqual(error as? TrainingError, .nonFiniteLoss(steps: 2, atStep: 1, checkpoint: dir + "/state.safetensors"))
+            XCTAssertTrue("\(error)".contains("inf/NaN for 2 steps"), "\(error)")
+        }
+        XCTAssertEqual(try m.deltaStateDict()["w_a_000"]!.bytes(), try before.bytes(), "no NaN step was applied")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/state.safetensors"))
+    }
+}
