@@ -4,8 +4,13 @@ import Foundation
 
 /// The options every command that builds a model shares.
 struct ModelOptions: ParsableArguments {
-    @Option(help: "SAM backbone: b, l or h.")
+    @Option(help: "SAM backbone: b, l or h (or custom, sized by --embed-dim/--depth/--heads/--global-blocks).")
     var vit: String?
+
+    @Option(help: .hidden) var embedDim = 64
+    @Option(help: .hidden) var depth = 4
+    @Option(help: .hidden) var heads = 4
+    @Option(help: .hidden) var globalBlocks = "1,3"
 
     @Option(help: "Input size S (a multiple of 16); default 448, or what a delta file records.")
     var imageSize: Int?
@@ -16,10 +21,18 @@ struct ModelOptions: ParsableArguments {
     /// The configuration, or nil when no --vit was given.
     func config() throws -> SAMConfig? {
         guard let vit else { return nil }
-        guard let backbone = SAMConfig.Backbone(argument: vit) else {
-            throw ValidationError("--vit must be b, l or h (got '\(vit)')")
+        let config: SAMConfig
+        if vit.lowercased() == "custom" {
+            // A small SAM-shaped backbone (random init): for demos and tests without SAM weights.
+            let globals = globalBlocks.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+            config = SAMConfig(backbone: .custom, embedDim: embedDim, depth: depth, heads: heads, globalBlocks: globals,
+                               imageSize: imageSize ?? 448, numClasses: numClasses)
+        } else {
+            guard let backbone = SAMConfig.Backbone(argument: vit) else {
+                throw ValidationError("--vit must be b, l or h (got '\(vit)')")
+            }
+            config = try SAMConfig.named(backbone, imageSize: imageSize ?? 448, numClasses: numClasses)
         }
-        let config = try SAMConfig.named(backbone, imageSize: imageSize ?? 448, numClasses: numClasses)
         do { try config.validate() } catch { throw ValidationError("\(error)") }
         return config
     }
@@ -75,7 +88,8 @@ struct PEFTOptions: ParsableArguments {
 struct ModelBuilder {
     var model: ModelOptions
     var peft: PEFTOptions
-    var sam: String
+    /// nil: random initialisation (custom backbones, demos).
+    var sam: String?
     var delta: String?
     var keepDecoderHead = false
     var nonStrict = false
@@ -103,9 +117,13 @@ struct ModelBuilder {
         let peftConfig = try peft.resolve(over: description?.peft ?? PEFTConfig(deltaType: delta == nil ? .none : .lora))
         Torch.manualSeed(seed)
         let net = try SAMModel(config: config)
-        let report = try net.loadSAMCheckpoint(at: sam, strict: !nonStrict, keepDecoderHead: keepDecoderHead)
-        if !report.isClean {
-            FileHandle.standardError.write(Data("warning: \(sam) does not fully fit the model:\n\(report)\n".utf8))
+        if let sam {
+            let report = try net.loadSAMCheckpoint(at: sam, strict: !nonStrict, keepDecoderHead: keepDecoderHead)
+            if !report.isClean {
+                FileHandle.standardError.write(Data("warning: \(sam) does not fully fit the model:\n\(report)\n".utf8))
+            }
+        } else if config.backbone != .custom {
+            throw ValidationError("--sam FILE is required for --vit \(config.backbone.rawValue) (official SAM weights)")
         }
         if peftConfig.deltaType != .none { try net.applyPEFT(peftConfig) }
         if let deltaTensors, let delta { try net.loadDelta(deltaTensors, source: delta) }

@@ -9,8 +9,8 @@ struct Predict: ParsableCommand {
     @OptionGroup var model: ModelOptions
     @OptionGroup var peft: PEFTOptions
 
-    @Option(help: "Official SAM checkpoint (sam_vit_*.pth).")
-    var sam: String
+    @Option(help: "Official SAM checkpoint (sam_vit_*.pth); not needed for --vit custom.")
+    var sam: String?
 
     @Option(help: "A trained delta (authors' format .pth, or .safetensors); its recorded settings are used unless flags say otherwise.")
     var delta: String?

@@ -1,0 +1,147 @@
+import ArgumentParser
+import CrackSAM
+import Foundation
+
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Fine-tune CrackSAM (delta + prompt encoder + mask decoder) on a crack dataset.",
+        discussion: """
+            Writes RUN_DIR/config.json, metrics.csv, val.csv, epoch_N.pth and best.pth (deltas in the authors'
+            format, with .json sidecars), state.safetensors (resumable) and loss.png / val_iou.png.
+            Ctrl-C finishes the step, writes a resumable checkpoint and exits; continue with --resume RUN_DIR.
+            """)
+
+    @OptionGroup var model: ModelOptions
+    @OptionGroup var peft: PEFTOptions
+
+    @Option(help: "Training dataset folder (images/ and masks/).") var data: String?
+    @Option(help: "List file selecting training samples.") var dataList: String?
+    @Option(help: "Validation dataset folder.") var val: String?
+    @Option(help: "List file selecting validation samples.") var valList: String?
+    @Option(help: "Official SAM checkpoint (sam_vit_*.pth); not needed for --vit custom.") var sam: String?
+    @Option(help: "Run directory to create.") var out: String?
+    @Option(help: "Continue the run in this directory (its config.json is used).") var resume: String?
+
+    @Option(help: "Epochs the schedule spans.") var epochs = 140
+    @Option(help: "Stop after this epoch (the authors stop at 100 of 140).") var stopEpoch: Int?
+    @Option(help: "Images per step.") var batch = 8
+    @Option(help: "Base learning rate.") var lr = 4e-4
+    @Option(help: "Warm-up steps.") var warmup = 300
+    @Option(help: "Power of the polynomial decay.") var polyPower = 6.0
+    @Option(help: "AdamW weight decay.") var weightDecay = 0.01
+    @Option(help: "fp16 (with a dynamic loss scaler), bf16 or off; default fp16 on CUDA, off on the CPU.") var amp: String?
+    @Option(help: "TF32 matmuls on CUDA: on or off.") var tf32 = "on"
+    @Option(help: "Validate every N epochs.") var valEvery = 5
+    @Option(help: "Save epoch_N.pth every N epochs.") var saveEvery = 5
+    @Option(help: "Seed (weights, shuffling, augmentation).") var seed: UInt64 = 3407
+    @Option(help: "cpu, cuda or cuda:N.") var device = "cpu"
+    @Option(help: "Background loader threads.") var workers = 2
+    @Flag(help: "Disable augmentation.") var noAugment = false
+    @Option(help: "Stop (resumably) after this many steps in this invocation.") var maxSteps: Int?
+
+    struct RunConfig: Codable {
+        var options: TrainingOptions
+        var backbone: String
+        var imageSize: Int
+        var numClasses: Int
+        var embedDim: Int
+        var depth: Int
+        var heads: Int
+        var globalBlocks: [Int]
+        var peft: PEFTConfig
+        var sam: String?
+        var data: String
+        var dataList: String?
+        var val: String?
+        var valList: String?
+    }
+
+    func run() throws {
+        let runConfig: RunConfig
+        let runDirectory: String
+        if let resume {
+            runDirectory = resume
+            guard let json = FileManager.default.contents(atPath: resume + "/config.json") else {
+                throw TrainingError.notARun(path: resume, reason: "no config.json")
+            }
+            var c = try JSONDecoder().decode(RunConfig.self, from: json)
+            c.options.maxSteps = maxSteps
+            runConfig = c
+        } else {
+            guard let data, let out else { throw ValidationError("--data and --out are required (or --resume RUN_DIR)") }
+            guard let config = try model.config() else { throw ValidationError("--vit is required") }
+            guard Device(device) != nil else { throw ValidationError("--device must be cpu, cuda or cuda:N") }
+            var o = TrainingOptions()
+            o.epochs = epochs
+            o.stopEpoch = stopEpoch ?? (epochs == 140 ? 100 : nil)
+            o.batch = batch
+            o.lr = lr
+            o.warmup = warmup
+            o.polyPower = polyPower
+            o.weightDecay = weightDecay
+            let ampName = amp ?? (device.hasPrefix("cuda") ? "fp16" : "off")
+            guard let a = TrainingOptions.AMP(rawValue: ampName) else { throw ValidationError("--amp must be fp16, bf16 or off") }
+            o.amp = a
+            o.tf32 = tf32 != "off"
+            o.valEvery = valEvery
+            o.saveEvery = saveEvery
+            o.seed = seed
+            o.device = device
+            o.workers = workers
+            o.augment = !noAugment
+            o.maxSteps = maxSteps
+            runConfig = RunConfig(options: o, backbone: config.backbone.rawValue, imageSize: config.imageSize, numClasses: config.numClasses,
+                                  embedDim: config.embedDim, depth: config.depth, heads: config.heads, globalBlocks: config.globalBlocks,
+                                  peft: try peft.resolve(), sam: sam, data: data, dataList: dataList, val: val, valList: valList)
+            runDirectory = out
+        }
+
+        // Datasets first: a bad dataset fails before anything is written.
+        let trainSet = try CrackDataset(root: runConfig.data, list: runConfig.dataList)
+        let valSet = try runConfig.val.map { try CrackDataset(root: $0, list: runConfig.valList) }
+        var modelOptions = model
+        modelOptions.vit = runConfig.backbone == "custom" ? "custom" : String(runConfig.backbone.dropFirst(4))
+        modelOptions.imageSize = runConfig.imageSize
+        modelOptions.numClasses = runConfig.numClasses
+        modelOptions.embedDim = runConfig.embedDim
+        modelOptions.depth = runConfig.depth
+        modelOptions.heads = runConfig.heads
+        modelOptions.globalBlocks = runConfig.globalBlocks.map(String.init).joined(separator: ",")
+        var peftOptions = PEFTOptions()
+        peftOptions.deltaType = runConfig.peft.deltaType.rawValue
+        peftOptions.rank = runConfig.peft.rank
+        peftOptions.loraTargets = runConfig.peft.targetString
+        peftOptions.adapterDim = runConfig.peft.adapterDim
+        peftOptions.adapterScale = runConfig.peft.adapterScale
+        let net = try ModelBuilder(model: modelOptions, peft: peftOptions, sam: runConfig.sam, delta: nil, seed: runConfig.options.seed).build()
+
+        if resume == nil {
+            try Trainer.prepareNewRun(at: runDirectory)
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            let json = try encoder.encode(runConfig)
+            try AtomicFile.write(to: runDirectory + "/config.json") { try json.write(to: URL(fileURLWithPath: $0)) }
+        }
+        let tty = isatty(STDERR_FILENO) != 0
+        let trainer = try Trainer(model: net, train: trainSet, validation: valSet, options: runConfig.options, runDirectory: runDirectory,
+                                  log: { line in
+                                      if tty { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+                                      print(line)
+                                      fflush(stdout)
+                                  },
+                                  progress: tty ? { FileHandle.standardError.write(Data(("\r\u{1B}[K" + $0).utf8)) } : nil)
+        if resume != nil { try trainer.resume() }
+        print("training \(runConfig.peft.deltaType.rawValue) on \(runConfig.backbone): \(trainSet.count) images, "
+            + "\(net.trainableParameterCount) trainable parameters, run directory \(runDirectory)")
+        signal(SIGINT) { _ in Trainer.stopRequested = 1 }
+        signal(SIGTERM) { _ in Trainer.stopRequested = 1 }
+        let outcome = try trainer.run()
+        if tty { FileHandle.standardError.write(Data("\n".utf8)) }
+        switch outcome {
+        case .finished:
+            print("done: \(trainer.step) steps; best delta \(runDirectory)/best.pth")
+        case .interrupted(let step):
+            print("stopped at step \(step) with a resumable checkpoint; resume with: crack-cli train --resume \(runDirectory)")
+        }
+    }
+}

@@ -1,0 +1,75 @@
+import CrackSAM
+import Foundation
+import XCTest
+
+/// `crack-cli train` end to end on a tiny random-init backbone (CPU).
+final class TrainCLITests: XCTestCase {
+    let tiny = ["--vit", "custom", "--embed-dim", "32", "--depth", "2", "--heads", "2", "--global-blocks", "1", "--image-size", "32",
+                "--batch", "2", "--warmup", "2", "--workers", "1"]
+
+    func testMaxStepsStopsResumablyAndResumeContinues() throws {
+        let dir = try Oracle.scratch()
+        try makeTestDataset(dir + "/data", count: 6)
+        let run = dir + "/run"
+        var out = try crackCLI(["train"] + tiny + ["--data", dir + "/data", "--val", dir + "/data", "--out", run, "--epochs", "3",
+                                                   "--val-every", "1", "--max-steps", "4"])
+        XCTAssertTrue(out.contains("resume with: crack-cli train --resume \(run)"), out)
+        out = try crackCLI(["train", "--resume", run, "--max-steps", "100"])
+        XCTAssertTrue(out.contains("resuming at epoch 2, step 4"), out)
+        XCTAssertTrue(out.contains("done: 9 steps"), out)
+        let rows = try String(contentsOfFile: run + "/metrics.csv", encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(rows.count, 10)
+        let val = try String(contentsOfFile: run + "/val.csv", encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(val.count, 4)
+        // The same directory cannot take a new run.
+        out = try crackCLI(["train"] + tiny + ["--data", dir + "/data", "--out", run], expectSuccess: false)
+        XCTAssertTrue(out.contains("\(run) holds another run; pass --resume \(run)"), out)
+    }
+
+    func testCtrlCFinishesTheStepAndCheckpoints() throws {
+        let dir = try Oracle.scratch()
+        try makeTestDataset(dir + "/data", count: 6)
+        let run = dir + "/run"
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+            .appendingPathComponent("crack-cli").path)
+        process.arguments = ["train"] + tiny + ["--data", dir + "/data", "--out", run, "--epochs", "100000"]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline {
+            if let text = try? String(contentsOfFile: run + "/metrics.csv", encoding: .utf8), text.split(separator: "\n").count >= 4 { break }
+            usleep(50_000)
+        }
+        process.interrupt()  // SIGINT, as Ctrl-C
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationStatus, 0, output)
+        XCTAssertTrue(output.contains("resume with: crack-cli train --resume \(run)"), output)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: run + "/state.safetensors"))
+        let steps = try String(contentsOfFile: run + "/metrics.csv", encoding: .utf8).split(separator: "\n").count - 1
+        let resumed = try crackCLI(["train", "--resume", run, "--max-steps", "1"])
+        XCTAssertTrue(resumed.contains("step \(steps)"), resumed)
+    }
+
+    func testBadInputsFailBeforeAnythingIsWritten() throws {
+        let dir = try Oracle.scratch()
+        try makeTestDataset(dir + "/data", count: 2)
+        try FileManager.default.removeItem(atPath: dir + "/data/masks/s1.png")
+        var out = try crackCLI(["train"] + tiny + ["--data", dir + "/data", "--out", dir + "/run"], expectSuccess: false)
+        XCTAssertTrue(out.contains("\(dir)/data/images/s1.png: no mask with the same name"), out)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/run/config.json"))
+        // A checkpoint of another backbone.
+        var sd = StateDict()
+        sd["image_encoder.patch_embed.proj.weight"] = try Tensor.zeros([1024, 3, 16, 16])
+        for i in 0..<24 { sd["image_encoder.blocks.\(i).norm1.weight"] = try Tensor.ones([1024]) }
+        try PyTorchCheckpoint.save(sd, to: dir + "/sam_vit_l.pth")
+        try makeTestDataset(dir + "/ok", count: 2)
+        out = try crackCLI(["train", "--vit", "h", "--sam", dir + "/sam_vit_l.pth", "--data", dir + "/ok", "--out", dir + "/run2"],
+                           expectSuccess: false)
+        XCTAssertTrue(out.contains("holds a vit_l backbone, but vit_h was asked for"), out)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/run2/config.json"))
+    }
+}
