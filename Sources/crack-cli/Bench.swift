@@ -5,7 +5,7 @@ import Foundation
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks whose figures go in docs/BENCHMARKS.md.",
-        subcommands: [Ops.self, Encoder.self])
+        subcommands: [Ops.self, Encoder.self, DataLoading.self])
 
     struct Ops: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -86,6 +86,69 @@ struct Bench: ParsableCommand {
             } else {
                 print(String(format: "%@ encoder at %d px, batch %d, %@, %d thread(s): median %.3f s over %d runs",
                              config.backbone.rawValue, config.imageSize, batch, "\(device)", Torch.threads, median, iterations))
+            }
+        }
+    }
+
+    struct DataLoading: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "data",
+            abstract: "Images/s the training loader sustains (decode + augment + batch), without a model.")
+
+        @Option(help: "Dataset folder; default: a generated set of 448×448 JPEG photos with PNG masks.")
+        var data: String?
+
+        @Option(help: "Input size S.") var imageSize = 448
+        @Option(help: "Images per batch.") var batch = 8
+        @Option(help: "Loader threads.") var workers = 2
+        @Option(help: "Epochs to time (after one warm-up batch).") var epochs = 2
+        @Flag(help: "Disable augmentation.") var noAugment = false
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() throws {
+            var root = data
+            if root == nil {
+                root = NSTemporaryDirectory() + "cracksam-bench-data-\(getpid())"
+                try generate(root!, count: 64)
+            }
+            let dataset = try CrackDataset(root: root!)
+            var images = 0
+            var seconds = 0.0
+            for epoch in 0..<epochs {
+                let loader = BatchLoader(dataset: dataset, size: imageSize, batchSize: batch, epoch: epoch, shuffleSeed: 1,
+                                         augmenter: noAugment ? nil : Augmenter(seed: 1), workers: workers)
+                let start = DispatchTime.now().uptimeNanoseconds
+                while let b = try loader.nextBatch() { images += b.names.count }
+                seconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+            }
+            if data == nil { try? FileManager.default.removeItem(atPath: root!) }
+            let rate = Double(images) / seconds
+            if json {
+                try printJSON(["images_per_s": rate, "images": images, "seconds": seconds, "workers": workers, "batch": batch,
+                               "image_size": imageSize, "augment": !noAugment])
+            } else {
+                print(String(format: "%.1f images/s (%d images in %.2f s, %d workers, batch %d, %d px, augmentation %@)", rate, images,
+                             seconds, workers, batch, imageSize, noAugment ? "off" : "on"))
+            }
+        }
+
+        /// Photo-like noise with a dark line: JPEG images (as crack datasets ship) and PNG masks.
+        func generate(_ root: String, count: Int) throws {
+            try FileManager.default.createDirectory(atPath: root + "/images", withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(atPath: root + "/masks", withIntermediateDirectories: true)
+            var rng = SplitMix64(seed: 7)
+            let n = 448
+            for i in 0..<count {
+                var rgb = [UInt8](repeating: 0, count: n * n * 3)
+                var mask = [UInt8](repeating: 0, count: n * n)
+                for j in 0..<(n * n * 3) { rgb[j] = UInt8(110 + Int(rng.next() % 60)) }
+                let x0 = Int(rng.next() % UInt64(n - 40)) + 20
+                for y in 0..<n {
+                    let x = x0 + Int(12 * sin(Double(y) / 40))
+                    for dx in -2...2 { mask[y * n + x + dx] = 255; for c in 0..<3 { rgb[(y * n + x + dx) * 3 + c] = 35 } }
+                }
+                try Image(width: n, height: n, channels: 3, pixels: rgb).write(to: root + "/images/\(i).jpg", jpegQuality: 90)
+                try Image(width: n, height: n, channels: 1, pixels: mask).write(to: root + "/masks/\(i).png")
             }
         }
     }

@@ -36,6 +36,7 @@ struct Train: ParsableCommand {
     @Option(help: "Seed (weights, shuffling, augmentation).") var seed: UInt64 = 3407
     @Option(help: "cpu, cuda or cuda:N.") var device = "cpu"
     @Option(help: "Background loader threads.") var workers = 2
+    @Option(help: "libtorch CPU threads.") var threads: Int?
     @Flag(help: "Disable augmentation.") var noAugment = false
     @Option(help: "Stop (resumably) after this many steps in this invocation.") var maxSteps: Int?
 
@@ -57,6 +58,7 @@ struct Train: ParsableCommand {
     }
 
     func run() throws {
+        if let threads { Torch.threads = threads }
         let runConfig: RunConfig
         let runDirectory: String
         if let resume {
