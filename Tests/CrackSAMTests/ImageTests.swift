@@ -22,7 +22,7 @@ final class ImageTests: XCTestCase {
     func testUnsupportedAndBrokenFilesAreNamedErrors() throws {
         let d = try Oracle.scratch()
         try Oracle.run("image_oracle.py", [d])
-        let cases = [("deep.png", "16-bit PNG"), ("truncated.png", "truncated"), ("truncated.jpg", "JPEG"),
+        let cases = [("deep.png", "16-bit PNG"), ("cmyk.jpg", "CMYK JPEG"), ("truncated.png", "truncated"), ("truncated.jpg", "JPEG"),
                      ("missing.png", "no such file")]
         for (name, fragment) in cases {
             XCTAssertThrowsError(try Image.read(at: d + "/" + name), name) { error in

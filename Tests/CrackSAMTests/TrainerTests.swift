@@ -36,28 +36,28 @@ final class TrainerTests: XCTestCase {
         let data = try dataset()
         // 6 steps straight (two epochs of three batches, augmentation on)…
         let straightDir = try Oracle.scratch("straight")
-        let straight = try Trainer(model: try model(), train: data, validation: nil, options: options(maxSteps: 5), runDirectory: straightDir,
+        let straight = try Trainer(model: try model(), train: data, validation: nil, options: options(maxSteps: 6), runDirectory: straightDir,
                                    log: { _ in })
-        XCTAssertEqual(try straight.run(), .interrupted(step: 5))
-        // …versus 3, stop, resume in a new trainer (new model from scratch), 2 more.
+        XCTAssertEqual(try straight.run(), .interrupted(step: 6))
+        // …versus 3, stop, resume in a new trainer (new model from scratch), 3 more.
         let splitDir = try Oracle.scratch("split")
         let first = try Trainer(model: try model(), train: data, validation: nil, options: options(maxSteps: 3), runDirectory: splitDir,
                                 log: { _ in })
         XCTAssertEqual(try first.run(), .interrupted(step: 3))
-        let second = try Trainer(model: try model(), train: data, validation: nil, options: options(maxSteps: 2), runDirectory: splitDir,
+        let second = try Trainer(model: try model(), train: data, validation: nil, options: options(maxSteps: 3), runDirectory: splitDir,
                                  log: { _ in })
         try second.resume()
         XCTAssertEqual(second.step, 3)
-        XCTAssertEqual(try second.run(), .interrupted(step: 5))
+        XCTAssertEqual(try second.run(), .interrupted(step: 6))
         for (key, a) in straight.model.deltaStateDict() {
             let b = second.model.deltaStateDict()[key]!
             XCTAssertEqual(try a.bytes(), try b.bytes(), "\(key) differs after resume")
         }
         // The metrics file continues where it stopped.
         let rows = try String(contentsOfFile: splitDir + "/metrics.csv", encoding: .utf8).split(separator: "\n")
-        XCTAssertEqual(rows.count, 6)
+        XCTAssertEqual(rows.count, 7)
         XCTAssertTrue(rows[0].hasPrefix("step,epoch,loss,ce,dice,lr,images_per_s,skipped_steps"))
-        XCTAssertTrue(rows[5].hasPrefix("5,2,"))
+        XCTAssertTrue(rows[6].hasPrefix("6,2,"))
     }
 
     func testARunWritesEveryArtefact() throws {
@@ -85,6 +85,24 @@ final class TrainerTests: XCTestCase {
         // A second run into the same directory is refused.
         XCTAssertThrowsError(try Trainer.prepareNewRun(at: dir)) { error in
             XCTAssertEqual(error as? TrainingError, .runDirectoryInUse(path: dir))
+        }
+    }
+
+    func testMixedPrecisionStepsOnTheCPU() throws {
+        let data = try dataset()
+        for amp in [TrainingOptions.AMP.fp16, .bf16] {
+            var o = options(maxSteps: 3)
+            o.amp = amp
+            let m = try model()
+            let before = try m.deltaStateDict()["w_b_000"]!.clone()
+            let trainer = try Trainer(model: m, train: data, validation: data, options: o, runDirectory: try Oracle.scratch("amp"),
+                                      log: { _ in })
+            XCTAssertEqual(try trainer.run(), .interrupted(step: 3), "\(amp)")
+            let rows = try String(contentsOfFile: trainer.runDirectory + "/metrics.csv", encoding: .utf8).split(separator: "\n").dropFirst()
+            for row in rows { XCTAssertTrue(Double(row.split(separator: ",")[2])?.isFinite ?? false, "\(amp): \(row)") }
+            // fp16 uses the loss scaler (2^16 at first); the delta moved unless every step overflowed.
+            XCTAssertNotEqual(try m.deltaStateDict()["w_b_000"]!.bytes(), try before.bytes(), "\(amp): no update")
+            XCTAssertGreaterThan(try trainer.validate(data).iou, -1)
         }
     }
 

@@ -22,6 +22,10 @@ cv2.imwrite(f"{d}/grey.png", grey)
 cv2.imwrite(f"{d}/photo.jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
 cv2.imwrite(f"{d}/grey.jpg", grey, [cv2.IMWRITE_JPEG_QUALITY, 90])
 cv2.imwrite(f"{d}/deep.png", (grey.astype(np.uint16) * 257))
+# A CMYK JPEG (print workflows produce them; libjpeg decodes them but they are not RGB photos).
+from PIL import Image as PILImage
+
+PILImage.fromarray(rgb).convert("CMYK").save(f"{d}/cmyk.jpg", quality=90)
 for name in ("rgb.png", "photo.jpg"):
     data = open(f"{d}/{name}", "rb").read()
     open(f"{d}/truncated.{name.split('.')[1]}", "wb").write(data[: len(data) * 2 // 3])
