@@ -1,0 +1,153 @@
+import Foundation
+
+/// Scores of one model on one dataset variant.
+public struct EvaluationResult: Codable, Equatable, Sendable {
+    public var model: String
+    public var dataset: String
+    /// "clean", "case1", "case2" or "blur:K".
+    public var variant: String
+    public var images: Int
+    /// Means over images with the authors' edge rules (what the paper reports).
+    public var precision: Double
+    public var recall: Double
+    public var f1: Double
+    public var iou: Double
+    /// Σ|P∩G| / Σ|P∪G| over all pixels of all images (a different number: large images weigh more).
+    public var pooledIoU: Double
+}
+
+/// Anything that turns S×S RGB images into binary crack masks (0/1, S×S, row-major): CrackSAM, or a
+/// stand-in in tests.
+public protocol MaskPredictor {
+    var inputSize: Int { get }
+    func predict(_ images: [Image]) throws -> [[UInt8]]
+}
+
+/// CrackSAM as a mask predictor: argmax over the logits' channels, crack = any class but 0.
+public struct SAMPredictor: MaskPredictor {
+    public let model: SAMModel
+    public let device: Device
+    public let amp: DType?
+
+    public init(model: SAMModel, device: Device = .cpu, amp: DType? = nil) {
+        self.model = model
+        self.device = device
+        self.amp = amp
+    }
+
+    public var inputSize: Int { model.config.imageSize }
+
+    public func predict(_ images: [Image]) throws -> [[UInt8]] {
+        let s = inputSize
+        let input = try Tensor.stack(images.map { try Preprocess.image($0, size: s) }).to(device: device)
+        return try Torch.withInferenceMode {
+            let logits: Tensor
+            if let amp, device != .cpu {
+                logits = try Torch.withAutocast(device: device, dtype: amp) { try model(input).logits }
+            } else {
+                logits = try model(input).logits
+            }
+            let pred = try logits.argmax(dim: 1).gt(0).to(device: .cpu).to(dtype: .uint8)
+            let flat = try pred.toArray(of: UInt8.self)
+            return (0..<images.count).map { Array(flat[($0 * s * s)..<(($0 + 1) * s * s)]) }
+        }
+    }
+}
+
+/// Zero-shot evaluation: each image (at its own size) is degraded if asked, resized to S with OpenCV's
+/// bicubic, segmented, and the prediction is resized back with nearest neighbour and scored against the
+/// label at the original size (REFERENCE "Evaluation").
+public final class Evaluator {
+    public let predictor: MaskPredictor
+    public let name: String
+    let batch: Int
+
+    public init(predictor: MaskPredictor, name: String, batch: Int = 4) {
+        self.predictor = predictor
+        self.name = name
+        self.batch = max(batch, 1)
+    }
+
+    /// Loads image and label of a sample at their own size: RGB image, binary label (mask/255 > 0.5).
+    static func sample(_ dataset: CrackDataset, _ i: Int) throws -> (Image, [UInt8]) {
+        let s = dataset.samples[i]
+        let image = try Image.read(at: s.image).rgb()
+        let mask = try Image.read(at: s.mask)
+        guard mask.width == image.width, mask.height == image.height else {
+            throw DatasetError.maskSizeMismatch(mask: s.mask, maskSize: [mask.width, mask.height], imageSize: [image.width, image.height])
+        }
+        var label = [UInt8](repeating: 0, count: mask.width * mask.height)
+        for p in 0..<label.count {
+            var sum = 0
+            for c in 0..<mask.channels { sum += Int(mask.pixels[p * mask.channels + c]) }
+            label[p] = Double(sum) / Double(mask.channels) / 255.0 > 0.5 ? 1 : 0
+        }
+        return (image, label)
+    }
+
+    /// Nearest-neighbour resize of a single-channel mask, as OpenCV's INTER_NEAREST.
+    public static func resizeNearest(_ mask: [UInt8], from: (Int, Int), to: (Int, Int)) -> [UInt8] {
+        let (sw, sh) = from, (dw, dh) = to
+        if sw == dw && sh == dh { return mask }
+        var out = [UInt8](repeating: 0, count: dw * dh)
+        let fx = Double(sw) / Double(dw), fy = Double(sh) / Double(dh)
+        for y in 0..<dh {
+            let sy = min(Int((Double(y) * fy).rounded(.down)), sh - 1)
+            for x in 0..<dw {
+                out[y * dw + x] = mask[sy * sw + min(Int((Double(x) * fx).rounded(.down)), sw - 1)]
+            }
+        }
+        return out
+    }
+
+    public func evaluate(_ dataset: CrackDataset, name datasetName: String, degradation: Degradation? = nil,
+                         savePredictions: String? = nil) throws -> EvaluationResult {
+        let s = predictor.inputSize
+        var scores: [SegmentationScores] = []
+        var pooledIntersection = 0, pooledUnion = 0
+        if let savePredictions { try FileManager.default.createDirectory(atPath: savePredictions, withIntermediateDirectories: true) }
+        for start in stride(from: 0, to: dataset.count, by: batch) {
+            let indices = Array(start..<min(start + batch, dataset.count))
+            // Decoding and degradation in parallel; the model runs on the whole batch.
+            var loaded = [(Image, [UInt8])?](repeating: nil, count: indices.count)
+            var failure: Error?
+            let lock = NSLock()
+            DispatchQueue.concurrentPerform(iterations: indices.count) { j in
+                do {
+                    var (image, label) = try Self.sample(dataset, indices[j])
+                    if let degradation { image = try degradation.apply(to: image) }
+                    lock.lock(); loaded[j] = (image, label); lock.unlock()
+                } catch {
+                    lock.lock(); failure = failure ?? error; lock.unlock()
+                }
+            }
+            if let failure { throw failure }
+            let items = loaded.map { $0! }
+            let inputs = try items.map { item -> Image in
+                item.0.width == s && item.0.height == s ? item.0 : try Degrade.resizeBicubic(item.0, width: s, height: s)
+            }
+            let masks = try predictor.predict(inputs)
+            for (j, (image, label)) in items.enumerated() {
+                let pred = Self.resizeNearest(masks[j], from: (s, s), to: (image.width, image.height))
+                var a = 0, b = 0, inter = 0
+                for p in 0..<label.count {
+                    let pp = pred[p] != 0, gg = label[p] != 0
+                    if pp { a += 1 }
+                    if gg { b += 1 }
+                    if pp && gg { inter += 1 }
+                }
+                scores.append(SegmentationScores(predicted: a, truth: b, intersection: inter))
+                pooledIntersection += inter
+                pooledUnion += a + b - inter
+                if let savePredictions {
+                    try Image(width: image.width, height: image.height, channels: 1, pixels: pred.map { $0 != 0 ? 255 : 0 })
+                        .write(to: savePredictions + "/" + dataset.samples[indices[j]].name + ".png")
+                }
+            }
+        }
+        let mean = SegmentationScores.mean(scores)
+        return EvaluationResult(model: name, dataset: datasetName, variant: degradation?.description ?? "clean", images: scores.count,
+                                precision: mean.precision, recall: mean.recall, f1: mean.f1, iou: mean.iou,
+                                pooledIoU: pooledUnion == 0 ? 1 : Double(pooledIntersection) / Double(pooledUnion))
+    }
+}

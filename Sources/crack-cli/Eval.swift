@@ -1,0 +1,91 @@
+import ArgumentParser
+import CrackSAM
+import Foundation
+
+struct Eval: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Zero-shot benchmark: several models on several datasets, clean and noisy, in one run.",
+        discussion: """
+            Per model, dataset and variant: Pr, Re, F1 and IoU as means over images (the authors' edge rules)
+            and the pooled IoU over all pixels. Prints a paper-style table (rows: models, columns: datasets).
+            --delta may repeat; `--delta none` is the untrained model (SAM with a fresh decoder head).
+            """)
+
+    @OptionGroup var model: ModelOptions
+    @OptionGroup var peft: PEFTOptions
+
+    @Option(help: "Official SAM checkpoint; not needed for --vit custom.") var sam: String?
+    @Option(help: "A trained delta (repeatable), or 'none'.") var delta: [String] = []
+    @Option(help: "NAME=DIR (images/ and masks/), repeatable; NAME=DIR:LIST to select samples.") var dataset: [String] = []
+    @Option(help: "Noisy variants, comma separated: case1,case2.") var noise: String?
+    @Option(help: "Gaussian kernel sizes to sweep, comma separated (odd), e.g. 1,5,9,13,17,21,25.") var blurSweep: String?
+    @Option(help: "Images per forward pass.") var batch = 4
+    @Option(help: "cpu, cuda or cuda:N.") var device = "cpu"
+    @Option(help: "Autocast on CUDA: fp16, bf16 or off.") var amp = "off"
+    @Option(help: "libtorch CPU threads.") var threads: Int?
+    @Option(help: "Write predicted masks under DIR/<model>/<dataset>/<variant>/.") var savePredictions: String?
+    @Option(help: "Write all results as JSON.") var json: String?
+    @Option(help: "Write all results as CSV.") var csv: String?
+    @Option(help: "Write the tables as Markdown.") var markdown: String?
+    @Option(help: "Where the blur-sweep plot goes (with --blur-sweep).") var blurPlot = "blur-sweep.png"
+
+    func run() throws {
+        if let threads { Torch.threads = threads }
+        guard !dataset.isEmpty else { throw ValidationError("give at least one --dataset NAME=DIR") }
+        guard let dev = Device(device) else { throw ValidationError("--device must be cpu, cuda or cuda:N") }
+        var datasets: [(String, CrackDataset)] = []
+        for spec in dataset {
+            guard let eq = spec.firstIndex(of: "=") else { throw ValidationError("--dataset must be NAME=DIR (got '\(spec)')") }
+            let name = String(spec[..<eq])
+            var dir = String(spec[spec.index(after: eq)...]), list: String?
+            if let colon = dir.lastIndex(of: ":"), FileManager.default.fileExists(atPath: String(dir[dir.index(after: colon)...])) {
+                list = String(dir[dir.index(after: colon)...])
+                dir = String(dir[..<colon])
+            }
+            datasets.append((name, try CrackDataset(root: dir, list: list)))
+        }
+        var variants: [Degradation?] = [nil]
+        for v in (noise ?? "").split(separator: ",") {
+            guard let d = Degradation(String(v)) else { throw ValidationError("--noise takes case1 and/or case2 (got '\(v)')") }
+            variants.append(d)
+        }
+        var sweep: [Degradation] = []
+        for k in (blurSweep ?? "").split(separator: ",") {
+            guard let n = Int(k), let d = Degradation("blur:\(n)") else { throw ValidationError("--blur-sweep sizes must be odd (got '\(k)')") }
+            sweep.append(d)
+        }
+        let deltas = delta.isEmpty ? ["none"] : delta
+        let ampType: DType? = amp == "off" ? nil : DType(name: amp)
+        var results: [EvaluationResult] = []
+        for d in deltas {
+            let file = d == "none" ? nil : d
+            var peftOptions = peft
+            if file == nil && peft.deltaType == nil { peftOptions.deltaType = "none" }
+            let net = try ModelBuilder(model: model, peft: peftOptions, sam: sam, delta: file).build()
+            if dev != .cpu { try net.move(to: dev) }
+            let name = file.map { URL(fileURLWithPath: $0).deletingPathExtension().lastPathComponent } ?? "untrained"
+            let evaluator = Evaluator(predictor: SAMPredictor(model: net, device: dev, amp: ampType), name: name, batch: batch)
+            for (datasetName, ds) in datasets {
+                for variant in variants + sweep.map(Optional.some) {
+                    let save = savePredictions.map { "\($0)/\(name)/\(datasetName)/\(variant?.description.replacingOccurrences(of: ":", with: "") ?? "clean")" }
+                    let start = DispatchTime.now().uptimeNanoseconds
+                    let r = try evaluator.evaluate(ds, name: datasetName, degradation: variant, savePredictions: save)
+                    let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+                    print(String(format: "%@ on %@ (%@): IoU %.4f, F1 %.4f, pooled IoU %.4f — %d images, %.1f images/s", name, datasetName,
+                                 r.variant, r.iou, r.f1, r.pooledIoU, r.images, Double(r.images) / seconds))
+                    results.append(r)
+                }
+            }
+        }
+        let table = EvaluationReport.markdown(results)
+        print("")
+        print(table)
+        if let json { try EvaluationReport.json(results).write(to: URL(fileURLWithPath: json)) }
+        if let csv { try EvaluationReport.csv(results).write(toFile: csv, atomically: true, encoding: .utf8) }
+        if let markdown { try table.write(toFile: markdown, atomically: true, encoding: .utf8) }
+        if !sweep.isEmpty {
+            try EvaluationReport.blurPlot(results).write(to: blurPlot)
+            print("blur sweep plot → \(blurPlot)")
+        }
+    }
+}

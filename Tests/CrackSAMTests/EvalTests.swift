@@ -1,0 +1,92 @@
+import CrackSAM
+import Foundation
+import XCTest
+
+/// Evaluation with a stand-in predictor (dark pixels are cracks) on hand-made masks, and the CLI.
+final class EvalTests: XCTestCase {
+    struct DarkPixels: MaskPredictor {
+        var inputSize: Int
+        func predict(_ images: [Image]) throws -> [[UInt8]] {
+            images.map { img in (0..<(img.width * img.height)).map { p in img.pixels[p * 3] < 60 ? 1 : 0 } }
+        }
+    }
+
+    /// A sample whose image is dark where `dark` says and whose mask is white where `crack` says.
+    func write(_ dir: String, _ name: String, width: Int, height: Int, dark: (Int, Int) -> Bool, crack: (Int, Int) -> Bool) throws {
+        var rgb = [UInt8](repeating: 200, count: width * height * 3), mask = [UInt8](repeating: 0, count: width * height)
+        for y in 0..<height {
+            for x in 0..<width {
+                if dark(x, y) { for c in 0..<3 { rgb[(y * width + x) * 3 + c] = 10 } }
+                if crack(x, y) { mask[y * width + x] = 255 }
+            }
+        }
+        try Image(width: width, height: height, channels: 3, pixels: rgb).write(to: "\(dir)/images/\(name).png")
+        try Image(width: width, height: height, channels: 1, pixels: mask).write(to: "\(dir)/masks/\(name).png")
+    }
+
+    func testEdgeRulesPooledVersusMeanAndResizing() throws {
+        let dir = try Oracle.scratch()
+        for sub in ["images", "masks"] { try FileManager.default.createDirectory(atPath: dir + "/" + sub, withIntermediateDirectories: true) }
+        // a: nothing predicted, nothing labelled → 1. b: nothing predicted, crack labelled → 0.
+        // c: predicted rows 0–7, labelled rows 4–11 of 32 → I = 4·32, U = 12·32, IoU 1/3, Pr 0.5, Re 0.5.
+        // d: 64×48 (resized to 32 and back): predicted = labelled left half → IoU 1 after the round trip.
+        let never: (Int, Int) -> Bool = { _, _ in false }
+        let column3: (Int, Int) -> Bool = { x, _ in x == 3 }
+        let top8: (Int, Int) -> Bool = { _, y in y < 8 }
+        let rows4to11: (Int, Int) -> Bool = { _, y in y >= 4 && y < 12 }
+        let leftHalf: (Int, Int) -> Bool = { x, _ in x < 32 }
+        try write(dir, "a", width: 32, height: 32, dark: never, crack: never)
+        try write(dir, "b", width: 32, height: 32, dark: never, crack: column3)
+        try write(dir, "c", width: 32, height: 32, dark: top8, crack: rows4to11)
+        try write(dir, "d", width: 64, height: 48, dark: leftHalf, crack: leftHalf)
+        let ds = try CrackDataset(root: dir)
+        let r = try Evaluator(predictor: DarkPixels(inputSize: 32), name: "stand-in", batch: 3).evaluate(ds, name: "hand")
+        XCTAssertEqual(r.images, 4)
+        let third: Double = 1.0 / 3.0
+        let meanIoU: Double = (2.0 + third) / 4.0
+        let meanHalf: Double = 2.5 / 4.0
+        XCTAssertEqual(r.iou, meanIoU, accuracy: 1e-12)
+        XCTAssertEqual(r.precision, meanHalf, accuracy: 1e-12)
+        XCTAssertEqual(r.recall, meanHalf, accuracy: 1e-12)
+        XCTAssertEqual(r.f1, meanHalf, accuracy: 1e-12)
+        // Pooled: Σ I / Σ U over pixels: b adds 32 labelled pixels to U; a adds nothing.
+        let intersection: Double = 4 * 32 + 32 * 48
+        let union: Double = 32 + 12 * 32 + 32 * 48
+        let pooled = intersection / union
+        XCTAssertEqual(r.pooledIoU, pooled, accuracy: 1e-12)
+        XCTAssertNotEqual(r.iou, r.pooledIoU, accuracy: 1e-3, "the two figures differ where empty images and sizes weigh in")
+        // Saved predictions are at the original size.
+        let saved = try Oracle.scratch("saved")
+        _ = try Evaluator(predictor: DarkPixels(inputSize: 32), name: "s").evaluate(ds, name: "hand", savePredictions: saved)
+        let d = try Image.read(at: saved + "/d.png")
+        XCTAssertEqual([d.width, d.height], [64, 48])
+        XCTAssertEqual(Set(d.pixels), [0, 255])
+    }
+
+    func testNearestResizeIsOpenCVs() {
+        // 4 → 3: source index floor(x · 4/3) = 0, 1, 2.
+        XCTAssertEqual(Evaluator.resizeNearest([1, 2, 3, 4], from: (4, 1), to: (3, 1)), [1, 2, 3])
+        XCTAssertEqual(Evaluator.resizeNearest([1, 2], from: (2, 1), to: (5, 1)), [1, 1, 1, 2, 2])
+    }
+
+    func testCLIEvaluatesSeveralModelsOnSeveralDatasets() throws {
+        let dir = try Oracle.scratch()
+        try makeTestDataset(dir + "/a", count: 4)
+        try makeTestDataset(dir + "/b", count: 3)
+        let tiny = ["--vit", "custom", "--embed-dim", "32", "--depth", "2", "--heads", "2", "--global-blocks", "1", "--image-size", "32"]
+        try crackCLI(["train"] + tiny + ["--data", dir + "/a", "--out", dir + "/run", "--epochs", "1", "--batch", "2", "--workers", "1",
+                                        "--save-every", "1"])
+        let out = try crackCLI(["eval"] + tiny + ["--delta", "none", "--delta", dir + "/run/epoch_1.pth", "--dataset", "A=" + dir + "/a",
+                                                 "--dataset", "B=" + dir + "/b", "--noise", "case1,case2", "--blur-sweep", "1,5",
+                                                 "--json", dir + "/r.json", "--csv", dir + "/r.csv", "--markdown", dir + "/r.md",
+                                                 "--blur-plot", dir + "/blur.png", "--batch", "3"])
+        XCTAssertTrue(out.contains("| model | A | A (case1) | A (case2) | A (blur:1) | A (blur:5) | B |"), out)
+        XCTAssertTrue(out.contains("| untrained |") && out.contains("| epoch_1 |"), out)
+        let results = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/r.json"))) as! [[String: Any]]
+        XCTAssertEqual(results.count, 2 * 2 * 5)
+        XCTAssertNotNil(results[0]["pooled_io_u"] ?? results[0]["pooled_iou"])
+        XCTAssertEqual(try String(contentsOfFile: dir + "/r.csv", encoding: .utf8).split(separator: "\n").count, 21)
+        XCTAssertEqual(try Image.read(at: dir + "/blur.png").width, 640)
+        XCTAssertTrue(try crackCLI(["eval"] + tiny + ["--dataset", "X"], expectSuccess: false).contains("NAME=DIR"))
+    }
+}
