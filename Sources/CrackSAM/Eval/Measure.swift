@@ -1,0 +1,196 @@
+import Foundation
+
+/// Geometry of segmented cracks, per connected crack and per image: area, skeleton length, mean and
+/// maximum width (twice the distance to the background along the skeleton, minus the centre pixel), and
+/// orientation (principal axis of the skeleton, degrees from the image x axis, counter-clockwise, 0…180).
+/// With a pixel size, lengths and widths are in millimetres and areas in mm².
+public struct CrackMeasurement: Codable, Equatable, Sendable {
+    public var id: Int
+    public var area: Double
+    public var length: Double
+    public var meanWidth: Double
+    public var maxWidth: Double
+    public var orientation: Double
+    public var pixels: Int
+}
+
+public struct ImageMeasurement: Codable, Equatable, Sendable {
+    public var image: String
+    public var unit: String
+    public var cracks: [CrackMeasurement]
+    public var totalArea: Double
+    public var totalLength: Double
+    public var meanWidth: Double
+    public var maxWidth: Double
+}
+
+public enum CrackGeometry {
+    /// 8-connected components of a binary mask; labels 1…n (0 = background).
+    public static func components(_ mask: [UInt8], width w: Int, height h: Int) -> (labels: [Int32], count: Int) {
+        var labels = [Int32](repeating: 0, count: w * h)
+        var next: Int32 = 0
+        var stack: [Int] = []
+        for start in 0..<(w * h) where mask[start] != 0 && labels[start] == 0 {
+            next += 1
+            labels[start] = next
+            stack.append(start)
+            while let p = stack.popLast() {
+                let (x, y) = (p % w, p / w)
+                for dy in -1...1 {
+                    for dx in -1...1 where dx != 0 || dy != 0 {
+                        let nx = x + dx, ny = y + dy
+                        guard nx >= 0, nx < w, ny >= 0, ny < h else { continue }
+                        let q = ny * w + nx
+                        if mask[q] != 0 && labels[q] == 0 { labels[q] = next; stack.append(q) }
+                    }
+                }
+            }
+        }
+        return (labels, Int(next))
+    }
+
+    /// Zhang–Suen thinning to a one-pixel-wide skeleton.
+    public static func skeleton(_ mask: [UInt8], width w: Int, height h: Int) -> [UInt8] {
+        var img = mask.map { $0 != 0 ? UInt8(1) : 0 }
+        func at(_ x: Int, _ y: Int) -> UInt8 { x < 0 || y < 0 || x >= w || y >= h ? 0 : img[y * w + x] }
+        var changed = true
+        while changed {
+            changed = false
+            for pass in 0..<2 {
+                var remove: [Int] = []
+                for y in 0..<h {
+                    for x in 0..<w where img[y * w + x] == 1 {
+                        // Neighbours P2…P9 clockwise from north.
+                        let n = [at(x, y - 1), at(x + 1, y - 1), at(x + 1, y), at(x + 1, y + 1), at(x, y + 1), at(x - 1, y + 1),
+                                 at(x - 1, y), at(x - 1, y - 1)]
+                        let b = n.reduce(0) { $0 + Int($1) }
+                        guard b >= 2 && b <= 6 else { continue }
+                        var a = 0
+                        for i in 0..<8 where n[i] == 0 && n[(i + 1) % 8] == 1 { a += 1 }
+                        guard a == 1 else { continue }
+                        if pass == 0 {
+                            guard n[0] * n[2] * n[4] == 0, n[2] * n[4] * n[6] == 0 else { continue }
+                        } else {
+                            guard n[0] * n[2] * n[6] == 0, n[0] * n[4] * n[6] == 0 else { continue }
+                        }
+                        remove.append(y * w + x)
+                    }
+                }
+                for p in remove { img[p] = 0 }
+                if !remove.isEmpty { changed = true }
+            }
+        }
+        return img
+    }
+
+    /// Exact Euclidean distance from each foreground pixel to the nearest background pixel
+    /// (Felzenszwalb–Huttenlocher); pixels outside the image count as background.
+    public static func distanceTransform(_ mask: [UInt8], width w: Int, height h: Int) -> [Double] {
+        let inf = 1e20
+        // Pad by one pixel of background on every side.
+        let (pw, ph) = (w + 2, h + 2)
+        var f = [Double](repeating: 0, count: pw * ph)
+        for y in 0..<h { for x in 0..<w where mask[y * w + x] != 0 { f[(y + 1) * pw + x + 1] = inf } }
+        func edt1d(_ g: [Double]) -> [Double] {
+            let n = g.count
+            var d = [Double](repeating: 0, count: n), v = [Int](repeating: 0, count: n), z = [Double](repeating: 0, count: n + 1)
+            var k = 0
+            z[0] = -inf; z[1] = inf
+            for q in 1..<n {
+                var s = ((g[q] + Double(q * q)) - (g[v[k]] + Double(v[k] * v[k]))) / Double(2 * q - 2 * v[k])
+                while s <= z[k] {
+                    k -= 1
+                    s = ((g[q] + Double(q * q)) - (g[v[k]] + Double(v[k] * v[k]))) / Double(2 * q - 2 * v[k])
+                }
+                k += 1
+                v[k] = q; z[k] = s; z[k + 1] = inf
+            }
+            k = 0
+            for q in 0..<n {
+                while z[k + 1] < Double(q) { k += 1 }
+                d[q] = Double((q - v[k]) * (q - v[k])) + g[v[k]]
+            }
+            return d
+        }
+        for x in 0..<pw {
+            let col = edt1d((0..<ph).map { f[$0 * pw + x] })
+            for y in 0..<ph { f[y * pw + x] = col[y] }
+        }
+        for y in 0..<ph {
+            let row = edt1d(Array(f[(y * pw)..<((y + 1) * pw)]))
+            for x in 0..<pw { f[y * pw + x] = row[x] }
+        }
+        var out = [Double](repeating: 0, count: w * h)
+        for y in 0..<h { for x in 0..<w { out[y * w + x] = f[(y + 1) * pw + x + 1].squareRoot() } }
+        return out
+    }
+
+    /// Measures every crack of a binary mask. `mmPerPixel` nil keeps pixels.
+    public static func measure(_ mask: [UInt8], width w: Int, height h: Int, image: String, mmPerPixel: Double? = nil,
+                               minimumArea: Int = 1) -> ImageMeasurement {
+        let scale = mmPerPixel ?? 1
+        let (labels, count) = components(mask, width: w, height: h)
+        let skel = skeleton(mask, width: w, height: h)
+        let dist = distanceTransform(mask, width: w, height: h)
+        var areas = [Int](repeating: 0, count: count + 1)
+        var skelPixels = [[Int]](repeating: [], count: count + 1)
+        for p in 0..<(w * h) where labels[p] != 0 {
+            areas[Int(labels[p])] += 1
+            if skel[p] != 0 { skelPixels[Int(labels[p])].append(p) }
+        }
+        var cracks: [CrackMeasurement] = []
+        var allWidths: [Double] = []
+        for id in 1...max(count, 1) where count > 0 && areas[id] >= minimumArea {
+            var points = skelPixels[id]
+            if points.isEmpty {
+                // A blob thinning removed entirely: keep its deepest pixel as the centre.
+                let deepest = (0..<(w * h)).filter { labels[$0] == Int32(id) }.max { dist[$0] < dist[$1] }!
+                points = [deepest]
+            }
+            let set = Set(points)
+            // Length: each skeleton pixel contributes the length of skeleton it stands for, from the skeleton
+            // around it (radius 4, direction θ by PCA); plain link counting would be off by up to 8 % at 22.5°.
+            // Each free end adds its distance to the background, which thinning took off the crack's extent.
+            var length = 0.0
+            for p in points {
+                let (x, y) = (p % w, p / w)
+                var nx = 0.0, ny = 0.0, n = 0.0, sxx = 0.0, syy = 0.0, sxy = 0.0
+                var neighbours = 0
+                var local: [(Double, Double)] = []
+                for dy in -4...4 {
+                    for dx in -4...4 {
+                        let qx = x + dx, qy = y + dy
+                        guard qx >= 0, qx < w, qy >= 0, qy < h, set.contains(qy * w + qx) else { continue }
+                        local.append((Double(dx), Double(dy)))
+                        if abs(dx) <= 1 && abs(dy) <= 1 && (dx != 0 || dy != 0) { neighbours += 1 }
+                    }
+                }
+                for (a, b) in local { nx += a; ny += b; n += 1 }
+                let (mx, my) = (nx / n, ny / n)
+                for (a, b) in local { sxx += (a - mx) * (a - mx); syy += (b - my) * (b - my); sxy += (a - mx) * (b - my) }
+                let theta = 0.5 * atan2(2 * sxy, sxx - syy)
+                // Extent of the local skeleton along θ per pixel in it: 1/max(|cos θ|, |sin θ|) on a clean
+                // one-pixel line, less where thinning left the line two pixels thick.
+                let projections = local.map { $0.0 * cos(theta) + $0.1 * sin(theta) }
+                length += local.count > 1 ? (projections.max()! - projections.min()!) / Double(local.count - 1) : 1
+                if neighbours <= 1 { length += max(dist[p] - 0.5, 0) }
+            }
+            let widths = points.map { 2 * dist[$0] - 1 }
+            allWidths += widths
+            // Orientation from the covariance of skeleton coordinates (y up for counter-clockwise angles).
+            let xs = points.map { Double($0 % w) }, ys = points.map { -Double($0 / w) }
+            let mx = xs.reduce(0, +) / Double(xs.count), my = ys.reduce(0, +) / Double(ys.count)
+            var sxx = 0.0, syy = 0.0, sxy = 0.0
+            for (x, y) in zip(xs, ys) { sxx += (x - mx) * (x - mx); syy += (y - my) * (y - my); sxy += (x - mx) * (y - my) }
+            var angle = 0.5 * atan2(2 * sxy, sxx - syy) * 180 / Double.pi
+            if angle < 0 { angle += 180 }
+            cracks.append(CrackMeasurement(id: cracks.count + 1, area: Double(areas[id]) * scale * scale, length: length * scale,
+                                           meanWidth: widths.reduce(0, +) / Double(widths.count) * scale,
+                                           maxWidth: (widths.max() ?? 0) * scale, orientation: angle, pixels: areas[id]))
+        }
+        return ImageMeasurement(image: image, unit: mmPerPixel == nil ? "px" : "mm", cracks: cracks,
+                                totalArea: cracks.reduce(0) { $0 + $1.area }, totalLength: cracks.reduce(0) { $0 + $1.length },
+                                meanWidth: allWidths.isEmpty ? 0 : allWidths.reduce(0, +) / Double(allWidths.count) * scale,
+                                maxWidth: (allWidths.max() ?? 0) * scale)
+    }
+}

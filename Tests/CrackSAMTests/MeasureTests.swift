@@ -1,0 +1,86 @@
+import CrackSAM
+import Foundation
+import XCTest
+
+/// Crack measurements on drawn lines of known geometry, and tiling.
+final class MeasureTests: XCTestCase {
+    /// A mask with a straight band: centre line from (x0, y0) at `degrees` (counter-clockwise, y up),
+    /// `length` long, pixels within width/2 of the segment set.
+    func band(width w: Int, height h: Int, x0: Double, y0: Double, degrees: Double, length: Double, thickness: Double) -> [UInt8] {
+        let (c, s) = (cos(degrees * .pi / 180), -sin(degrees * .pi / 180))
+        var mask = [UInt8](repeating: 0, count: w * h)
+        for y in 0..<h {
+            for x in 0..<w {
+                let (px, py) = (Double(x) - x0, Double(y) - y0)
+                let along = px * c + py * s, across = -px * s + py * c
+                if along >= 0 && along < length && across >= -thickness / 2 && across < thickness / 2 { mask[y * w + x] = 1 }
+            }
+        }
+        return mask
+    }
+
+    func testDiagonalLineOfKnownLengthAndWidth() {
+        for (degrees, thickness) in [(45.0, 6.0), (30.0, 6.0), (22.5, 4.0), (0.0, 6.0), (90.0, 3.0), (135.0, 9.0), (160.0, 2.0)] {
+            // 300 px long, centred in a 340×340 mask.
+            let expectedLength = 300.0
+            let (c, s) = (cos(degrees * .pi / 180), sin(degrees * .pi / 180))
+            let mask = band(width: 340, height: 340, x0: 170 - c * 150, y0: 170 + s * 150, degrees: degrees, length: expectedLength,
+                            thickness: thickness)
+            let m = CrackGeometry.measure(mask, width: 340, height: 340, image: "line")
+            XCTAssertEqual(m.cracks.count, 1, "\(degrees)°")
+            guard let c = m.cracks.first else { continue }
+            print(String(format: "line %.0f° %.0f px wide, %.0f px long: length %.1f, mean width %.2f, max %.2f, orientation %.1f", degrees,
+                         thickness, expectedLength, c.length, c.meanWidth, c.maxWidth, c.orientation))
+            XCTAssertEqual(c.length, expectedLength, accuracy: 0.03 * expectedLength, "\(degrees)° length within 3%")
+            XCTAssertEqual(c.meanWidth, thickness, accuracy: 1, "\(degrees)° width within 1 px")
+            let angleError = min(abs(c.orientation - degrees), 180 - abs(c.orientation - degrees))
+            XCTAssertLessThan(angleError, 2, "\(degrees)° orientation")
+            // Millimetres: exactly the pixel figures scaled.
+            let mm = CrackGeometry.measure(mask, width: 340, height: 340, image: "line", mmPerPixel: 0.25)
+            XCTAssertEqual(mm.unit, "mm")
+            XCTAssertEqual(mm.cracks[0].length, c.length * 0.25)
+            XCTAssertEqual(mm.cracks[0].meanWidth, c.meanWidth * 0.25)
+            XCTAssertEqual(mm.cracks[0].area, c.area * 0.0625)
+        }
+    }
+
+    func testSeparateCracksAreCountedSeparately() {
+        var mask = band(width: 100, height: 100, x0: 5, y0: 20, degrees: 0, length: 80, thickness: 3)
+        let second = band(width: 100, height: 100, x0: 5, y0: 70, degrees: 0, length: 40, thickness: 5)
+        for i in 0..<mask.count { mask[i] |= second[i] }
+        let m = CrackGeometry.measure(mask, width: 100, height: 100, image: "two")
+        XCTAssertEqual(m.cracks.count, 2)
+        XCTAssertEqual(m.totalLength, m.cracks[0].length + m.cracks[1].length, accuracy: 1e-9)
+        XCTAssertEqual(CrackGeometry.measure([UInt8](repeating: 0, count: 100), width: 10, height: 10, image: "empty").cracks, [])
+    }
+
+    struct Pointwise: ProbabilityPredictor {
+        var inputSize: Int
+        func probabilities(_ images: [Image]) throws -> [[Float]] {
+            images.map { img in (0..<(img.width * img.height)).map { Float(img.pixels[$0 * 3]) / 255 } }
+        }
+    }
+
+    func testTilesCoverEveryPixelWithWeightsSummingToOne() throws {
+        for (w, h, overlap) in [(100, 70, 8), (64, 64, 16), (32, 20, 4), (257, 130, 31)] {
+            let plan = TilePlan(width: w, height: h, tile: 32, overlap: overlap)
+            let sums = plan.weightSums()
+            XCTAssertFalse(sums.contains(0), "\(w)×\(h): a pixel no tile covers")
+            // The normalised weights of the tiles covering a pixel sum to 1.
+            var total = [Double](repeating: 0, count: w * h)
+            for o in plan.origins {
+                for ty in 0..<32 where o.y + ty < h {
+                    for tx in 0..<32 where o.x + tx < w { total[(o.y + ty) * w + o.x + tx] += plan.rawWeight(tx, ty) / sums[(o.y + ty) * w + o.x + tx] }
+                }
+            }
+            XCTAssertLessThan(total.map { abs($0 - 1) }.max()!, 1e-12, "\(w)×\(h)")
+            // A pointwise stand-in model: tiled equals untiled exactly (after thresholding).
+            let pixels = (0..<(w * h * 3)).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ $0 / 7) }
+            let image = Image(width: w, height: h, channels: 3, pixels: pixels)
+            let blended = try plan.run(image, with: Pointwise(inputSize: 32), batch: 3)
+            let direct = (0..<(w * h)).map { Double(Float(pixels[$0 * 3]) / 255) }
+            XCTAssertLessThan(zip(blended, direct).map { abs($0 - $1) }.max()!, 1e-12)
+            XCTAssertEqual(blended.map { $0 > 0.5 }, direct.map { $0 > 0.5 })
+        }
+    }
+}
