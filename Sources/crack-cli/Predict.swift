@@ -15,8 +15,20 @@ struct Predict: ParsableCommand {
     @Option(help: "A trained delta (authors' format .pth, or .safetensors); its recorded settings are used unless flags say otherwise.")
     var delta: String?
 
-    @Argument(help: "PNG or JPEG images (resized to the input size when they differ).")
-    var images: [String]
+    @Argument(help: "PNG or JPEG images, or folders of them.")
+    var inputs: [String]
+
+    @Option(help: "resize: each image resized to S and the mask back (as the paper); tile: S×S windows at full resolution.")
+    var mode = "resize"
+
+    @Option(help: "Tile overlap in pixels (tile mode).")
+    var overlap = 64
+
+    @Option(help: "Write <name>_mask.png, <name>_overlay.png and measurements.csv/.json into this folder.")
+    var out: String?
+
+    @Option(help: "Pixel size in millimetres: measurements in mm and mm².")
+    var mmPerPixel: Double?
 
     @Option(help: "Write logits (key 'logits', float32 [N, num_classes+1, S, S]) to this .safetensors file.")
     var saveLogits: String?
@@ -43,7 +55,11 @@ struct Predict: ParsableCommand {
     var threads: Int?
 
     func validate() throws {
-        guard !images.isEmpty else { throw ValidationError("give at least one image") }
+        guard !inputs.isEmpty else { throw ValidationError("give at least one image or folder") }
+        guard ["resize", "tile"].contains(mode) else { throw ValidationError("--mode must be resize or tile") }
+        if mode == "tile" && (saveLogits != nil || saveEmbedding != nil) {
+            throw ValidationError("--save-logits/--save-embedding describe the S×S forward of resize mode")
+        }
         guard batch > 0 else { throw ValidationError("--batch must be positive") }
         guard Device(device) != nil else { throw ValidationError("--device must be cpu, cuda or cuda:N (got '\(device)')") }
     }
@@ -56,21 +72,83 @@ struct Predict: ParsableCommand {
         let config = net.config
         if device != .cpu { try net.move(to: device) }
 
+        var images: [String] = []
+        for input in inputs {
+            var isDir: ObjCBool = false
+            if FileManager.default.fileExists(atPath: input, isDirectory: &isDir), isDir.boolValue {
+                let files = try FileManager.default.contentsOfDirectory(atPath: input).sorted()
+                    .filter { ["png", "jpg", "jpeg"].contains(($0 as NSString).pathExtension.lowercased()) }
+                images += files.map { input + "/" + $0 }
+            } else {
+                images.append(input)
+            }
+        }
+        guard !images.isEmpty else { throw ValidationError("no PNG or JPEG files in \(inputs.joined(separator: ", "))") }
+        if let out { try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true) }
+        let predictor = SAMPredictor(model: net, device: device)
+        let s = config.imageSize
         var logits: [Tensor] = []
         var embeddings: [Tensor] = []
-        try Torch.withInferenceMode {
-            for start in stride(from: 0, to: images.count, by: batch) {
-                let paths = Array(images[start..<min(start + batch, images.count)])
-                let input = try Tensor.stack(paths.map { try Preprocess.image(at: $0, size: config.imageSize) })
-                let out = try net(input.to(device: device))
-                let l = try out.logits.to(device: .cpu, dtype: .float32)
-                logits.append(l)
-                if saveEmbedding != nil { embeddings.append(try out.imageEmbedding.to(device: .cpu, dtype: .float32)) }
-                let crack = try l.argmax(dim: 1).gt(0).to(dtype: .float32).mean(dims: [1, 2]).floats()
-                for (path, fraction) in zip(paths, crack) {
-                    print(String(format: "%@  crack pixels %.2f%%", path, 100 * fraction))
+        var measurements: [ImageMeasurement] = []
+        for start in stride(from: 0, to: images.count, by: batch) {
+            let paths = Array(images[start..<min(start + batch, images.count)])
+            let originals = try paths.map { try Image.read(at: $0).rgb() }
+            var masks: [[UInt8]] = []
+            if mode == "tile" {
+                for image in originals {
+                    let plan = TilePlan(width: image.width, height: image.height, tile: s, overlap: overlap)
+                    masks.append(try plan.run(image, with: predictor, batch: batch).map { $0 > 0.5 ? 1 : 0 })
+                }
+            } else {
+                let inputs = try originals.map { $0.width == s && $0.height == s ? $0 : try Degrade.resizeBicubic($0, width: s, height: s) }
+                let batchTensor = try Tensor.stack(inputs.map { try Preprocess.image($0, size: s) }).to(device: device)
+                let output = try Torch.withInferenceMode { try net(batchTensor) }
+                if saveLogits != nil { logits.append(try output.logits.to(device: .cpu, dtype: .float32)) }
+                if saveEmbedding != nil { embeddings.append(try output.imageEmbedding.to(device: .cpu, dtype: .float32)) }
+                let pred = try output.logits.argmax(dim: 1).gt(0).to(device: .cpu).to(dtype: .uint8).toArray(of: UInt8.self)
+                for (j, image) in originals.enumerated() {
+                    masks.append(Evaluator.resizeNearest(Array(pred[(j * s * s)..<((j + 1) * s * s)]), from: (s, s), to: (image.width, image.height)))
                 }
             }
+            for (j, path) in paths.enumerated() {
+                let image = originals[j], mask = masks[j]
+                let fraction = Double(mask.reduce(0) { $0 + Int($1) }) / Double(mask.count)
+                var line = String(format: "%@  crack pixels %.2f%%", path, 100 * fraction)
+                if let out {
+                    let stem = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
+                    try Image(width: image.width, height: image.height, channels: 1, pixels: mask.map { $0 != 0 ? 255 : 0 })
+                        .write(to: "\(out)/\(stem)_mask.png")
+                    var overlay = image.pixels
+                    for p in 0..<mask.count where mask[p] != 0 {
+                        overlay[p * 3] = UInt8(0.45 * Double(overlay[p * 3]) + 0.55 * 255)
+                        overlay[p * 3 + 1] = UInt8(0.45 * Double(overlay[p * 3 + 1]))
+                        overlay[p * 3 + 2] = UInt8(0.45 * Double(overlay[p * 3 + 2]))
+                    }
+                    try Image(width: image.width, height: image.height, channels: 3, pixels: overlay).write(to: "\(out)/\(stem)_overlay.png")
+                    let m = CrackGeometry.measure(mask, width: image.width, height: image.height, image: path, mmPerPixel: mmPerPixel)
+                    measurements.append(m)
+                    line += String(format: ", %d crack(s), length %.1f %@, mean width %.2f %@", m.cracks.count, m.totalLength, m.unit,
+                                   m.meanWidth, m.unit)
+                }
+                print(line)
+            }
+        }
+        if let out {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            encoder.keyEncodingStrategy = .convertToSnakeCase
+            try encoder.encode(measurements).write(to: URL(fileURLWithPath: out + "/measurements.json"))
+            var csv = ["image,crack,unit,area,length,mean_width,max_width,orientation_deg,pixels"]
+            for m in measurements {
+                csv.append(String(format: "%@,all,%@,%.4f,%.4f,%.4f,%.4f,,%d", m.image, m.unit, m.totalArea, m.totalLength, m.meanWidth, m.maxWidth,
+                                  m.cracks.reduce(0) { $0 + $1.pixels }))
+                for c in m.cracks {
+                    csv.append(String(format: "%@,%d,%@,%.4f,%.4f,%.4f,%.4f,%.2f,%d", m.image, c.id, m.unit, c.area, c.length, c.meanWidth, c.maxWidth,
+                                      c.orientation, c.pixels))
+                }
+            }
+            try (csv.joined(separator: "\n") + "\n").write(toFile: out + "/measurements.csv", atomically: true, encoding: .utf8)
+            print("masks, overlays and measurements → \(out)")
         }
         let names = String(decoding: try JSONSerialization.data(withJSONObject: images), as: UTF8.self)
         let metadata = ["images": names, "backbone": config.backbone.rawValue, "image_size": String(config.imageSize)]
