@@ -7,7 +7,7 @@ struct CrackCLI: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "crack-cli",
         abstract: "CrackSAM: fine-tune Segment Anything for crack segmentation and benchmark it zero-shot.",
-        subcommands: [Info.self, Train.self, Eval.self, Predict.self, Export.self, DegradeCommand.self, Bench.self],
+        subcommands: [Info.self, SynthCommand.self, Train.self, Eval.self, Predict.self, Export.self, DegradeCommand.self, Bench.self],
         defaultSubcommand: Info.self
     )
 }

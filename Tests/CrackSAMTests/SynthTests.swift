@@ -1,0 +1,70 @@
+import CrackSAM
+import Foundation
+import XCTest
+
+/// The synthetic crack generator.
+final class SynthTests: XCTestCase {
+    func options(_ style: SynthStyle = .mixed, seed: UInt64 = 3, size: Int = 96) -> SynthOptions {
+        var o = SynthOptions()
+        o.style = style
+        o.seed = seed
+        o.size = size
+        return o
+    }
+
+    func testSameSeedSameBytesAndAValidDataset() throws {
+        let (a, b, c) = (try Oracle.scratch("a"), try Oracle.scratch("b"), try Oracle.scratch("c"))
+        try Synth.write(to: a, count: 10, options: options())
+        try Synth.write(to: b, count: 10, options: options())
+        try Synth.write(to: c, count: 10, options: options(seed: 4))
+        let files = try FileManager.default.subpathsOfDirectory(atPath: a).filter { $0.hasSuffix(".png") || $0.hasSuffix(".txt") }.sorted()
+        XCTAssertEqual(files.count, 23)
+        for f in files {
+            XCTAssertEqual(FileManager.default.contents(atPath: a + "/" + f), FileManager.default.contents(atPath: b + "/" + f), f)
+        }
+        XCTAssertNotEqual(FileManager.default.contents(atPath: a + "/images/synth_00000.png"),
+                          FileManager.default.contents(atPath: c + "/images/synth_00000.png"), "another seed, another image")
+        // The trainer's dataset reader takes it, with the split lists.
+        XCTAssertEqual(try CrackDataset(root: a, list: a + "/train.txt").count, 8)
+        XCTAssertEqual(try CrackDataset(root: a, list: a + "/val.txt").count, 1)
+        XCTAssertEqual(try CrackDataset(root: a, list: a + "/test.txt").count, 1)
+        var cracked = 0
+        for i in 0..<10 {
+            let mask = try Image.read(at: a + String(format: "/masks/synth_%05d.png", i))
+            XCTAssertTrue(Set(mask.pixels).isSubset(of: [0, 255]), "masks are strictly binary")
+            if mask.pixels.contains(255) { cracked += 1 }
+        }
+        XCTAssertGreaterThan(cracked, 5)
+    }
+
+    func testCrackFreeImagesHaveEmptyMasks() {
+        var o = options()
+        o.crackFree = 1
+        for i in 0..<12 { XCTAssertFalse(Synth.render(index: i, options: o).mask.contains(255), "image \(i)") }
+    }
+
+    func testDistractorsAreNeverLabelled() {
+        for style in [SynthStyle.pavement, .concrete, .facade] {
+            var withDistractors = options(style, size: 128)
+            withDistractors.cracks = false
+            var plain = withDistractors
+            plain.distractors = []
+            var changed = 0
+            for i in 0..<16 {
+                let s = Synth.render(index: i, options: withDistractors)
+                XCTAssertFalse(s.mask.contains(255), "\(style) image \(i): a distractor was labelled")
+                if s.image != Synth.render(index: i, options: plain).image { changed += 1 }
+            }
+            XCTAssertGreaterThan(changed, 8, "\(style): the distractors were drawn")
+        }
+    }
+
+    func testCLIWritesAMontage() throws {
+        let dir = try Oracle.scratch()
+        let out = try crackCLI(["synth", "--out", dir + "/d", "--count", "4", "--size", "64", "--style", "concrete", "--montage", dir + "/m.png"])
+        XCTAssertTrue(out.contains("4 concrete images"), out)
+        XCTAssertEqual(try Image.read(at: dir + "/m.png").width, 4 * 160 + 5 * 4)
+        XCTAssertTrue(try crackCLI(["synth", "--out", dir + "/e", "--count", "2", "--distractors", "fog"], expectSuccess: false)
+            .contains("unknown distractor 'fog'"))
+    }
+}
