@@ -11,6 +11,7 @@ struct ModelOptions: ParsableArguments {
     @Option(help: .hidden) var depth = 4
     @Option(help: .hidden) var heads = 4
     @Option(help: .hidden) var globalBlocks = "1,3"
+    @Option(help: .hidden) var patchSize = 16
 
     @Option(help: "Input size S (a multiple of 16); default 448, or what a delta file records.")
     var imageSize: Int?
@@ -25,8 +26,10 @@ struct ModelOptions: ParsableArguments {
         if vit.lowercased() == "custom" {
             // A small SAM-shaped backbone (random init): for demos and tests without SAM weights.
             let globals = globalBlocks.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
-            config = SAMConfig(backbone: .custom, embedDim: embedDim, depth: depth, heads: heads, globalBlocks: globals,
-                               imageSize: imageSize ?? 448, numClasses: numClasses)
+            var c = SAMConfig(backbone: .custom, embedDim: embedDim, depth: depth, heads: heads, globalBlocks: globals,
+                              imageSize: imageSize ?? 448, numClasses: numClasses)
+            c.patchSize = patchSize
+            config = c
         } else {
             guard let backbone = SAMConfig.Backbone(argument: vit) else {
                 throw ValidationError("--vit must be b, l or h (got '\(vit)')")

@@ -49,6 +49,7 @@ struct Train: ParsableCommand {
         var depth: Int
         var heads: Int
         var globalBlocks: [Int]
+        var patchSize: Int?
         var peft: PEFTConfig
         var sam: String?
         var data: String
@@ -94,7 +95,7 @@ struct Train: ParsableCommand {
             o.maxSteps = maxSteps
             runConfig = RunConfig(options: o, backbone: config.backbone.rawValue, imageSize: config.imageSize, numClasses: config.numClasses,
                                   embedDim: config.embedDim, depth: config.depth, heads: config.heads, globalBlocks: config.globalBlocks,
-                                  peft: try peft.resolve(), sam: sam, data: data, dataList: dataList, val: val, valList: valList)
+                                  patchSize: config.patchSize, peft: try peft.resolve(), sam: sam, data: data, dataList: dataList, val: val, valList: valList)
             runDirectory = out
         }
 
@@ -109,6 +110,7 @@ struct Train: ParsableCommand {
         modelOptions.depth = runConfig.depth
         modelOptions.heads = runConfig.heads
         modelOptions.globalBlocks = runConfig.globalBlocks.map(String.init).joined(separator: ",")
+        modelOptions.patchSize = runConfig.patchSize ?? 16
         var peftOptions = PEFTOptions()
         peftOptions.deltaType = runConfig.peft.deltaType.rawValue
         peftOptions.rank = runConfig.peft.rank
