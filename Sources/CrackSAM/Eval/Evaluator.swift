@@ -37,20 +37,21 @@ public struct SAMPredictor: MaskPredictor {
 
     public var inputSize: Int { model.config.imageSize }
 
+    /// Logits (B, C+1, S, S) for S×S images, in inference mode (autocast on CUDA when asked).
+    func logits(_ images: [Image]) throws -> Tensor {
+        let input = try Tensor.stack(images.map { try Preprocess.image($0, size: inputSize) }).to(device: device)
+        return try Torch.withInferenceMode {
+            if let amp, device != .cpu { return try Torch.withAutocast(device: device, dtype: amp) { try model(input).logits } }
+            return try model(input).logits
+        }
+    }
+
     public func predict(_ images: [Image]) throws -> [[UInt8]] {
         let s = inputSize
-        let input = try Tensor.stack(images.map { try Preprocess.image($0, size: s) }).to(device: device)
-        return try Torch.withInferenceMode {
-            let logits: Tensor
-            if let amp, device != .cpu {
-                logits = try Torch.withAutocast(device: device, dtype: amp) { try model(input).logits }
-            } else {
-                logits = try model(input).logits
-            }
-            let pred = try logits.argmax(dim: 1).gt(0).to(device: .cpu).to(dtype: .uint8)
-            let flat = try pred.toArray(of: UInt8.self)
-            return (0..<images.count).map { Array(flat[($0 * s * s)..<(($0 + 1) * s * s)]) }
+        let flat = try Torch.withInferenceMode {
+            try logits(images).argmax(dim: 1).gt(0).to(device: .cpu).to(dtype: .uint8).toArray(of: UInt8.self)
         }
+        return (0..<images.count).map { Array(flat[($0 * s * s)..<(($0 + 1) * s * s)]) }
     }
 }
 

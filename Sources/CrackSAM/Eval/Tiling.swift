@@ -10,18 +10,11 @@ extension SAMPredictor: ProbabilityPredictor {
     /// P(crack) = 1 − P(background) from the softmax over the logits' channels.
     public func probabilities(_ images: [Image]) throws -> [[Float]] {
         let s = inputSize
-        let input = try Tensor.stack(images.map { try Preprocess.image($0, size: s) }).to(device: device)
-        return try Torch.withInferenceMode {
-            let logits: Tensor
-            if let amp, device != .cpu {
-                logits = try Torch.withAutocast(device: device, dtype: amp) { try model(input).logits }
-            } else {
-                logits = try model(input).logits
-            }
-            let crack = try (1.0 - logits.to(dtype: .float32).softmax(dim: 1).select(dim: 1, index: 0)).to(device: .cpu)
-            let flat = try crack.contiguous().toArray(of: Float.self)
-            return (0..<images.count).map { Array(flat[($0 * s * s)..<(($0 + 1) * s * s)]) }
+        let flat = try Torch.withInferenceMode {
+            try (1.0 - logits(images).to(dtype: .float32).softmax(dim: 1).select(dim: 1, index: 0)).to(device: .cpu)
+                .contiguous().toArray(of: Float.self)
         }
+        return (0..<images.count).map { Array(flat[($0 * s * s)..<(($0 + 1) * s * s)]) }
     }
 }
 
