@@ -64,8 +64,6 @@ struct PEFTOptions: ParsableArguments {
     @Option(help: "Scale of the parallel (MLP) adapter.")
     var adapterScale: Double?
 
-    var anyGiven: Bool { deltaType != nil || rank != nil || loraTargets != nil || adapterDim != nil || adapterScale != nil }
-
     /// `base` (from a delta file's description, or the defaults) with the given flags applied on top.
     func resolve(over base: PEFTConfig = PEFTConfig()) throws -> PEFTConfig {
         var c = base

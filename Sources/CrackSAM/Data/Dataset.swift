@@ -84,24 +84,33 @@ public struct CrackDataset: Sendable {
 
     public var count: Int { samples.count }
 
-    /// Image (3, S, S) uint8 and label (S, S) uint8 ∈ {0, 1}; images of another size are resized to S
-    /// (bicubic for the image, nearest for the mask). A mask must have its image's size.
-    public func load(_ index: Int, size: Int) throws -> (image: Tensor, label: Tensor) {
+    /// The sample at its own size: RGB image and binary label (mask/255 > 0.5; colour masks by their
+    /// channel mean). A mask must have its image's size.
+    public func loadOriginal(_ index: Int) throws -> (image: Image, label: [UInt8]) {
         let s = samples[index]
         let image = try Image.read(at: s.image).rgb()
         let mask = try Image.read(at: s.mask)
         guard mask.width == image.width, mask.height == image.height else {
             throw DatasetError.maskSizeMismatch(mask: s.mask, maskSize: [mask.width, mask.height], imageSize: [image.width, image.height])
         }
-        // Grey masks as they are; colour masks by their mean (a white-on-black mask in any format).
-        var m = try mask.tensor().to(dtype: .float32).mean(dims: [0])
-        var img = try image.tensor()
-        if image.width != size || image.height != size {
-            img = try img.to(dtype: .float32).unsqueeze(dim: 0).interpolate(size: (size, size), mode: .bicubic)
-                .round().clamp(min: 0, max: 255).squeeze(dim: 0).to(dtype: .uint8)
-            m = try m.unsqueeze(dim: 0).unsqueeze(dim: 0).interpolate(size: (size, size), mode: .nearest).squeeze(dim: 0).squeeze(dim: 0)
+        let c = mask.channels
+        var label = [UInt8](repeating: 0, count: mask.width * mask.height)
+        for p in 0..<label.count {
+            var sum = 0
+            for k in 0..<c { sum += Int(mask.pixels[p * c + k]) }
+            label[p] = Double(sum) / Double(c) / 255.0 > 0.5 ? 1 : 0
         }
-        let label = try (m / 255.0).gt(0.5).to(dtype: .uint8)
-        return (img, label)
+        return (image, label)
+    }
+
+    /// Image (3, S, S) uint8 and label (S, S) uint8 ∈ {0, 1}; images of another size are resized to S
+    /// (OpenCV's bicubic for the image, nearest for the label).
+    public func load(_ index: Int, size: Int) throws -> (image: Tensor, label: Tensor) {
+        var (image, label) = try loadOriginal(index)
+        if image.width != size || image.height != size {
+            label = Evaluator.resizeNearest(label, from: (image.width, image.height), to: (size, size))
+            image = try Degrade.resizeBicubic(image, width: size, height: size)
+        }
+        return (try image.tensor(), try Tensor(label, shape: [size, size]))
     }
 }

@@ -69,23 +69,6 @@ public final class Evaluator {
         self.batch = max(batch, 1)
     }
 
-    /// Loads image and label of a sample at their own size: RGB image, binary label (mask/255 > 0.5).
-    static func sample(_ dataset: CrackDataset, _ i: Int) throws -> (Image, [UInt8]) {
-        let s = dataset.samples[i]
-        let image = try Image.read(at: s.image).rgb()
-        let mask = try Image.read(at: s.mask)
-        guard mask.width == image.width, mask.height == image.height else {
-            throw DatasetError.maskSizeMismatch(mask: s.mask, maskSize: [mask.width, mask.height], imageSize: [image.width, image.height])
-        }
-        var label = [UInt8](repeating: 0, count: mask.width * mask.height)
-        for p in 0..<label.count {
-            var sum = 0
-            for c in 0..<mask.channels { sum += Int(mask.pixels[p * mask.channels + c]) }
-            label[p] = Double(sum) / Double(mask.channels) / 255.0 > 0.5 ? 1 : 0
-        }
-        return (image, label)
-    }
-
     /// Nearest-neighbour resize of a single-channel mask, as OpenCV's INTER_NEAREST.
     public static func resizeNearest(_ mask: [UInt8], from: (Int, Int), to: (Int, Int)) -> [UInt8] {
         let (sw, sh) = from, (dw, dh) = to
@@ -115,7 +98,7 @@ public final class Evaluator {
             let lock = NSLock()
             DispatchQueue.concurrentPerform(iterations: indices.count) { j in
                 do {
-                    var (image, label) = try Self.sample(dataset, indices[j])
+                    var (image, label) = try dataset.loadOriginal(indices[j])
                     if let degradation { image = try degradation.apply(to: image) }
                     lock.lock(); loaded[j] = (image, label); lock.unlock()
                 } catch {
