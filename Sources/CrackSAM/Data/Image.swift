@@ -87,15 +87,4 @@ public struct Image: Equatable, Sendable {
     public func tensor() throws -> Tensor {
         try pixels.withUnsafeBytes { try Tensor(bytes: $0, dtype: .uint8, shape: [height, width, channels]) }.permute([2, 0, 1])
     }
-
-    /// From a (channels, height, width) or (height, width) tensor of any dtype; values are clamped to 0…255.
-    public init(tensor: Tensor) throws {
-        let t = tensor.rank == 2 ? try tensor.unsqueeze(dim: 0) : tensor
-        guard t.rank == 3, [1, 3].contains(t.size(0)) else {
-            throw TorchError.invalidArgument("an image tensor must be (1|3, H, W), got \(tensor.shape)")
-        }
-        let hwc = try t.to(device: .cpu).to(dtype: .float32).round().clamp(min: 0, max: 255).to(dtype: .uint8)
-            .permute([1, 2, 0]).contiguous()
-        self.init(width: t.size(2), height: t.size(1), channels: t.size(0), pixels: try hwc.toArray(of: UInt8.self))
-    }
 }
