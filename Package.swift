@@ -42,6 +42,8 @@ let package = Package(
                     "-I", libtorch + "/include/torch/csrc/api/include",
                     "-D_GLIBCXX_USE_CXX11_ABI=1", "-O2", "-Wno-deprecated-declarations",
                 ]),
+                // Declarations of the Gloo names ProcessGroupGloo.hpp mentions (see shim_dist.cpp).
+                .headerSearchPath("gloo-decls"),
             ],
             linkerSettings: [.unsafeFlags(torchLinkFlags), .linkedLibrary("dl")]
         ),

@@ -218,6 +218,26 @@ void ct_manual_seed(uint64_t seed);
 void ct_set_num_threads(int n);
 int ct_num_threads(void);
 
+/* ---- torch.distributed (c10d) ----
+ * A TCPStore rendezvous (the server on rank 0, every rank a client) and a process group over it.
+ * Collectives are in place and blocking; a dead peer or a timeout returns an error.
+ * Reduce ops are c10d::ReduceOp's values. */
+typedef struct ct_store_s *ct_store;
+typedef struct ct_group_s *ct_group;
+enum { CT_REDUCE_SUM = 0, CT_REDUCE_PRODUCT = 2, CT_REDUCE_MIN = 3, CT_REDUCE_MAX = 4 };
+ct_error ct_store_tcp(const char *host, int port, int is_server, int world_size, int64_t timeout_ms, ct_store *out);
+void ct_store_free(ct_store s);
+/* Gloo: `interface` (comma-separated names, as GLOO_SOCKET_IFNAME) or `hostname` to bind to, or both
+ * NULL for libtorch's default device (this machine's hostname, else loopback). */
+ct_error ct_group_gloo(ct_store s, int rank, int world_size, int64_t timeout_ms, const char *interface,
+                       const char *hostname, ct_group *out);
+void ct_group_free(ct_group g);
+ct_error ct_group_allreduce(ct_group g, ct_tensor t, int op);
+ct_error ct_group_broadcast(ct_group g, ct_tensor t, int root);
+/* Gathers every rank's `t` (same shape everywhere) into a new (world_size, ...) tensor. */
+ct_error ct_group_allgather(ct_group g, ct_tensor t, ct_tensor *out);
+ct_error ct_group_barrier(ct_group g);
+
 /* ---- PyTorch zip archives (torch.save format) ---- */
 ct_error ct_zip_reader_open(const char *path, ct_zip_reader *out);
 void ct_zip_reader_free(ct_zip_reader r);

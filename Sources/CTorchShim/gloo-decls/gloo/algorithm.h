@@ -1,0 +1,3 @@
+// Declarations only: see shim_dist.cpp.
+#pragma once
+#include "gloo/context.h"

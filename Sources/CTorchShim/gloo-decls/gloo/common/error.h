@@ -1,0 +1,2 @@
+// Declarations only: see shim_dist.cpp.
+#pragma once

@@ -1,0 +1,95 @@
+import CTorchShim
+import Foundation
+
+/// A torch.distributed process group (c10d) over a TCPStore rendezvous: libtorch's Gloo backend on the
+/// CPU (CUDA tensors are staged through the host), NCCL where this build has it. Every collective is
+/// in place and blocking, and bounded by the group's timeout: a peer that died makes it throw
+/// `DistributedError.collective` instead of hanging.
+public final class ProcessGroup {
+    public enum Backend: String, CaseIterable, Sendable {
+        case gloo, nccl
+    }
+
+    public enum ReduceOp: Int32, Sendable {
+        case sum = 0, product = 2, min = 3, max = 4
+    }
+
+    public let rank: Int
+    public let worldSize: Int
+    public let backend: Backend
+    private let store: ct_store
+    private let group: ct_group
+
+    /// Joins the job described by `environment`: rank 0 serves the store at MASTER_ADDR:MASTER_PORT,
+    /// every rank connects, then the backend connects the ranks to one another. `timeout` bounds the
+    /// rendezvous and every later collective.
+    public init(environment env: DistributedEnvironment, backend: Backend = .gloo, timeout: Double = 300,
+                processEnvironment: [String: String] = ProcessInfo.processInfo.environment) throws {
+        rank = env.rank
+        worldSize = env.worldSize
+        self.backend = backend
+        let ms = Int64(timeout * 1000)
+        var s: ct_store? = nil
+        if let err = ct_store_tcp(env.masterAddress, Int32(env.masterPort), env.rank == 0 ? 1 : 0, Int32(env.worldSize), ms, &s) {
+            let message = String(cString: ct_error_message(err))
+            ct_error_free(err)
+            throw DistributedError.rendezvous(address: env.masterAddress, port: env.masterPort, rank: env.rank, message: message)
+        }
+        store = s!
+        var g: ct_group? = nil
+        var failure: ct_error? = nil
+        switch backend {
+        case .gloo:
+            // As torch.distributed: GLOO_SOCKET_IFNAME names the interfaces; otherwise a job on this
+            // machine (loopback master) stays on loopback, and others use the hostname's address.
+            let interface = processEnvironment["GLOO_SOCKET_IFNAME"].flatMap { $0.isEmpty ? nil : $0 }
+            let local = ["127.0.0.1", "localhost", "::1"].contains(env.masterAddress)
+            failure = ct_group_gloo(store, Int32(env.rank), Int32(env.worldSize), ms, interface, local && interface == nil ? env.masterAddress : nil, &g)
+        case .nccl:
+            ct_store_free(store)
+            throw DistributedError.backendUnavailable(
+                name: "nccl", reason: "this build of crack-cli has no NCCL (libtorch's ProcessGroupNCCL needs nccl.h at build time); use --dist-backend gloo")
+        }
+        if let failure {
+            let message = String(cString: ct_error_message(failure))
+            ct_error_free(failure)
+            ct_store_free(store)
+            throw DistributedError.rendezvous(address: env.masterAddress, port: env.masterPort, rank: env.rank, message: message)
+        }
+        group = g!
+    }
+
+    deinit {
+        ct_group_free(group)
+        ct_store_free(store)
+    }
+
+    private func run(_ operation: String, _ body: () -> ct_error?) throws {
+        if let err = body() {
+            let message = String(cString: ct_error_message(err))
+            ct_error_free(err)
+            throw DistributedError.collective(operation: operation, rank: rank, worldSize: worldSize, message: message)
+        }
+    }
+
+    /// Reduces `tensor` over all ranks, in place (every rank ends with the result).
+    public func allReduce(_ tensor: Tensor, op: ReduceOp = .sum) throws {
+        try run("all-reduce") { ct_group_allreduce(group, tensor.handle, op.rawValue) }
+    }
+
+    /// Overwrites `tensor` on every rank with rank `root`'s.
+    public func broadcast(_ tensor: Tensor, from root: Int = 0) throws {
+        try run("broadcast") { ct_group_broadcast(group, tensor.handle, Int32(root)) }
+    }
+
+    /// Every rank's `tensor` (same shape on all ranks), stacked: (worldSize, ...).
+    public func allGather(_ tensor: Tensor) throws -> Tensor {
+        var out: ct_tensor? = nil
+        try run("all-gather") { ct_group_allgather(group, tensor.handle, &out) }
+        return Tensor(owning: out!)
+    }
+
+    public func barrier() throws {
+        try run("barrier") { ct_group_barrier(group) }
+    }
+}
