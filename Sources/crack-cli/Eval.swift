@@ -9,6 +9,8 @@ struct Eval: ParsableCommand {
             Per model, dataset and variant: Pr, Re, F1 and IoU as means over images (the authors' edge rules)
             and the pooled IoU over all pixels. Prints a paper-style table (rows: models, columns: datasets).
             --delta may repeat; `--delta none` is the untrained model (SAM with a fresh decoder head).
+            Data parallel: --nproc N (or a torchrun-style launcher's RANK/WORLD_SIZE/MASTER_* variables)
+            splits every dataset over the ranks and merges the scores; rank 0 prints and writes the reports.
             """)
 
     @OptionGroup var model: ModelOptions
@@ -28,11 +30,26 @@ struct Eval: ParsableCommand {
     @Option(help: "Write all results as CSV.") var csv: String?
     @Option(help: "Write the tables as Markdown.") var markdown: String?
     @Option(help: "Where the blur-sweep plot goes (with --blur-sweep).") var blurPlot = "blur-sweep.png"
+    @Option(help: "Run this many data-parallel ranks on this machine.") var nproc: Int?
+    @Option(help: "Seconds a rendezvous or collective may wait for the other ranks before failing.") var distTimeout = 300.0
 
     func run() throws {
+        let environment = try DistributedEnvironment.fromEnvironment()
+        if let nproc {
+            guard nproc >= 1 else { throw ValidationError("--nproc must be at least 1") }
+            guard environment == nil else { throw ValidationError("--nproc starts its own ranks; it cannot run under a launcher that set WORLD_SIZE") }
+            if nproc > 1 {
+                try Launcher.run(processes: nproc) { Swift.print($0) }
+                return
+            }
+        }
+        let group = try environment.flatMap { $0.worldSize > 1 ? try ProcessGroup(environment: $0, timeout: distTimeout) : nil }
+        let leader = (group?.rank ?? 0) == 0
+        func print(_ line: String) { if leader { Swift.print(line) } }
         if let threads { Torch.threads = threads }
         guard !dataset.isEmpty else { throw ValidationError("give at least one --dataset NAME=DIR") }
-        guard let dev = Device(device) else { throw ValidationError("--device must be cpu, cuda or cuda:N") }
+        guard var dev = Device(device) else { throw ValidationError("--device must be cpu, cuda or cuda:N") }
+        if let environment, environment.worldSize > 1, device == "cuda" { dev = .cuda(environment.localRank) }
         var datasets: [(String, CrackDataset)] = []
         for spec in dataset {
             guard let eq = spec.firstIndex(of: "=") else { throw ValidationError("--dataset must be NAME=DIR (got '\(spec)')") }
@@ -64,7 +81,7 @@ struct Eval: ParsableCommand {
             let net = try ModelBuilder(model: model, peft: peftOptions, sam: sam, delta: file).build()
             if dev != .cpu { try net.move(to: dev) }
             let name = file.map { URL(fileURLWithPath: $0).deletingPathExtension().lastPathComponent } ?? "untrained"
-            let evaluator = Evaluator(predictor: SAMPredictor(model: net, device: dev, amp: ampType), name: name, batch: batch)
+            let evaluator = Evaluator(predictor: SAMPredictor(model: net, device: dev, amp: ampType), name: name, batch: batch, group: group)
             for (datasetName, ds) in datasets {
                 for variant in variants + sweep.map(Optional.some) {
                     let save = savePredictions.map { "\($0)/\(name)/\(datasetName)/\(variant?.description.replacingOccurrences(of: ":", with: "") ?? "clean")" }
@@ -77,6 +94,7 @@ struct Eval: ParsableCommand {
                 }
             }
         }
+        guard leader else { return }
         let table = EvaluationReport.markdown(results)
         print("")
         print(table)

@@ -9,6 +9,11 @@ struct Train: ParsableCommand {
             Writes RUN_DIR/config.json, metrics.csv, val.csv, epoch_N.pth and best.pth (deltas in the authors'
             format, with .json sidecars), state.safetensors (resumable) and loss.png / val_iou.png.
             Ctrl-C finishes the step, writes a resumable checkpoint and exits; continue with --resume RUN_DIR.
+
+            Data parallel: --nproc N runs N ranks on this machine; under torchrun, SLURM or any launcher that
+            sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT, each process is one rank. --batch is
+            per rank (the global batch is batch × ranks); the loss is that of the global batch; rank 0 writes
+            the run directory. A run resumes on any number of ranks.
             """)
 
     @OptionGroup var model: ModelOptions
@@ -39,6 +44,11 @@ struct Train: ParsableCommand {
     @Option(help: "libtorch CPU threads.") var threads: Int?
     @Flag(help: "Disable augmentation.") var noAugment = false
     @Option(help: "Stop (resumably) after this many steps in this invocation.") var maxSteps: Int?
+    @Option(help: "Run this many data-parallel ranks on this machine.") var nproc: Int?
+    @Option(help: "Distributed backend: gloo (CPU tensors; CUDA ones through the host) or nccl.") var distBackend = "gloo"
+    @Option(help: "Seconds a rendezvous or collective may wait for the other ranks before failing.") var distTimeout = 300.0
+    @Flag(help: "After every step, check that all ranks hold identical weights.") var verifySync = false
+    @Flag(help: .hidden) var float64 = false
 
     struct RunConfig: Codable {
         var options: TrainingOptions
@@ -59,6 +69,21 @@ struct Train: ParsableCommand {
     }
 
     func run() throws {
+        let environment = try DistributedEnvironment.fromEnvironment()
+        if let nproc {
+            guard nproc >= 1 else { throw ValidationError("--nproc must be at least 1") }
+            guard environment == nil else { throw ValidationError("--nproc starts its own ranks; it cannot run under a launcher that set WORLD_SIZE") }
+            if nproc > 1 {
+                try Launcher.run(processes: nproc) { print($0) }
+                return
+            }
+        }
+        guard let backend = ProcessGroup.Backend(rawValue: distBackend) else { throw ValidationError("--dist-backend must be gloo or nccl") }
+        // One rank of a data-parallel job: join the group before anything is written.
+        let group = try environment.flatMap { env in
+            env.worldSize > 1 ? try ProcessGroup(environment: env, backend: backend, timeout: distTimeout) : nil
+        }
+        let leader = (group?.rank ?? 0) == 0
         if let threads { Torch.threads = threads }
         let runConfig: RunConfig
         let runDirectory: String
@@ -69,6 +94,8 @@ struct Train: ParsableCommand {
             }
             var c = try JSONDecoder().decode(RunConfig.self, from: json)
             c.options.maxSteps = maxSteps
+            // The GPU is this rank's own, whatever device the run was saved from.
+            if let environment, c.options.device.hasPrefix("cuda") { c.options.device = "cuda:\(environment.localRank)" }
             runConfig = c
         } else {
             guard let data, let out else { throw ValidationError("--data and --out are required (or --resume RUN_DIR)") }
@@ -90,9 +117,11 @@ struct Train: ParsableCommand {
             o.saveEvery = saveEvery
             o.seed = seed
             o.device = device
+            if let environment, environment.worldSize > 1, device == "cuda" { o.device = "cuda:\(environment.localRank)" }
             o.workers = workers
             o.augment = !noAugment
             o.maxSteps = maxSteps
+            o.float64 = float64 ? true : nil
             runConfig = RunConfig(options: o, backbone: config.backbone.rawValue, imageSize: config.imageSize, numClasses: config.numClasses,
                                   embedDim: config.embedDim, depth: config.depth, heads: config.heads, globalBlocks: config.globalBlocks,
                                   patchSize: config.patchSize, peft: try peft.resolve(), sam: sam, data: data, dataList: dataList, val: val, valList: valList)
@@ -119,7 +148,7 @@ struct Train: ParsableCommand {
         peftOptions.adapterScale = runConfig.peft.adapterScale
         let net = try ModelBuilder(model: modelOptions, peft: peftOptions, sam: runConfig.sam, delta: nil, seed: runConfig.options.seed).build()
 
-        if resume == nil {
+        if resume == nil && leader {
             try Trainer.prepareNewRun(at: runDirectory)
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -127,20 +156,26 @@ struct Train: ParsableCommand {
             try AtomicFile.write(to: runDirectory + "/config.json") { try json.write(to: URL(fileURLWithPath: $0)) }
         }
         let tty = isatty(STDERR_FILENO) != 0
+        // The other ranks wait here until rank 0 has prepared the run directory (or failed to).
+        try group?.barrier()
         let trainer = try Trainer(model: net, train: trainSet, validation: valSet, options: runConfig.options, runDirectory: runDirectory,
+                                  parallel: group.map { DataParallel(group: $0) },
                                   log: { line in
                                       if tty { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
                                       print(line)
                                       fflush(stdout)
                                   },
                                   progress: tty ? { FileHandle.standardError.write(Data(("\r\u{1B}[K" + $0).utf8)) } : nil)
+        trainer.verifySync = verifySync
         if resume != nil { try trainer.resume() }
-        print("training \(runConfig.peft.deltaType.rawValue) on \(runConfig.backbone): \(trainSet.count) images, "
-            + "\(net.trainableParameterCount) trainable parameters, run directory \(runDirectory)")
+        if leader { print("training \(runConfig.peft.deltaType.rawValue) on \(runConfig.backbone): \(trainSet.count) images, "
+            + "\(net.trainableParameterCount) trainable parameters, run directory \(runDirectory)"
+            + (group.map { ", \($0.worldSize) ranks (\($0.backend.rawValue)), global batch \(runConfig.options.batch * $0.worldSize)" } ?? "")) }
         signal(SIGINT) { _ in Trainer.stopRequested = 1 }
         signal(SIGTERM) { _ in Trainer.stopRequested = 1 }
         let outcome = try trainer.run()
         if tty { FileHandle.standardError.write(Data("\n".utf8)) }
+        guard leader else { return }
         switch outcome {
         case .finished:
             print("done: \(trainer.step) steps; best delta \(runDirectory)/best.pth")

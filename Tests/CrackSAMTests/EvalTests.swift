@@ -84,7 +84,7 @@ final class EvalTests: XCTestCase {
         XCTAssertTrue(out.contains("| untrained |") && out.contains("| epoch_1 |"), out)
         let results = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/r.json"))) as! [[String: Any]]
         XCTAssertEqual(results.count, 2 * 2 * 5)
-        XCTAssertNotNil(results[0]["pooled_io_u"] ?? results[0]["pooled_iou"])
+        XCTAssertNotNil(results[0]["pooled_iou"])
         XCTAssertEqual(try String(contentsOfFile: dir + "/r.csv", encoding: .utf8).split(separator: "\n").count, 21)
         XCTAssertEqual(try Image.read(at: dir + "/blur.png").width, 640)
         XCTAssertTrue(try crackCLI(["eval"] + tiny + ["--dataset", "X"], expectSuccess: false).contains("NAME=DIR"))

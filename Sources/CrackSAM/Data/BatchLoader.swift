@@ -19,6 +19,8 @@ public final class BatchLoader: Sequence, IteratorProtocol {
     let epoch: Int
     let augmenter: Augmenter?
     let pin: Bool
+    let rank: Int
+    let worldSize: Int
 
     private let lock = NSCondition()
     private var ready: [Int: Result<Batch, Error>] = [:]
@@ -28,12 +30,26 @@ public final class BatchLoader: Sequence, IteratorProtocol {
     private var stopped = false
     private var workers: [Thread] = []
 
-    public var batchCount: Int { (order.count + batchSize - 1) / batchSize }
+    /// Batches per epoch; with data parallelism, global batches (every rank has its share of each).
+    public var batchCount: Int { (order.count + batchSize * worldSize - 1) / (batchSize * worldSize) }
+
+    /// The sample indices of this rank's part of global batch `b`. The epoch's order (padded, as
+    /// PyTorch's DistributedSampler pads, by repeating its first samples up to a multiple of the world
+    /// size) is cut into global batches of batchSize × worldSize; rank r takes the r-th of W equal,
+    /// contiguous parts of each. One process (W = 1) takes the whole batch.
+    public func indices(ofBatch b: Int) -> ArraySlice<Int> {
+        let start = b * batchSize * worldSize
+        let end = Swift.min(start + batchSize * worldSize, order.count)
+        let share = (end - start) / worldSize
+        return order[(start + rank * share)..<(start + (rank + 1) * share)]
+    }
 
     /// `shuffleSeed` nil keeps the dataset's order; `augmenter` nil disables augmentation.
     /// `startBatch` skips that many batches without loading them (resuming mid-epoch).
+    /// `rank`/`worldSize`: this process's share of each global batch (data-parallel training).
     public init(dataset: CrackDataset, size: Int, batchSize: Int, epoch: Int = 0, shuffleSeed: UInt64? = nil,
-                augmenter: Augmenter? = nil, workers: Int = 2, prefetch: Int = 4, pinMemory: Bool = false, startBatch: Int = 0) {
+                augmenter: Augmenter? = nil, workers: Int = 2, prefetch: Int = 4, pinMemory: Bool = false, startBatch: Int = 0,
+                rank: Int = 0, worldSize: Int = 1) {
         self.dataset = dataset
         self.size = size
         self.batchSize = Swift.max(batchSize, 1)
@@ -41,10 +57,16 @@ public final class BatchLoader: Sequence, IteratorProtocol {
         self.augmenter = augmenter
         self.prefetch = Swift.max(prefetch, 1)
         pin = pinMemory
+        self.rank = rank
+        self.worldSize = Swift.max(worldSize, 1)
         var order = Array(0..<dataset.count)
         if let shuffleSeed {
             var rng = SplitMix64(shuffleSeed, UInt64(epoch), 0x5348_5546)
             order.shuffle(using: &rng)
+        }
+        if !order.isEmpty, order.count % self.worldSize != 0 {
+            let padded = (order.count + self.worldSize - 1) / self.worldSize * self.worldSize
+            order += (0..<(padded - order.count)).map { order[$0 % order.count] }
         }
         self.order = order
         nextToBuild = startBatch
@@ -84,7 +106,7 @@ public final class BatchLoader: Sequence, IteratorProtocol {
     }
 
     private func build(_ b: Int) throws -> Batch {
-        let indices = order[(b * batchSize)..<Swift.min((b + 1) * batchSize, order.count)]
+        let indices = indices(ofBatch: b)
         var images: [Tensor] = [], labels: [Tensor] = [], names: [String] = []
         for i in indices {
             var (image, label) = try dataset.load(i, size: size)

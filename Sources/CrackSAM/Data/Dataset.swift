@@ -37,6 +37,16 @@ public struct CrackDataset: Sendable {
 
     static let extensions: Set<String> = ["png", "jpg", "jpeg"]
 
+    init(root: String, samples: [Sample]) {
+        self.root = root
+        self.samples = samples
+    }
+
+    /// The samples at `indices`, in that order (a rank's share of an evaluation).
+    public func subset(_ indices: [Int]) -> CrackDataset {
+        CrackDataset(root: root, samples: indices.map { samples[$0] })
+    }
+
     public init(root: String, list: String? = nil) throws {
         self.root = root
         let fm = FileManager.default

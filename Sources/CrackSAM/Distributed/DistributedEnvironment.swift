@@ -49,6 +49,22 @@ public struct DistributedEnvironment: Equatable, Sendable {
         return DistributedEnvironment(rank: rank, worldSize: worldSize, localRank: localRank, masterAddress: address, masterPort: port)
     }
 
+    /// A TCP port on loopback that nobody listens on right now (bound to port 0, read back, closed).
+    public static func freeLocalPort() -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return 29500 }
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = 0
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
+        let named = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+        guard bound == 0, named == 0 else { return 29500 }
+        return Int(UInt16(bigEndian: addr.sin_port))
+    }
+
     /// The variables that describe rank `rank` of a local job of `worldSize` processes.
     public static func localVariables(rank: Int, worldSize: Int, port: Int) -> [String: String] {
         ["RANK": String(rank), "WORLD_SIZE": String(worldSize), "LOCAL_RANK": String(rank), "LOCAL_WORLD_SIZE": String(worldSize),

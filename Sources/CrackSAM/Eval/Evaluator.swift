@@ -14,6 +14,12 @@ public struct EvaluationResult: Codable, Equatable, Sendable {
     public var iou: Double
     /// Σ|P∩G| / Σ|P∪G| over all pixels of all images (a different number: large images weigh more).
     public var pooledIoU: Double
+
+    // "pooled_iou" in the JSON report (snake case would make it "pooled_io_u"), as in the CSV.
+    enum CodingKeys: String, CodingKey {
+        case model, dataset, variant, images, precision, recall, f1, iou
+        case pooledIoU = "pooled_iou"
+    }
 }
 
 /// Anything that turns S×S RGB images into binary crack masks (0/1, S×S, row-major): CrackSAM, or a
@@ -62,11 +68,15 @@ public final class Evaluator {
     public let predictor: MaskPredictor
     public let name: String
     let batch: Int
+    /// Data-parallel evaluation: each rank scores every worldSize-th image and the sums are all-reduced,
+    /// so every rank returns the scores of the whole dataset.
+    public let group: ProcessGroup?
 
-    public init(predictor: MaskPredictor, name: String, batch: Int = 4) {
+    public init(predictor: MaskPredictor, name: String, batch: Int = 4, group: ProcessGroup? = nil) {
         self.predictor = predictor
         self.name = name
         self.batch = max(batch, 1)
+        self.group = group
     }
 
     /// Nearest-neighbour resize of a single-channel mask, as OpenCV's INTER_NEAREST.
@@ -86,6 +96,7 @@ public final class Evaluator {
 
     public func evaluate(_ dataset: CrackDataset, name datasetName: String, degradation: Degradation? = nil,
                          savePredictions: String? = nil) throws -> EvaluationResult {
+        let dataset = group.map { dataset.subset(DataParallel.shard(dataset.count, rank: $0.rank, worldSize: $0.worldSize)) } ?? dataset
         let s = predictor.inputSize
         var scores: [SegmentationScores] = []
         var pooledIntersection = 0, pooledUnion = 0
@@ -129,8 +140,26 @@ public final class Evaluator {
                 }
             }
         }
-        let mean = SegmentationScores.mean(scores)
-        return EvaluationResult(model: name, dataset: datasetName, variant: degradation?.description ?? "clean", images: scores.count,
+        var mean = SegmentationScores.mean(scores)
+        var count = scores.count
+        if let group {
+            var sums: [Double] = [0, 0, 0, 0, Double(count), Double(pooledIntersection), Double(pooledUnion)]
+            for x in scores {
+                sums[0] += x.precision
+                sums[1] += x.recall
+                sums[2] += x.f1
+                sums[3] += x.iou
+            }
+            let t = try Tensor(sums, shape: [sums.count])
+            try group.allReduce(t)
+            sums = try t.toArray(of: Double.self)
+            let n = Swift.max(sums[4], 1)
+            mean = SegmentationScores(precision: sums[0] / n, recall: sums[1] / n, f1: sums[2] / n, iou: sums[3] / n)
+            count = Int(sums[4])
+            pooledIntersection = Int(sums[5])
+            pooledUnion = Int(sums[6])
+        }
+        return EvaluationResult(model: name, dataset: datasetName, variant: degradation?.description ?? "clean", images: count,
                                 precision: mean.precision, recall: mean.recall, f1: mean.f1, iou: mean.iou,
                                 pooledIoU: pooledUnion == 0 ? 1 : Double(pooledIntersection) / Double(pooledUnion))
     }

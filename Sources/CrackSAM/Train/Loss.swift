@@ -12,22 +12,56 @@ public struct CrackLoss: Sendable {
     }
 
     public struct Value {
+        /// The loss of the whole (global) batch: what is logged, the same on every rank.
         public var loss: Tensor
         public var ce: Tensor
         public var dice: Tensor
+        /// What this process back-propagates. On one process it is `loss`; with data parallelism it is
+        /// this rank's share, whose gradients summed over the ranks are the gradient of `loss`.
+        public var objective: Tensor
+    }
+
+    /// The per-class sums Dice is made of: Σp·t, Σp², Σt² over batch and pixels, each (C).
+    func diceSums(logits: Tensor, target: Tensor) throws -> (probs: Tensor, intersect: Tensor, z: Tensor, y: Tensor) {
+        let probs = try logits.softmax(dim: 1)
+        // (B, H, W, C) one-hot → (B, C, H, W), in the logits' dtype.
+        let onehot = try target.oneHot(classes: logits.size(1)).permute([0, 3, 1, 2]).to(dtype: probs.dtype)
+        return (probs, try (probs * onehot).sum(dims: [0, 2, 3]), try (probs * probs).sum(dims: [0, 2, 3]),
+                try (onehot * onehot).sum(dims: [0, 2, 3]))
+    }
+
+    func dice(intersect: Tensor, z: Tensor, y: Tensor) throws -> Tensor {
+        try (1.0 - (intersect * 2.0 + Self.smooth) / (z + y + Self.smooth)).mean()
     }
 
     /// logits (B, C, H, W), target (B, H, W) int64 class indices.
     public func callAsFunction(logits: Tensor, target: Tensor) throws -> Value {
         let ce = try logits.crossEntropy(target: target)
-        let probs = try logits.softmax(dim: 1)
-        let classes = logits.size(1)
-        // (B, H, W, C) one-hot → (B, C, H, W), in the logits' dtype.
-        let onehot = try target.oneHot(classes: classes).permute([0, 3, 1, 2]).to(dtype: probs.dtype)
-        let intersect = try (probs * onehot).sum(dims: [0, 2, 3])
-        let z = try (probs * probs).sum(dims: [0, 2, 3])
-        let y = try (onehot * onehot).sum(dims: [0, 2, 3])
-        let dice = try (1.0 - (intersect * 2.0 + Self.smooth) / (z + y + Self.smooth)).mean()
-        return Value(loss: try ce * ceWeight + dice * diceWeight, ce: ce, dice: dice)
+        let sums = try diceSums(logits: logits, target: target)
+        let dice = try dice(intersect: sums.intersect, z: sums.z, y: sums.y)
+        let loss = try ce * ceWeight + dice * diceWeight
+        return Value(loss: loss, ce: ce, dice: dice, objective: loss)
+    }
+
+    /// The loss of the global batch split over the ranks of `group` (equal shares), as one process holding
+    /// the whole batch would compute it: CE is the mean of the ranks' means, and Dice's sums run over every
+    /// rank's pixels (one all-reduce of 1 + 3C numbers). The objective is this rank's share: CE/W plus the
+    /// global Dice in which the other ranks' sums enter as constants, so the ranks' gradients, summed,
+    /// are exactly the gradient of the global loss.
+    public func callAsFunction(logits: Tensor, target: Tensor, group: ProcessGroup) throws -> Value {
+        let w = Double(group.worldSize)
+        let ce = try logits.crossEntropy(target: target)
+        let sums = try diceSums(logits: logits, target: target)
+        let classes = sums.intersect.count
+        let local = try Tensor.cat([ce.reshape([1]), sums.intersect, sums.z, sums.y]).detach()
+        let total = try local.clone()
+        try group.allReduce(total)
+        let others = try total - local
+        func part(_ t: Tensor, _ k: Int) throws -> Tensor { try t + others.narrow(dim: 0, start: 1 + k * classes, length: classes) }
+        let dice = try dice(intersect: part(sums.intersect, 0), z: part(sums.z, 1), y: part(sums.y, 2))
+        let globalCE = try total.narrow(dim: 0, start: 0, length: 1).reshape([]) / w
+        let objective = try ce * (ceWeight / w) + dice * diceWeight
+        let loss = try (globalCE * ceWeight + dice.detach() * diceWeight)
+        return Value(loss: loss, ce: globalCE, dice: try dice.detach(), objective: objective)
     }
 }

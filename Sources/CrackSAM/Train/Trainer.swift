@@ -26,6 +26,10 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     public var maxNonFiniteSteps = 10
     /// Stop after this many steps in this invocation, resumably (a time box; also what tests use).
     public var maxSteps: Int?
+    /// Weights, activations and optimizer state in float64: for numerical checks only (runs that are
+    /// equal in exact arithmetic, e.g. 1 rank × batch 4 and 2 ranks × batch 2, then agree to ~1e-12
+    /// instead of to float32 rounding amplified by Adam). Optional so older config.json files decode.
+    public var float64: Bool?
 
     public init() {}
 
@@ -81,13 +85,21 @@ public final class Trainer {
     private var iouHistory: [(x: Double, y: Double)] = []
     private let optimizer: AdamW
     private let scaler: GradScaler?
-    private let schedule: LRSchedule
+    private var schedule: LRSchedule
+    /// Data parallelism: this process is one rank; nil for a single process.
+    public let parallel: DataParallel?
+    /// After every step, check that all ranks hold identical trainable weights (and log the largest
+    /// difference); a difference stops the run.
+    public var verifySync = false
+    /// Rank 0 alone writes logs, checkpoints and plots.
+    var isLeader: Bool { (parallel?.rank ?? 0) == 0 }
+    var worldSize: Int { parallel?.worldSize ?? 1 }
 
     /// Set from a signal handler: finish the step, checkpoint, return `.interrupted`.
     nonisolated(unsafe) public static var stopRequested: Int32 = 0
 
     public init(model: SAMModel, train: CrackDataset, validation: CrackDataset?, options: TrainingOptions, runDirectory: String,
-                log: @escaping (String) -> Void = { print($0) }, progress: ((String) -> Void)? = nil) throws {
+                parallel: DataParallel? = nil, log: @escaping (String) -> Void = { print($0) }, progress: ((String) -> Void)? = nil) throws {
         guard let device = Device(options.device) else { throw TorchError.invalidArgument("bad device '\(options.device)'") }
         self.model = model
         self.train = train
@@ -95,22 +107,42 @@ public final class Trainer {
         self.options = options
         self.runDirectory = runDirectory
         self.device = device
-        self.log = log
-        self.progress = progress
-        if device != .cpu { try model.move(to: device) }
+        self.parallel = parallel
+        let leader = (parallel?.rank ?? 0) == 0
+        self.log = leader ? log : { _ in }
+        self.progress = leader ? progress : nil
+        if options.float64 == true {
+            try model.move(to: device, dtype: .float64)
+        } else if device != .cpu {
+            try model.move(to: device)
+        }
+        // Every rank starts from rank 0's weights, whatever each loaded or drew.
+        if let parallel { try parallel.broadcastState(of: model) }
         optimizer = try AdamW(parameters: model.trainableParameters().map(\.parameter), weightDecay: options.weightDecay)
         scaler = options.amp == .fp16 ? try GradScaler(device: device) : nil
-        let perEpoch = (train.count + options.batch - 1) / options.batch
-        schedule = LRSchedule(base: options.lr, warmup: options.warmup, maxIterations: options.epochs * perEpoch, power: options.polyPower)
+        schedule = Trainer.schedule(options, batchesPerEpoch: Trainer.batchesPerEpoch(train.count, batch: options.batch, worldSize: parallel?.worldSize ?? 1))
         Torch.allowTF32 = options.tf32
         Torch.manualSeed(options.seed)
     }
 
     var statePath: String { runDirectory + "/state.safetensors" }
 
+    /// Optimizer steps per epoch: global batches of batch × worldSize (the epoch padded to a multiple of
+    /// the world size, see BatchLoader).
+    public static func batchesPerEpoch(_ count: Int, batch: Int, worldSize: Int) -> Int {
+        let w = max(worldSize, 1)
+        let padded = (count + w - 1) / w * w
+        return (padded + batch * w - 1) / (batch * w)
+    }
+
+    static func schedule(_ options: TrainingOptions, batchesPerEpoch: Int) -> LRSchedule {
+        LRSchedule(base: options.lr, warmup: options.warmup, maxIterations: options.epochs * batchesPerEpoch, power: options.polyPower)
+    }
+
     // MARK: - Resumable state
 
     func saveState() throws {
+        guard isLeader else { return }
         var tensors = StateDict()
         for (k, t) in model.deltaStateDict() { tensors["delta." + k] = t }
         for (k, t) in optimizer.stateDict() { tensors["optimizer." + k] = t }
@@ -118,6 +150,7 @@ public final class Trainer {
         let meta: [String: String] = [
             "step": String(step), "epoch": String(epoch), "batch_in_epoch": String(batchInEpoch), "best_iou": String(bestIoU),
             "best_epoch": String(bestEpoch), "skipped_steps": String(skippedSteps), "seed": String(options.seed),
+            "world_size": String(worldSize), "samples_in_epoch": String(batchInEpoch * options.batch * worldSize),
             "rng": "augmentation and shuffling are derived from (seed, epoch, sample); no other randomness in a step",
         ]
         try SafeTensors.save(tensors, metadata: meta, to: statePath)
@@ -142,6 +175,18 @@ public final class Trainer {
         bestEpoch = try int("best_epoch")
         skippedSteps = try int("skipped_steps")
         bestIoU = Double(contents.metadata["best_iou"] ?? "-1") ?? -1
+        // A run saved with another world size continues at the same sample of the epoch: batches are
+        // counted anew in global batches of this world size, and the step count (which drives the
+        // learning-rate schedule) is placed at the same point of the run.
+        let savedWorld = contents.metadata["world_size"].flatMap(Int.init) ?? 1
+        if savedWorld != worldSize {
+            let samples = contents.metadata["samples_in_epoch"].flatMap(Int.init) ?? batchInEpoch * options.batch * savedWorld
+            let perEpoch = Trainer.batchesPerEpoch(train.count, batch: options.batch, worldSize: worldSize)
+            batchInEpoch = min(samples / (options.batch * worldSize), perEpoch)
+            step = epoch * perEpoch + batchInEpoch
+            log("the run was saved with \(savedWorld) rank(s) and continues on \(worldSize): sample \(batchInEpoch * options.batch * worldSize) "
+                + "of epoch \(epoch + 1) (saved at sample \(samples)), step \(step)")
+        }
         if let scaler, let s = contents.tensors["scaler.scale"], let g = contents.tensors["scaler.growth_tracker"] {
             try scaler.load(scale: s, growthTracker: g, skippedSteps: skippedSteps)
         }
@@ -160,6 +205,7 @@ public final class Trainer {
     }
 
     private func append(_ file: String, header: String, _ line: String) throws {
+        guard isLeader else { return }
         let path = runDirectory + "/" + file
         if !FileManager.default.fileExists(atPath: path) {
             try (header + "\n").write(toFile: path, atomically: true, encoding: .utf8)
@@ -181,14 +227,15 @@ public final class Trainer {
         while epoch < lastEpoch {
             let loader = BatchLoader(dataset: train, size: model.config.imageSize, batchSize: options.batch, epoch: epoch,
                                      shuffleSeed: options.seed, augmenter: augmenter, workers: options.workers,
-                                     pinMemory: device != .cpu, startBatch: batchInEpoch)
+                                     pinMemory: device != .cpu, startBatch: batchInEpoch, rank: parallel?.rank ?? 0, worldSize: worldSize)
             defer { loader.stop() }
             var windowStart = DispatchTime.now().uptimeNanoseconds
             while let batch = try loader.nextBatch() {
                 let lr = schedule.rate(at: step)
-                let images = try batch.images.to(device: device, nonBlocking: true)
+                let images = try batch.images.to(device: device, dtype: options.float64 == true ? .float64 : nil, nonBlocking: true)
                 let labels = try batch.labels.to(device: device, nonBlocking: true)
                 let value = try forward(images: images, labels: labels, loss: loss)
+                // The global loss: the same number on every rank, so all ranks take the same branch.
                 let lossValue = try value.loss.item()
                 if !lossValue.isFinite {
                     nonFiniteStreak += 1
@@ -200,18 +247,23 @@ public final class Trainer {
                     }
                 } else {
                     nonFiniteStreak = 0
+                    // With data parallelism the ranks' gradients are summed before the step (each rank
+                    // back-propagated its share of the global loss), so the scaler's inf check and the
+                    // update are the same everywhere.
                     if let scaler {
-                        try scaler.scaled(value.loss).backward()
+                        try scaler.scaled(value.objective).backward()
+                        try parallel?.sumGradients(optimizer.parameters)
                         if try !scaler.step(optimizer, lr: lr) { skippedSteps += 1 }
                     } else {
-                        try value.loss.backward()
+                        try value.objective.backward()
+                        try parallel?.sumGradients(optimizer.parameters)
                         try optimizer.step(lr: lr)
                     }
                     try optimizer.zeroGrad()
                 }
                 if case .cuda(let i) = device { try CUDA.synchronize(device: i) }
                 let now = DispatchTime.now().uptimeNanoseconds
-                let imagesPerSecond = Double(batch.names.count) / max(Double(now - windowStart) / 1e9, 1e-9)
+                let imagesPerSecond = Double(batch.names.count * worldSize) / max(Double(now - windowStart) / 1e9, 1e-9)
                 windowStart = now
                 step += 1
                 batchInEpoch += 1
@@ -221,7 +273,15 @@ public final class Trainer {
                                   try value.dice.item(), lr, imagesPerSecond, skippedSteps))
                 lossHistory.append((Double(step), lossValue))
                 report(lossValue, imagesPerSecond, loader.batchCount)
-                if Trainer.stopRequested != 0 || (options.maxSteps.map { stepsThisRun >= $0 } ?? false) {
+                if let parallel, verifySync {
+                    let worst = try parallel.divergence(optimizer.parameters)
+                    log(String(format: "step %d: trainable weights of %d ranks differ by at most %g", step, worldSize, worst))
+                    if worst != 0 {
+                        throw DistributedError.collective(operation: "weight check", rank: parallel.rank, worldSize: worldSize,
+                                                          message: "ranks hold different weights after step \(step) (max |Δ| \(worst))")
+                    }
+                }
+                if try stopAgreed() || (options.maxSteps.map { stepsThisRun >= $0 } ?? false) {
                     try saveState()
                     try writePlots()
                     return .interrupted(step: step)
@@ -239,37 +299,52 @@ public final class Trainer {
                 if scores.iou > bestIoU {
                     bestIoU = scores.iou
                     bestEpoch = epoch
-                    try model.saveDelta(to: runDirectory + "/best.pth")
+                    if isLeader { try model.saveDelta(to: runDirectory + "/best.pth") }
                 }
             }
-            if epoch % options.saveEvery == 0 || epoch == lastEpoch { try model.saveDelta(to: runDirectory + "/epoch_\(epoch).pth") }
+            if isLeader, epoch % options.saveEvery == 0 || epoch == lastEpoch { try model.saveDelta(to: runDirectory + "/epoch_\(epoch).pth") }
             try saveState()
             try writePlots()
         }
         return .finished
     }
 
+    /// Whether to stop now: a signal on any rank stops every rank at the same step.
+    func stopAgreed() throws -> Bool {
+        guard let parallel else { return Trainer.stopRequested != 0 }
+        let flag = try Tensor([Float(Trainer.stopRequested != 0 ? 1 : 0)], shape: [1])
+        try parallel.group.allReduce(flag, op: .max)
+        return try flag.item() != 0
+    }
+
+    func loss(_ loss: CrackLoss, logits: Tensor, target: Tensor) throws -> CrackLoss.Value {
+        if let parallel { return try loss(logits: logits, target: target, group: parallel.group) }
+        return try loss(logits: logits, target: target)
+    }
+
     func forward(images: Tensor, labels: Tensor, loss: CrackLoss) throws -> CrackLoss.Value {
         switch options.amp {
         case .off:
-            return try loss(logits: model(images).logits, target: labels)
+            return try self.loss(loss, logits: model(images).logits, target: labels)
         case .fp16, .bf16:
             let logits = try Torch.withAutocast(device: device, dtype: options.amp == .fp16 ? .float16 : .bfloat16) {
                 try model(images).logits
             }
             // The loss in float32, outside autocast, as the authors' loop computes it.
-            return try loss(logits: logits.to(dtype: .float32), target: labels)
+            return try self.loss(loss, logits: logits.to(dtype: .float32), target: labels)
         }
     }
 
-    /// Mean per-image Pr, Re, F1, IoU of argmax predictions (REFERENCE "Evaluation").
+    /// Mean per-image Pr, Re, F1, IoU of argmax predictions (REFERENCE "Evaluation"). With data
+    /// parallelism each rank scores every worldSize-th image and the sums are all-reduced.
     public func validate(_ dataset: CrackDataset) throws -> SegmentationScores {
-        let loader = BatchLoader(dataset: dataset, size: model.config.imageSize, batchSize: options.batch, workers: options.workers)
+        let part = parallel.map { dataset.subset(DataParallel.shard(dataset.count, rank: $0.rank, worldSize: $0.worldSize)) } ?? dataset
+        let loader = BatchLoader(dataset: part, size: model.config.imageSize, batchSize: options.batch, workers: options.workers)
         defer { loader.stop() }
         var all: [SegmentationScores] = []
         try Torch.withInferenceMode {
             while let batch = try loader.nextBatch() {
-                let images = try batch.images.to(device: device)
+                let images = try batch.images.to(device: device, dtype: options.float64 == true ? .float64 : nil)
                 let logits: Tensor
                 if options.amp == .off {
                     logits = try model(images).logits
@@ -279,6 +354,7 @@ public final class Trainer {
                 all += try SegmentationScores.perImage(predicted: logits.argmax(dim: 1).to(device: .cpu), truth: batch.labels)
             }
         }
+        if let parallel { return try SegmentationScores.mean(all, across: parallel.group) }
         return SegmentationScores.mean(all)
     }
 
@@ -313,6 +389,7 @@ public final class Trainer {
     }
 
     func writePlots() throws {
+        guard isLeader else { return }
         if !lossHistory.isEmpty {
             try LinePlot(title: "training loss", xLabel: "step", series: [.init(points: lossHistory, color: (200, 60, 40))])
                 .render().write(to: runDirectory + "/loss.png")
