@@ -16,12 +16,28 @@ let libDir = libtorch + "/lib"
 let hasCUDA = FileManager.default.fileExists(atPath: libDir + "/libtorch_cuda.so")
     && Context.environment["CRACKSAM_NO_CUDA_LINK"] == nil
 
+// NCCL: libtorch's ProcessGroupNCCL header needs nccl.h and the CUDA runtime headers (from the
+// nvidia-nccl and nvidia-cuda-runtime wheels; scripts/gpu-build fetches them). Given as
+// CRACKSAM_NCCL_INCLUDE=dir1:dir2, the shim compiles NCCL in and links libtorch_cuda, whose own CUDA
+// libraries are resolved on the GPU machine at run time (hence --allow-shlib-undefined here).
+let ncclIncludes = (Context.environment["CRACKSAM_NCCL_INCLUDE"] ?? "").split(separator: ":").map(String.init)
+let ncclFlags: [String] = ncclIncludes.isEmpty ? [] : ["-DCRACKSAM_NCCL=1"] + ncclIncludes.flatMap { ["-I", $0] }
+
 // Nothing references libtorch_cuda's symbols, so an --as-needed linker would drop it and CUDA would
 // read as unavailable; keep it with --no-as-needed when this libtorch has it (the shim also dlopens it).
 var torchLinkFlags = ["-L" + libDir, "-Xlinker", "-rpath", "-Xlinker", libDir, "-ltorch_cpu", "-lc10"]
-if hasCUDA {
+if hasCUDA || !ncclIncludes.isEmpty {
     torchLinkFlags += ["-Xlinker", "--no-as-needed", "-ltorch_cuda", "-lc10_cuda", "-Xlinker", "--as-needed"]
 }
+if !ncclIncludes.isEmpty && !hasCUDA {
+    torchLinkFlags += ["-Xlinker", "--allow-shlib-undefined"]
+}
+
+// A bundle for another machine (scripts/gpu-build) links libpng and libjpeg statically, since that
+// machine may not have them; zlib (libpng's dependency) is everywhere.
+let imageLinkSettings: [LinkerSetting] = Context.environment["CRACKSAM_STATIC_IMAGE_LIBS"] == "1"
+    ? [.unsafeFlags(["-Xlinker", "-l:libpng16.a", "-Xlinker", "-l:libjpeg.a"]), .linkedLibrary("z")]
+    : [.linkedLibrary("png"), .linkedLibrary("jpeg")]
 
 let package = Package(
     name: "CrackSAM",
@@ -41,7 +57,7 @@ let package = Package(
                     "-I", libtorch + "/include",
                     "-I", libtorch + "/include/torch/csrc/api/include",
                     "-D_GLIBCXX_USE_CXX11_ABI=1", "-O2", "-Wno-deprecated-declarations",
-                ]),
+                ] + ncclFlags),
                 // Declarations of the Gloo names ProcessGroupGloo.hpp mentions (see shim_dist.cpp).
                 .headerSearchPath("gloo-decls"),
             ],
@@ -51,7 +67,7 @@ let package = Package(
         .target(
             name: "CImageIO",
             cSettings: [.unsafeFlags(["-O2"])],
-            linkerSettings: [.linkedLibrary("png"), .linkedLibrary("jpeg")]
+            linkerSettings: imageLinkSettings
         ),
         .target(
             name: "CrackSAM",

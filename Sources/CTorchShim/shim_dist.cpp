@@ -9,24 +9,14 @@
 // type in that class sits behind a shared_ptr/unique_ptr, so its layout does not depend on Gloo's
 // definitions. gloo-decls/ declares just the names ProcessGroupGloo.hpp mentions so that it compiles;
 // nothing there is defined or called by the shim — Gloo's real code runs inside libtorch.
-#include "shim_internal.h"
+#include "shim_dist_internal.h"
 
 #define USE_C10D_GLOO 1
-#include <torch/csrc/distributed/c10d/Backend.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include <chrono>
 #include <sstream>
-
-struct ct_store_s {
-  c10::intrusive_ptr<c10d::Store> store;
-};
-struct ct_group_s {
-  c10::intrusive_ptr<c10d::Backend> backend;
-  int rank;
-  int size;
-};
 
 static void ct_wait(const c10::intrusive_ptr<c10d::Work> &work) {
   work->wait();

@@ -45,7 +45,8 @@ struct Train: ParsableCommand {
     @Flag(help: "Disable augmentation.") var noAugment = false
     @Option(help: "Stop (resumably) after this many steps in this invocation.") var maxSteps: Int?
     @Option(help: "Run this many data-parallel ranks on this machine.") var nproc: Int?
-    @Option(help: "Distributed backend: gloo (CPU tensors; CUDA ones through the host) or nccl.") var distBackend = "gloo"
+    @Option(help: "Distributed backend: nccl, gloo (CUDA tensors through the host), or auto: nccl on CUDA when built in, else gloo.")
+    var distBackend = "auto"
     @Option(help: "Seconds a rendezvous or collective may wait for the other ranks before failing.") var distTimeout = 300.0
     @Flag(help: "After every step, check that all ranks hold identical weights.") var verifySync = false
     @Flag(help: .hidden) var float64 = false
@@ -78,12 +79,6 @@ struct Train: ParsableCommand {
                 return
             }
         }
-        guard let backend = ProcessGroup.Backend(rawValue: distBackend) else { throw ValidationError("--dist-backend must be gloo or nccl") }
-        // One rank of a data-parallel job: join the group before anything is written.
-        let group = try environment.flatMap { env in
-            env.worldSize > 1 ? try ProcessGroup(environment: env, backend: backend, timeout: distTimeout) : nil
-        }
-        let leader = (group?.rank ?? 0) == 0
         if let threads { Torch.threads = threads }
         let runConfig: RunConfig
         let runDirectory: String
@@ -128,6 +123,15 @@ struct Train: ParsableCommand {
             runDirectory = out
         }
 
+        let onCUDA = runConfig.options.device.hasPrefix("cuda")
+        let backendName = distBackend == "auto" ? (onCUDA && ProcessGroup.ncclAvailable ? "nccl" : "gloo") : distBackend
+        guard let backend = ProcessGroup.Backend(rawValue: backendName) else { throw ValidationError("--dist-backend must be auto, gloo or nccl") }
+        // One rank of a data-parallel job: join the group before anything is written. A job of one rank
+        // runs without a group unless a backend is named (a check of that backend on one GPU).
+        let group = try environment.flatMap { env in
+            env.worldSize > 1 || distBackend != "auto" ? try ProcessGroup(environment: env, backend: backend, timeout: distTimeout) : nil
+        }
+        let leader = (group?.rank ?? 0) == 0
         // Datasets first: a bad dataset fails before anything is written.
         let trainSet = try CrackDataset(root: runConfig.data, list: runConfig.dataList)
         let valSet = try runConfig.val.map { try CrackDataset(root: $0, list: runConfig.valList) }

@@ -231,6 +231,9 @@ void ct_store_free(ct_store s);
  * NULL for libtorch's default device (this machine's hostname, else loopback). */
 ct_error ct_group_gloo(ct_store s, int rank, int world_size, int64_t timeout_ms, const char *interface,
                        const char *hostname, ct_group *out);
+/* NCCL on CUDA device `device_index` (this rank's GPU); an error when this build has no NCCL. */
+ct_error ct_group_nccl(ct_store s, int rank, int world_size, int64_t timeout_ms, int device_index, ct_group *out);
+int ct_nccl_compiled(void);
 void ct_group_free(ct_group g);
 ct_error ct_group_allreduce(ct_group g, ct_tensor t, int op);
 ct_error ct_group_broadcast(ct_group g, ct_tensor t, int root);

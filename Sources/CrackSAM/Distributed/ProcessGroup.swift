@@ -20,6 +20,9 @@ public final class ProcessGroup {
     private let store: ct_store
     private let group: ct_group
 
+    /// Whether this build has NCCL compiled in (the GPU bundle does; the CPU build has Gloo only).
+    public static var ncclAvailable: Bool { ct_nccl_compiled() != 0 }
+
     /// Joins the job described by `environment`: rank 0 serves the store at MASTER_ADDR:MASTER_PORT,
     /// every rank connects, then the backend connects the ranks to one another. `timeout` bounds the
     /// rendezvous and every later collective.
@@ -46,9 +49,13 @@ public final class ProcessGroup {
             let local = ["127.0.0.1", "localhost", "::1"].contains(env.masterAddress)
             failure = ct_group_gloo(store, Int32(env.rank), Int32(env.worldSize), ms, interface, local && interface == nil ? env.masterAddress : nil, &g)
         case .nccl:
-            ct_store_free(store)
-            throw DistributedError.backendUnavailable(
-                name: "nccl", reason: "this build of crack-cli has no NCCL (libtorch's ProcessGroupNCCL needs nccl.h at build time); use --dist-backend gloo")
+            guard ProcessGroup.ncclAvailable else {
+                ct_store_free(store)
+                throw DistributedError.backendUnavailable(
+                    name: "nccl", reason: "this build of crack-cli has no NCCL (libtorch's ProcessGroupNCCL needs nccl.h at build time; scripts/gpu-build provides it); use --dist-backend gloo")
+            }
+            // This rank's GPU: LOCAL_RANK, as torchrun assigns them.
+            failure = ct_group_nccl(store, Int32(env.rank), Int32(env.worldSize), ms, Int32(env.localRank), &g)
         }
         if let failure {
             let message = String(cString: ct_error_message(failure))
