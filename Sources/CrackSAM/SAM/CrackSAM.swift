@@ -2,10 +2,14 @@
 public struct SAMOutput {
     /// (B, num_classes + 1, S, S) mask logits; argmax over channels is the prediction (0 = background).
     public var logits: Tensor
-    /// (B, num_classes + 1) predicted mask quality.
-    public var iou: Tensor
+    /// The decoder's IoU token (B, 256); `iou()` turns it into predictions.
+    public var iouToken: Tensor
+    let iouHead: MLP
     /// (B, 256, S/16, S/16) from the image encoder.
     public var imageEmbedding: Tensor
+
+    /// (B, num_classes + 1) predicted mask quality (the IoU head, run on demand).
+    public func iou() throws -> Tensor { try iouHead(iouToken) }
 }
 
 /// The whole model: `image_encoder`, `prompt_encoder`, `mask_decoder`, with PyTorch's key paths.
@@ -47,8 +51,8 @@ public final class SAMModel: Module {
         }
         let embedding = try imageEncoder(images)
         let (sparse, dense) = try promptEncoder.noPrompt(batch: s[0])
-        let (logits, iou) = try maskDecoder(imageEmbedding: embedding, imagePE: promptEncoder.densePositionalEncoding(),
+        let (logits, iouToken) = try maskDecoder(imageEmbedding: embedding, imagePE: promptEncoder.densePositionalEncoding(),
                                             sparse: sparse, dense: dense, outputSize: size)
-        return SAMOutput(logits: logits, iou: iou, imageEmbedding: embedding)
+        return SAMOutput(logits: logits, iouToken: iouToken, iouHead: maskDecoder.iouPredictionHead, imageEmbedding: embedding)
     }
 }

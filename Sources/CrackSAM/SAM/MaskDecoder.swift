@@ -64,9 +64,11 @@ public final class MaskDecoder: Module {
     }
 
     /// image embedding (B, 256, g, g), its positional encoding (1, 256, g, g), prompt embeddings
-    /// → logits (B, C+1, outputSize, outputSize) and IoU predictions (B, C+1).
+    /// → logits (B, C+1, outputSize, outputSize) and the IoU token (B, 256), which `iouPredictionHead`
+    /// turns into predicted mask quality when asked (CrackSAM's loss does not use it, so training does
+    /// not run the head).
     public func callAsFunction(imageEmbedding: Tensor, imagePE: Tensor, sparse: Tensor, dense: Tensor,
-                               outputSize: Int) throws -> (logits: Tensor, iou: Tensor) {
+                               outputSize: Int) throws -> (logits: Tensor, iouToken: Tensor) {
         let tokens = try self.tokens(sparse: sparse)
         let src = try imageEmbedding + dense
         let s = src.shape
@@ -82,6 +84,6 @@ public final class MaskDecoder: Module {
         }, dim: 1)  // (B, C+1, 32)
         let u = upscaled.shape
         let logits = try hyper.matmul(upscaled.reshape([u[0], u[1], u[2] * u[3]])).reshape([u[0], numMaskTokens, u[2], u[3]])
-        return (logits, try iouPredictionHead(iouOut))
+        return (logits, iouOut)
     }
 }

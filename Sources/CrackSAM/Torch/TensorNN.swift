@@ -3,23 +3,34 @@ import CTorchShim
 /// Neural-network primitives (the functional layer the nn modules are built from).
 extension Tensor {
     public func matmul(_ other: Tensor) throws -> Tensor {
-        try makeTensor { ct_matmul(handle, other.handle, $0) }
+        let out = try makeTensor { ct_matmul(handle, other.handle, $0) }
+        if FlopCounter.active != nil { FlopCounter.add(forward: 2 * Double(out.count) * Double(shape.last ?? 1), operands: [self, other]) }
+        return out
     }
 
     public func bmm(_ other: Tensor) throws -> Tensor {
-        try makeTensor { ct_bmm(handle, other.handle, $0) }
+        let out = try makeTensor { ct_bmm(handle, other.handle, $0) }
+        if FlopCounter.active != nil { FlopCounter.add(forward: 2 * Double(out.count) * Double(shape.last ?? 1), operands: [self, other]) }
+        return out
     }
 
     /// x · Wᵀ + b, with W of shape (out, in) as nn.Linear stores it.
     public func linear(weight: Tensor, bias: Tensor? = nil) throws -> Tensor {
-        try makeTensor { ct_linear(handle, weight.handle, bias?.handle, $0) }
+        let out = try makeTensor { ct_linear(handle, weight.handle, bias?.handle, $0) }
+        if FlopCounter.active != nil { FlopCounter.add(forward: 2 * Double(out.count) * Double(weight.shape.last ?? 1), operands: [self, weight]) }
+        return out
     }
 
     public func conv2d(weight: Tensor, bias: Tensor? = nil, stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0),
                        dilation: (Int, Int) = (1, 1), groups: Int = 1) throws -> Tensor {
         let s = [Int64(stride.0), Int64(stride.1)], p = [Int64(padding.0), Int64(padding.1)]
         let d = [Int64(dilation.0), Int64(dilation.1)]
-        return try makeTensor { ct_conv2d(handle, weight.handle, bias?.handle, s, p, d, Int64(groups), $0) }
+        let out = try makeTensor { ct_conv2d(handle, weight.handle, bias?.handle, s, p, d, Int64(groups), $0) }
+        if FlopCounter.active != nil {
+            let w = weight.shape  // (out, in/groups, kH, kW): each output element is one dot product of in/groups·kH·kW
+            FlopCounter.add(forward: 2 * Double(out.count) * Double(w.dropFirst().reduce(1, *)), operands: [self, weight])
+        }
+        return out
     }
 
     /// Weight of shape (in, out/groups, kH, kW) as nn.ConvTranspose2d stores it.
@@ -28,7 +39,12 @@ extension Tensor {
                                 groups: Int = 1) throws -> Tensor {
         let s = [Int64(stride.0), Int64(stride.1)], p = [Int64(padding.0), Int64(padding.1)]
         let o = [Int64(outputPadding.0), Int64(outputPadding.1)], d = [Int64(dilation.0), Int64(dilation.1)]
-        return try makeTensor { ct_conv_transpose2d(handle, weight.handle, bias?.handle, s, p, o, d, Int64(groups), $0) }
+        let out = try makeTensor { ct_conv_transpose2d(handle, weight.handle, bias?.handle, s, p, o, d, Int64(groups), $0) }
+        if FlopCounter.active != nil {
+            let w = weight.shape  // (in, out/groups, kH, kW): each input element scatters into out/groups·kH·kW outputs
+            FlopCounter.add(forward: 2 * Double(count) * Double(w.dropFirst().reduce(1, *)), operands: [self, weight])
+        }
+        return out
     }
 
     /// Normalises over the trailing `normalizedShape` dimensions.
@@ -71,9 +87,16 @@ extension Tensor {
     public static func scaledDotProductAttention(query: Tensor, key: Tensor, value: Tensor, bias: Tensor? = nil,
                                                  scale: Double? = nil, dropout: Double = 0,
                                                  causal: Bool = false) throws -> Tensor {
-        try makeTensor {
+        let out = try makeTensor {
             ct_sdpa(query.handle, key.handle, value.handle, bias?.handle, dropout, causal ? 1 : 0, scale ?? .nan, $0)
         }
+        if FlopCounter.active != nil {
+            // q·kᵀ: (rows × S) dot products of length E; weights·v: (rows × Ev) of length S.
+            let e = Double(query.shape.last ?? 1), s = Double(key.shape.dropLast().last ?? 1)
+            let rows = Double(query.count) / e
+            FlopCounter.attention(forward: 2 * rows * s * e + 2 * rows * s * Double(value.shape.last ?? 1), operands: [query, key, value])
+        }
+        return out
     }
 
     public enum Reduction: Int32, Sendable {

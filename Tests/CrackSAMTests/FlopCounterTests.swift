@@ -1,0 +1,39 @@
+import CrackSAM
+import Foundation
+import XCTest
+
+/// The FLOP count behind `bench`'s TFLOP/s and MFU, against PyTorch's own FlopCounterMode.
+final class FlopCounterTests: XCTestCase {
+    func testProductsAndTheirGradients() throws {
+        let x = try Tensor.randn([2, 5, 3])
+        let w = try Tensor.randn([4, 3]).requiresGrad(true)
+        // forward 2·(2·5·4)·3 = 240; backward: only the weight needs a gradient → 240 more.
+        var (_, c) = try FlopCounter.count { try x.linear(weight: w) }
+        XCTAssertEqual(c, FlopCounter.Count(forward: 240, backward: 240))
+        (_, c) = try FlopCounter.count { try Torch.withNoGrad { try x.linear(weight: w) } }
+        XCTAssertEqual(c, FlopCounter.Count(forward: 240, backward: 0))
+        // conv 3→8, 3×3, on 1×3×10×10 with padding 1: 2·(8·10·10)·(3·3·3) = 43,200, no gradients.
+        (_, c) = try FlopCounter.count { try Tensor.randn([1, 3, 10, 10]).conv2d(weight: Tensor.randn([8, 3, 3, 3]), padding: (1, 1)) }
+        XCTAssertEqual(c, FlopCounter.Count(forward: 43_200, backward: 0))
+        // Outside `count` nothing is counted (and nothing breaks).
+        _ = try x.linear(weight: w)
+    }
+
+    /// CrackSAM with LoRA (q, v, r 4) on the small config (17×17 grid, window and global blocks): our
+    /// counts equal FlopCounterMode's on Meta's modules, for inference and for one training step.
+    func testSAMCountMatchesPyTorchsFlopCounter() throws {
+        let dir = try Oracle.scratch()
+        try Oracle.run("flops_oracle.py", ["small", "272", "2", dir + "/flops.json"])
+        let expected = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/flops.json"))) as! [String: Double]
+        let config = SAMConfig(backbone: .custom, embedDim: 48, depth: 4, heads: 4, globalBlocks: [1, 3], imageSize: 272)
+        let model = try SAMModel(config: config)
+        try model.applyPEFT(PEFTConfig(deltaType: .lora, rank: 4, loraTargets: [.q, .v]))
+        let images = try Tensor.rand([2, 3, 272, 272])
+        let inference = try FlopCounter.count { try Torch.withInferenceMode { try model(images) } }.flops
+        let training = try FlopCounter.count { try model(images) }.flops
+        print("FLOPs (small, 272 px, batch 2): inference ours \(inference.total) vs FlopCounterMode \(expected["inference"]!); "
+            + "training ours \(training.total) vs \(expected["training"]!)")
+        XCTAssertEqual(inference.total, expected["inference"]!, accuracy: expected["inference"]! * 1e-9)
+        XCTAssertEqual(training.total, expected["training"]!, accuracy: expected["training"]! * 1e-9)
+    }
+}
