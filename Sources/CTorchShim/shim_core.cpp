@@ -2,6 +2,8 @@
 #include "shim_internal.h"
 
 #include <ATen/DeviceAccelerator.h>
+#include <c10/core/Event.h>
+#include <c10/core/impl/DeviceGuardImplInterface.h>
 #include <ATen/Parallel.h>
 #include <torch/version.h>
 #include <ATen/autocast_mode.h>
@@ -302,3 +304,39 @@ void ct_zip_writer_free(ct_zip_writer w) {
 }
 
 }  // extern "C"
+
+// ---- device events (timing on the device's current stream; CUDA through c10's device-generic Event,
+// so no CUDA headers are needed here) ----
+struct ct_event_s {
+  c10::Event event;
+  c10::Device device;
+};
+
+extern "C" {
+
+ct_error ct_event_create(int device_type, int device_index, ct_event *out) {
+  CT_TRY({
+    auto type = static_cast<c10::DeviceType>(device_type);
+    c10::Device device(type, static_cast<c10::DeviceIndex>(device_index));
+    // BACKEND_DEFAULT: an event that records timing (PYTORCH_DEFAULT disables it).
+    *out = new ct_event_s{c10::Event(type, c10::EventFlag::BACKEND_DEFAULT), device};
+  })
+}
+
+ct_error ct_event_record(ct_event e) {
+  CT_TRY({
+    auto stream = c10::impl::getDeviceGuardImpl(e->device.type())->getStream(e->device);
+    e->event.record(stream);
+  })
+}
+
+ct_error ct_event_elapsed_ms(ct_event start, ct_event end, double *ms) {
+  CT_TRY({
+    end->event.synchronize();
+    *ms = start->event.elapsedTime(end->event);
+  })
+}
+
+void ct_event_free(ct_event e) { delete e; }
+
+} // extern "C"

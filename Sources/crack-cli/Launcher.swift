@@ -27,36 +27,49 @@ enum Launcher {
         let arguments = childArguments(Array(CommandLine.arguments.dropFirst()))
         log("launching \(n) ranks on 127.0.0.1:\(port)")
         fflush(stdout)
-        var started: [Process] = []
+        // posix_spawn and waitpid directly: the launcher reaps its children itself.
+        var pids: [pid_t] = []
         for rank in 0..<n {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: executable)
-            p.arguments = arguments
-            p.environment = env.merging(DistributedEnvironment.localVariables(rank: rank, worldSize: n, port: port)) { _, new in new }
-            try p.run()
-            started.append(p)
-        }
-        let children = started
-        // SIGTERM to the launcher alone is passed on; SIGINT from a terminal reaches the children itself.
-        signal(SIGINT, SIG_IGN)
-        let term = DispatchSource.makeSignalSource(signal: SIGTERM)
-        signal(SIGTERM, SIG_IGN)
-        term.setEventHandler { children.filter(\.isRunning).forEach { kill($0.processIdentifier, SIGTERM) } }
-        term.resume()
-        var failed: (rank: Int, status: Int32)?
-        while children.contains(where: \.isRunning) {
-            if failed == nil, let bad = children.enumerated().first(where: { !$0.element.isRunning && $0.element.terminationStatus != 0 }) {
-                failed = (bad.offset, bad.element.terminationStatus)
-                // The others would fail at their next collective anyway; stop them now, then for good.
-                children.filter(\.isRunning).forEach { kill($0.processIdentifier, SIGTERM) }
-                DispatchQueue.global().asyncAfter(deadline: .now() + 15) {
-                    children.filter(\.isRunning).forEach { kill($0.processIdentifier, SIGKILL) }
-                }
+            let childEnv = env.merging(DistributedEnvironment.localVariables(rank: rank, worldSize: n, port: port)) { _, new in new }
+            let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+            let envp = childEnv.map { strdup("\($0.key)=\($0.value)") } + [nil]
+            defer { argv.forEach { free($0) }; envp.forEach { free($0) } }
+            var pid: pid_t = 0
+            let rc = posix_spawn(&pid, executable, nil, nil, argv, envp)
+            guard rc == 0 else {
+                pids.forEach { kill($0, SIGTERM) }
+                throw ValidationError("cannot start rank \(rank): \(String(cString: strerror(rc)))")
             }
-            usleep(100_000)
+            pids.append(pid)
         }
-        if failed == nil, let bad = children.enumerated().first(where: { $0.element.terminationStatus != 0 }) {
-            failed = (bad.offset, bad.element.terminationStatus)
+        // SIGINT from a terminal reaches the children itself (same process group); the launcher waits
+        // for them. SIGTERM to the launcher alone is passed on.
+        signal(SIGINT, SIG_IGN)
+        signal(SIGTERM, SIG_IGN)
+        let term = DispatchSource.makeSignalSource(signal: SIGTERM)
+        let running = pids
+        term.setEventHandler { running.forEach { kill($0, SIGTERM) } }
+        term.resume()
+        var alive = Set(pids)
+        var failed: (rank: Int, status: Int32)?
+        var killDeadline: Date?
+        while !alive.isEmpty {
+            var status: Int32 = 0
+            let pid = waitpid(-1, &status, WNOHANG)
+            if pid > 0, alive.contains(pid) {
+                alive.remove(pid)
+                // Exit code, or 128 + signal for a rank that was killed (as shells report it).
+                let code: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+                if code != 0 && failed == nil {
+                    failed = (pids.firstIndex(of: pid)!, code)
+                    // The others would fail at their next collective anyway; stop them now, then for good.
+                    alive.forEach { kill($0, SIGTERM) }
+                    killDeadline = Date().addingTimeInterval(15)
+                }
+                continue
+            }
+            if let deadline = killDeadline, Date() > deadline { alive.forEach { kill($0, SIGKILL) } }
+            usleep(50_000)
         }
         if let failed { throw DistributedError.rankFailed(rank: failed.rank, status: failed.status) }
     }

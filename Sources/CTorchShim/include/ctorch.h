@@ -241,6 +241,14 @@ ct_error ct_group_broadcast(ct_group g, ct_tensor t, int root);
 ct_error ct_group_allgather(ct_group g, ct_tensor t, ct_tensor *out);
 ct_error ct_group_barrier(ct_group g);
 
+/* ---- device events: timing on a device's current stream (CUDA) ---- */
+typedef struct ct_event_s *ct_event;
+ct_error ct_event_create(int device_type, int device_index, ct_event *out);
+ct_error ct_event_record(ct_event e);
+/* Waits for `end`, then the milliseconds between the two recorded events. */
+ct_error ct_event_elapsed_ms(ct_event start, ct_event end, double *ms);
+void ct_event_free(ct_event e);
+
 /* ---- PyTorch zip archives (torch.save format) ---- */
 ct_error ct_zip_reader_open(const char *path, ct_zip_reader *out);
 void ct_zip_reader_free(ct_zip_reader r);

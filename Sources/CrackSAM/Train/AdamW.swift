@@ -103,6 +103,24 @@ public final class GradScaler {
         return !skipped
     }
 
+    /// The same step without reading anything back to the host (the fast path on a GPU): the fused
+    /// optimizer skips the update on the device where `foundInf` is set, and skipped steps are counted
+    /// on the device too (`skippedOnDevice`, read when convenient).
+    public func stepWithoutSync(_ optimizer: AdamW, lr: Double) throws {
+        let grads = try optimizer.parameters.compactMap { try $0.tensor.grad }
+        let foundInf = try Tensor.zeros([1], device: scale.device)
+        let inverse = try scale.reciprocal()
+        try Torch.withNoGrad { try FusedKernels.unscale(grads: grads, foundInf: foundInf, invScale: inverse) }
+        try optimizer.step(lr: lr, foundInf: foundInf)
+        try FusedKernels.updateScale(scale, growthTracker: growthTracker, foundInf: foundInf, growth: growthFactor,
+                                     backoff: backoffFactor, interval: growthInterval)
+        if skippedOnDevice == nil { skippedOnDevice = try Tensor.zeros([1], device: scale.device) }
+        try skippedOnDevice!.add_(foundInf)
+    }
+
+    /// Steps `stepWithoutSync` skipped, as a device tensor (nil before the first).
+    public private(set) var skippedOnDevice: Tensor?
+
     public func stateDict() -> StateDict { ["scale": scale, "growth_tracker": growthTracker] }
 
     public func load(scale: Tensor, growthTracker: Tensor, skippedSteps: Int) throws {

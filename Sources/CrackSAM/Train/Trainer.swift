@@ -83,8 +83,10 @@ public final class Trainer {
     private var skippedSteps = 0
     private var lossHistory: [(x: Double, y: Double)] = []
     private var iouHistory: [(x: Double, y: Double)] = []
-    private let optimizer: AdamW
-    private let scaler: GradScaler?
+    /// Forward, loss and update (shared with `crack-cli bench train`).
+    public let stepper: TrainingStep
+    private var optimizer: AdamW { stepper.optimizer }
+    private var scaler: GradScaler? { stepper.scaler }
     private var schedule: LRSchedule
     /// Data parallelism: this process is one rank; nil for a single process.
     public let parallel: DataParallel?
@@ -118,8 +120,8 @@ public final class Trainer {
         }
         // Every rank starts from rank 0's weights, whatever each loaded or drew.
         if let parallel { try parallel.broadcastState(of: model) }
-        optimizer = try AdamW(parameters: model.trainableParameters().map(\.parameter), weightDecay: options.weightDecay)
-        scaler = options.amp == .fp16 ? try GradScaler(device: device) : nil
+        stepper = try TrainingStep(model: model, amp: options.amp, weightDecay: options.weightDecay, device: device, parallel: parallel,
+                                   float64: options.float64 == true)
         schedule = Trainer.schedule(options, batchesPerEpoch: Trainer.batchesPerEpoch(train.count, batch: options.batch, worldSize: parallel?.worldSize ?? 1))
         Torch.allowTF32 = options.tf32
         Torch.manualSeed(options.seed)
@@ -223,7 +225,6 @@ public final class Trainer {
         let lastEpoch = options.lastEpoch
         let augmenter = options.augment ? Augmenter(seed: options.seed) : nil
         stepsThisRun = 0
-        let loss = CrackLoss()
         while epoch < lastEpoch {
             let loader = BatchLoader(dataset: train, size: model.config.imageSize, batchSize: options.batch, epoch: epoch,
                                      shuffleSeed: options.seed, augmenter: augmenter, workers: options.workers,
@@ -232,9 +233,9 @@ public final class Trainer {
             var windowStart = DispatchTime.now().uptimeNanoseconds
             while let batch = try loader.nextBatch() {
                 let lr = schedule.rate(at: step)
-                let images = try batch.images.to(device: device, dtype: options.float64 == true ? .float64 : nil, nonBlocking: true)
+                let images = try batch.images.to(device: device, nonBlocking: true)
                 let labels = try batch.labels.to(device: device, nonBlocking: true)
-                let value = try forward(images: images, labels: labels, loss: loss)
+                let value = try stepper.forward(images: images, labels: labels)
                 // The global loss: the same number on every rank, so all ranks take the same branch.
                 let lossValue = try value.loss.item()
                 if !lossValue.isFinite {
@@ -247,19 +248,9 @@ public final class Trainer {
                     }
                 } else {
                     nonFiniteStreak = 0
-                    // With data parallelism the ranks' gradients are summed before the step (each rank
-                    // back-propagated its share of the global loss), so the scaler's inf check and the
-                    // update are the same everywhere.
-                    if let scaler {
-                        try scaler.scaled(value.objective).backward()
-                        try parallel?.sumGradients(optimizer.parameters)
-                        if try !scaler.step(optimizer, lr: lr) { skippedSteps += 1 }
-                    } else {
-                        try value.objective.backward()
-                        try parallel?.sumGradients(optimizer.parameters)
-                        try optimizer.step(lr: lr)
-                    }
-                    try optimizer.zeroGrad()
+                    // With data parallelism the ranks' gradients are summed before the step, so the
+                    // scaler's inf check and the update are the same everywhere.
+                    if try !stepper.update(value, lr: lr) { skippedSteps += 1 }
                 }
                 if case .cuda(let i) = device { try CUDA.synchronize(device: i) }
                 let now = DispatchTime.now().uptimeNanoseconds
@@ -317,24 +308,6 @@ public final class Trainer {
         return try flag.item() != 0
     }
 
-    func loss(_ loss: CrackLoss, logits: Tensor, target: Tensor) throws -> CrackLoss.Value {
-        if let parallel { return try loss(logits: logits, target: target, group: parallel.group) }
-        return try loss(logits: logits, target: target)
-    }
-
-    func forward(images: Tensor, labels: Tensor, loss: CrackLoss) throws -> CrackLoss.Value {
-        switch options.amp {
-        case .off:
-            return try self.loss(loss, logits: model(images).logits, target: labels)
-        case .fp16, .bf16:
-            let logits = try Torch.withAutocast(device: device, dtype: options.amp == .fp16 ? .float16 : .bfloat16) {
-                try model(images).logits
-            }
-            // The loss in float32, outside autocast, as the authors' loop computes it.
-            return try self.loss(loss, logits: logits.to(dtype: .float32), target: labels)
-        }
-    }
-
     /// Mean per-image Pr, Re, F1, IoU of argmax predictions (REFERENCE "Evaluation"). With data
     /// parallelism each rank scores every worldSize-th image and the sums are all-reduced.
     public func validate(_ dataset: CrackDataset) throws -> SegmentationScores {
@@ -344,13 +317,7 @@ public final class Trainer {
         var all: [SegmentationScores] = []
         try Torch.withInferenceMode {
             while let batch = try loader.nextBatch() {
-                let images = try batch.images.to(device: device, dtype: options.float64 == true ? .float64 : nil)
-                let logits: Tensor
-                if options.amp == .off {
-                    logits = try model(images).logits
-                } else {
-                    logits = try Torch.withAutocast(device: device, dtype: options.amp == .fp16 ? .float16 : .bfloat16) { try model(images).logits }
-                }
+                let logits = try stepper.logits(batch.images.to(device: device))
                 all += try SegmentationScores.perImage(predicted: logits.argmax(dim: 1).to(device: .cpu), truth: batch.labels)
             }
         }

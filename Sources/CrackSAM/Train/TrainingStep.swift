@@ -1,0 +1,63 @@
+/// One optimisation step of CrackSAM, shared by the trainer and `crack-cli bench train`: the forward
+/// under autocast, the loss (the global batch's with data parallelism), and the update — backward,
+/// gradients summed across ranks, AdamW (fused), with the fp16 loss scaler when asked.
+public final class TrainingStep {
+    public let model: SAMModel
+    public let optimizer: AdamW
+    public let scaler: GradScaler?
+    public let amp: TrainingOptions.AMP
+    public let device: Device
+    public let parallel: DataParallel?
+    /// float64 weights and inputs (numerical checks; see TrainingOptions.float64).
+    public let float64: Bool
+    let loss = CrackLoss()
+
+    public init(model: SAMModel, amp: TrainingOptions.AMP, weightDecay: Double, device: Device, parallel: DataParallel? = nil,
+                float64: Bool = false) throws {
+        self.model = model
+        self.amp = amp
+        self.device = device
+        self.parallel = parallel
+        self.float64 = float64
+        optimizer = try AdamW(parameters: model.trainableParameters().map(\.parameter), weightDecay: weightDecay)
+        scaler = amp == .fp16 ? try GradScaler(device: device) : nil
+    }
+
+    /// Logits of a batch already on the device (B, 3, S, S) in [0, 1], under autocast when asked.
+    public func logits(_ images: Tensor) throws -> Tensor {
+        let x = float64 ? try images.to(dtype: .float64) : images
+        switch amp {
+        case .off: return try model(x).logits
+        case .fp16, .bf16:
+            return try Torch.withAutocast(device: device, dtype: amp == .fp16 ? .float16 : .bfloat16) { try model(x).logits }
+        }
+    }
+
+    /// The forward and the loss: nothing is read back to the host.
+    public func forward(images: Tensor, labels: Tensor) throws -> CrackLoss.Value {
+        // The loss in float32, outside autocast, as the authors' loop computes it.
+        let logits = amp == .off ? try self.logits(images) : try self.logits(images).to(dtype: .float32)
+        if let parallel { return try loss(logits: logits, target: labels, group: parallel.group) }
+        return try loss(logits: logits, target: labels)
+    }
+
+    /// Backward, the gradient sum across ranks (each rank back-propagated its share of the global loss),
+    /// the optimizer step and zeroing the gradients. With `sync` false nothing is read back to the host:
+    /// a step the fp16 scaler skips is counted on the device; with `sync` it returns whether the step
+    /// was taken.
+    @discardableResult
+    public func update(_ value: CrackLoss.Value, lr: Double, sync: Bool = true) throws -> Bool {
+        var taken = true
+        if let scaler {
+            try scaler.scaled(value.objective).backward()
+            try parallel?.sumGradients(optimizer.parameters)
+            if sync { taken = try scaler.step(optimizer, lr: lr) } else { try scaler.stepWithoutSync(optimizer, lr: lr) }
+        } else {
+            try value.objective.backward()
+            try parallel?.sumGradients(optimizer.parameters)
+            try optimizer.step(lr: lr)
+        }
+        try optimizer.zeroGrad()
+        return taken
+    }
+}
