@@ -37,3 +37,27 @@ final class FlopCounterTests: XCTestCase {
         XCTAssertEqual(training.total, expected["training"]!, accuracy: expected["training"]! * 1e-9)
     }
 }
+
+/// `crack-cli bench train|infer` on the CPU (the figures themselves belong in docs/BENCHMARKS.md).
+final class StepBenchTests: XCTestCase {
+    func testBenchTrainAndInferReportTheirFigures() throws {
+        let tiny = ["--vit", "custom", "--embed-dim", "32", "--depth", "2", "--heads", "2", "--global-blocks", "1", "--image-size", "32",
+                    "--batch", "2", "--steps", "3", "--warmup", "2", "--peak-size", "256", "--json"]
+        for mode in ["train", "infer"] {
+            let out = try crackCLI(["bench", mode] + tiny)
+            let r = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any], out)
+            XCTAssertEqual(r["mode"] as? String, mode)
+            let flops = try XCTUnwrap(r["flops_per_step"] as? Double)
+            let rate = try XCTUnwrap(r["images_per_s"] as? Double)
+            let ms = try XCTUnwrap(r["ms_per_step"] as? Double)
+            XCTAssertEqual(rate, 2 / (ms / 1000), accuracy: rate * 1e-9)
+            XCTAssertEqual(try XCTUnwrap(r["achieved_tflops"] as? Double), flops / (ms / 1000) / 1e12, accuracy: 1e-12)
+            XCTAssertGreaterThan(try XCTUnwrap(r["mfu"] as? Double), 0)
+            if mode == "train" {
+                // Training counts the backward products too: more than the forward alone.
+                XCTAssertGreaterThan(flops, try XCTUnwrap(r["forward_flops_per_step"] as? Double))
+                XCTAssertTrue(try XCTUnwrap(r["last_loss"] as? Double).isFinite)
+            }
+        }
+    }
+}

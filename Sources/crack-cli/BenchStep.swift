@@ -1,0 +1,142 @@
+import ArgumentParser
+import CrackSAM
+import Foundation
+
+/// What `bench train` and `bench infer` share: the model (random weights in SAM's layout, the delta
+/// injected), the device, and the matmul peak measured in the same run for MFU.
+struct StepBenchOptions: ParsableArguments {
+    @OptionGroup var model: ModelOptions
+    @OptionGroup var peft: PEFTOptions
+    @Option(help: "Images per step.") var batch = 8
+    @Option(help: "Autocast: bf16, fp16 or off (default bf16 on CUDA, off on the CPU).") var amp: String?
+    @Option(help: "Timed steps.") var steps = 20
+    @Option(help: "Untimed warm-up steps before them.") var warmup = 3
+    @Option(help: "cpu, cuda or cuda:N.") var device = "cpu"
+    @Option(help: "libtorch CPU threads.") var threads: Int?
+    @Option(help: "Side of the square matrices of the matmul peak measurement (default 8192 on CUDA, 1024 on the CPU).")
+    var peakSize: Int?
+    @Flag(help: "TF32 matmuls off (on CUDA).") var noTF32 = false
+    @Flag(help: "Print JSON.") var json = false
+
+    func setUp() throws -> (net: SAMModel, device: Device, amp: TrainingOptions.AMP) {
+        if let threads { Torch.threads = threads }
+        guard let dev = Device(device) else { throw ValidationError("--device must be cpu, cuda or cuda:N") }
+        let ampName = amp ?? (dev == .cpu ? "off" : "bf16")
+        guard let a = TrainingOptions.AMP(rawValue: ampName) else { throw ValidationError("--amp must be bf16, fp16 or off") }
+        var m = model
+        if m.vit == nil { m.vit = "b" }
+        if m.imageSize == nil { m.imageSize = 448 }
+        guard let config = try m.config() else { throw ValidationError("--vit is required") }
+        let peftConfig = try peft.resolve(over: PEFTConfig(deltaType: .lora))
+        Torch.allowTF32 = !noTF32
+        Torch.manualSeed(0)
+        let net = try ParameterInit.withDevice(dev) { () throws -> SAMModel in
+            let net = try SAMModel(config: config)
+            try net.applyPEFT(peftConfig)
+            return net
+        }
+        return (net, dev, a)
+    }
+
+    /// Dense matmul throughput in the dtype the model computes in (the autocast dtype on CUDA), TFLOP/s.
+    func peakTFLOPs(device: Device, amp: TrainingOptions.AMP) throws -> (tflops: Double, dtype: DType) {
+        let dtype: DType = device == .cpu || amp == .off ? .float32 : (amp == .fp16 ? .float16 : .bfloat16)
+        let n = peakSize ?? (device == .cpu ? 1024 : 8192)
+        return (try Diagnostics.matmulGFLOPS(device: device, size: n, seconds: 2, dtype: dtype) / 1000, dtype)
+    }
+
+    func report(mode: String, net: SAMModel, device: Device, amp: TrainingOptions.AMP, seconds: Double, flopsPerStep: Double,
+                peak: (tflops: Double, dtype: DType), extra: [String: Any] = [:]) throws {
+        let perStep = seconds / Double(steps)
+        let imagesPerSecond = Double(batch * steps) / seconds
+        let tflops = flopsPerStep / perStep / 1e12
+        var memoryGiB: Double?
+        if case .cuda(let i) = device { memoryGiB = Double(try CUDA.memory(device: i).peakAllocated) / Double(1 << 30) }
+        let c = net.config
+        var out: [String: Any] = [
+            "mode": mode, "backbone": c.backbone.rawValue, "image_size": c.imageSize, "batch": batch, "amp": amp.rawValue,
+            "device": "\(device)", "steps": steps, "images_per_s": imagesPerSecond, "ms_per_step": perStep * 1000,
+            "flops_per_step": flopsPerStep, "achieved_tflops": tflops, "peak_matmul_tflops": peak.tflops,
+            "peak_matmul_dtype": "\(peak.dtype)", "mfu": tflops / peak.tflops, "libtorch": Torch.version,
+            "trainable_parameters": net.trainableParameterCount,
+        ]
+        if let memoryGiB { out["peak_memory_gib"] = memoryGiB }
+        for (k, v) in extra { out[k] = v }
+        if json {
+            try printJSON(out)
+        } else {
+            print(String(format: "%@ %@ at %d px, batch %d, amp %@, %@: %.2f images/s, %.1f ms/step, %.2f TFLOP/s achieved "
+                + "(%.3g TFLOP/step), matmul peak %.2f TFLOP/s (%@), MFU %.1f%%%@", mode, c.backbone.rawValue, c.imageSize, batch,
+                amp.rawValue, "\(device)", imagesPerSecond, perStep * 1000, tflops, flopsPerStep / 1e12, peak.tflops, "\(peak.dtype)",
+                100 * tflops / peak.tflops, memoryGiB.map { String(format: ", peak CUDA memory %.2f GiB", $0) } ?? ""))
+        }
+    }
+}
+
+extension Bench {
+    struct TrainStepBench: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "train",
+            abstract: "Training steps per second on a device-resident batch: images/s, ms/step, peak memory, TFLOP/s, MFU.",
+            discussion: """
+                Random weights in SAM's layout with the delta (default LoRA q,v rank 4), random images and labels
+                already on the device: what the model, loss and optimizer cost, not the data loader (`bench data`).
+                FLOPs are counted from the products the step runs (forward and the backward products autograd
+                needs); MFU divides the achieved rate by a dense matmul rate measured in the same run.
+                """)
+
+        @OptionGroup var options: StepBenchOptions
+
+        func run() throws {
+            let (net, device, amp) = try options.setUp()
+            let peak = try options.peakTFLOPs(device: device, amp: amp)
+            let stepper = try TrainingStep(model: net, amp: amp, weightDecay: 0.01, device: device)
+            let s = net.config.imageSize
+            let images = try Tensor.rand([options.batch, 3, s, s], device: device)
+            let labels = try Tensor.randint(0, 2, shape: [options.batch, s, s], device: device)
+            // The first warm-up step is also the one whose products are counted.
+            let (value, counted) = try FlopCounter.count { try stepper.forward(images: images, labels: labels) }
+            try stepper.update(value, lr: 1e-4, sync: false)
+            for _ in 1..<max(options.warmup, 1) { try stepper.update(stepper.forward(images: images, labels: labels), lr: 1e-4, sync: false) }
+            if case .cuda(let i) = device { try CUDA.synchronize(device: i); try CUDA.resetPeakMemory(device: i) }
+            let timer = try DeviceTimer(device: device)
+            try timer.begin()
+            var last = value
+            for _ in 0..<options.steps {
+                last = try stepper.forward(images: images, labels: labels)
+                try stepper.update(last, lr: 1e-4, sync: false)
+            }
+            let seconds = try timer.stop()
+            let loss = try last.loss.item()
+            guard loss.isFinite else { throw ValidationError("the benchmark's loss is \(loss)") }
+            try options.report(mode: "train", net: net, device: device, amp: amp, seconds: seconds, flopsPerStep: counted.total,
+                               peak: peak, extra: ["forward_flops_per_step": counted.forward, "last_loss": loss])
+        }
+    }
+
+    struct InferBench: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "infer",
+            abstract: "Inference throughput (forward and argmax, inference mode) on a device-resident batch.")
+
+        @OptionGroup var options: StepBenchOptions
+
+        func run() throws {
+            let (net, device, amp) = try options.setUp()
+            let peak = try options.peakTFLOPs(device: device, amp: amp)
+            let stepper = try TrainingStep(model: net, amp: amp, weightDecay: 0, device: device)
+            let s = net.config.imageSize
+            let images = try Tensor.rand([options.batch, 3, s, s], device: device)
+            let (seconds, counted): (Double, FlopCounter.Count) = try Torch.withInferenceMode {
+                let counted = try FlopCounter.count { try stepper.logits(images).argmax(dim: 1) }.flops
+                for _ in 1..<max(options.warmup, 1) { _ = try stepper.logits(images).argmax(dim: 1) }
+                if case .cuda(let i) = device { try CUDA.synchronize(device: i); try CUDA.resetPeakMemory(device: i) }
+                let timer = try DeviceTimer(device: device)
+                try timer.begin()
+                for _ in 0..<options.steps { _ = try stepper.logits(images).argmax(dim: 1) }
+                return (try timer.stop(), counted)
+            }
+            try options.report(mode: "infer", net: net, device: device, amp: amp, seconds: seconds, flopsPerStep: counted.total, peak: peak)
+        }
+    }
+}
