@@ -16,6 +16,7 @@ struct StepBenchOptions: ParsableArguments {
     @Option(help: "Side of the square matrices of the matmul peak measurement (default 8192 on CUDA, 1024 on the CPU).")
     var peakSize: Int?
     @Flag(help: "TF32 matmuls off (on CUDA).") var noTF32 = false
+    @Flag(help: "Recompute the encoder's activations in the backward (bench train).") var checkpointActivations = false
     @Flag(help: "Print JSON.") var json = false
 
     func setUp() throws -> (net: SAMModel, device: Device, amp: TrainingOptions.AMP) {
@@ -94,9 +95,11 @@ extension Bench {
             let s = net.config.imageSize
             let images = try Tensor.rand([options.batch, 3, s, s], device: device)
             let labels = try Tensor.randint(0, 2, shape: [options.batch, s, s], device: device)
-            // The first warm-up step is also the one whose products are counted.
+            // The first warm-up step is also the one whose products are counted: without checkpointing, so
+            // that MFU counts the model's FLOPs, not the recomputation (as MFU is usually defined).
             let (value, counted) = try FlopCounter.count { try stepper.forward(images: images, labels: labels) }
             try stepper.update(value, lr: 1e-4, sync: false)
+            stepper.checkpointActivations = options.checkpointActivations
             for _ in 1..<max(options.warmup, 1) { try stepper.update(stepper.forward(images: images, labels: labels), lr: 1e-4, sync: false) }
             if case .cuda(let i) = device { try CUDA.synchronize(device: i); try CUDA.resetPeakMemory(device: i) }
             let timer = try DeviceTimer(device: device)
@@ -110,7 +113,8 @@ extension Bench {
             let loss = try last.loss.item()
             guard loss.isFinite else { throw ValidationError("the benchmark's loss is \(loss)") }
             try options.report(mode: "train", net: net, device: device, amp: amp, seconds: seconds, flopsPerStep: counted.total,
-                               peak: peak, extra: ["forward_flops_per_step": counted.forward, "last_loss": loss])
+                               peak: peak, extra: ["forward_flops_per_step": counted.forward, "last_loss": loss,
+                                       "checkpoint_activations": options.checkpointActivations])
         }
     }
 

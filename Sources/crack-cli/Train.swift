@@ -50,6 +50,8 @@ struct Train: ParsableCommand {
     @Option(help: "Seconds a rendezvous or collective may wait for the other ranks before failing.") var distTimeout = 300.0
     @Flag(help: "After every step, check that all ranks hold identical weights.") var verifySync = false
     @Flag(help: .hidden) var float64 = false
+    @Flag(help: "Recompute the encoder's activations in the backward: much less memory, one more encoder forward per step.")
+    var checkpointActivations = false
 
     struct RunConfig: Codable {
         var options: TrainingOptions
@@ -117,6 +119,7 @@ struct Train: ParsableCommand {
             o.augment = !noAugment
             o.maxSteps = maxSteps
             o.float64 = float64 ? true : nil
+            o.checkpointActivations = checkpointActivations ? true : nil
             runConfig = RunConfig(options: o, backbone: config.backbone.rawValue, imageSize: config.imageSize, numClasses: config.numClasses,
                                   embedDim: config.embedDim, depth: config.depth, heads: config.heads, globalBlocks: config.globalBlocks,
                                   patchSize: config.patchSize, peft: try peft.resolve(), sam: sam, data: data, dataList: dataList, val: val, valList: valList)

@@ -49,10 +49,15 @@ public final class SAMModel: Module {
         guard s.count == 4, s[1] == 3, s[2] == size, s[3] == size else {
             throw TorchError.invalidArgument("expected images of shape [B, 3, \(size), \(size)], got \(s)")
         }
-        let embedding = try imageEncoder(images)
-        let (sparse, dense) = try promptEncoder.noPrompt(batch: s[0])
+        return try decode(embedding: imageEncoder(images))
+    }
+
+    /// The prompt-free decoder on an image embedding (B, 256, S/16, S/16): the second half of the forward.
+    public func decode(embedding: Tensor) throws -> SAMOutput {
+        let size = config.imageSize
+        let (sparse, dense) = try promptEncoder.noPrompt(batch: embedding.size(0))
         let (logits, iouToken) = try maskDecoder(imageEmbedding: embedding, imagePE: promptEncoder.densePositionalEncoding(),
-                                            sparse: sparse, dense: dense, outputSize: size)
+                                                 sparse: sparse, dense: dense, outputSize: size)
         return SAMOutput(logits: logits, iouToken: iouToken, iouHead: maskDecoder.iouPredictionHead, imageEmbedding: embedding)
     }
 }

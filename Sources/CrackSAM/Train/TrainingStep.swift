@@ -10,7 +10,12 @@ public final class TrainingStep {
     public let parallel: DataParallel?
     /// float64 weights and inputs (numerical checks; see TrainingOptions.float64).
     public let float64: Bool
+    /// Recompute the encoder's activations in the backward instead of keeping them (see
+    /// ActivationCheckpointing.swift): less memory, one more encoder forward per step.
+    public var checkpointActivations = false
     let loss = CrackLoss()
+    /// What the checkpointed forward left for `update`'s backward.
+    private var pending: EncoderCheckpoints?
 
     public init(model: SAMModel, amp: TrainingOptions.AMP, weightDecay: Double, device: Device, parallel: DataParallel? = nil,
                 float64: Bool = false) throws {
@@ -23,14 +28,23 @@ public final class TrainingStep {
         scaler = amp == .fp16 ? try GradScaler(device: device) : nil
     }
 
+    /// Runs `body` under the step's autocast (none when amp is off).
+    func autocast<R>(_ body: () throws -> R) throws -> R {
+        switch amp {
+        case .off: return try body()
+        case .fp16, .bf16: return try Torch.withAutocast(device: device, dtype: amp == .fp16 ? .float16 : .bfloat16, body)
+        }
+    }
+
     /// Logits of a batch already on the device (B, 3, S, S) in [0, 1], under autocast when asked.
     public func logits(_ images: Tensor) throws -> Tensor {
         let x = float64 ? try images.to(dtype: .float64) : images
-        switch amp {
-        case .off: return try model(x).logits
-        case .fp16, .bf16:
-            return try Torch.withAutocast(device: device, dtype: amp == .fp16 ? .float16 : .bfloat16) { try model(x).logits }
+        if checkpointActivations && Torch.isGradEnabled {
+            let checkpoints = try autocast { try model.imageEncoder.forwardCheckpointed(x) }
+            pending = checkpoints
+            return try autocast { try model.decode(embedding: checkpoints.embedding).logits }
         }
+        return try autocast { try model(x).logits }
     }
 
     /// The forward and the loss: nothing is read back to the host.
@@ -50,14 +64,26 @@ public final class TrainingStep {
         var taken = true
         if let scaler {
             try scaler.scaled(value.objective).backward()
+            try encoderBackward()
             try parallel?.sumGradients(optimizer.parameters)
             if sync { taken = try scaler.step(optimizer, lr: lr) } else { try scaler.stepWithoutSync(optimizer, lr: lr) }
         } else {
             try value.objective.backward()
+            try encoderBackward()
             try parallel?.sumGradients(optimizer.parameters)
             try optimizer.step(lr: lr)
         }
         try optimizer.zeroGrad()
         return taken
+    }
+
+    /// With checkpointing, the decoder's backward stopped at the embedding: continue through the encoder.
+    /// (`update` does this; call it after a backward of your own.)
+    public func finishBackward() throws { try encoderBackward() }
+
+    private func encoderBackward() throws {
+        guard let checkpoints = pending else { return }
+        pending = nil
+        try model.imageEncoder.backward(from: checkpoints) { body in try autocast(body) }
     }
 }

@@ -1,0 +1,54 @@
+import CrackSAM
+import XCTest
+
+/// Activation checkpointing gives the gradients of the ordinary backward (float64, so that only the
+/// order of additions could differ), on a config with window and global blocks and LoRA + adapters.
+final class ActivationCheckpointingTests: XCTestCase {
+    func makeModel() throws -> SAMModel {
+        Torch.manualSeed(5)
+        let model = try SAMModel(config: SAMConfig(backbone: .custom, embedDim: 32, depth: 3, heads: 2, globalBlocks: [1], imageSize: 48))
+        try model.applyPEFT(PEFTConfig(deltaType: .both, rank: 4, loraTargets: [.q, .v], adapterDim: 8, adapterScale: 0.2))
+        // LoRA's B starts at zero, which would leave A without a gradient: make every delta weight matter.
+        try Torch.withNoGrad {
+            for (key, p) in model.trainableParameters() where key.contains("lora") || key.hasPrefix("image_encoder") {
+                try p.tensor.copy_(Tensor.randn(p.shape) * 0.05)
+            }
+        }
+        try model.move(to: .cpu, dtype: .float64)
+        return model
+    }
+
+    func testGradientsEqualTheOrdinaryBackward() throws {
+        Torch.manualSeed(9)
+        let images = try Tensor.rand([2, 3, 48, 48]).to(dtype: .float64)
+        let labels = try Tensor.randint(0, 2, shape: [2, 48, 48])
+        var grads: [[String: [Double]]] = []
+        for checkpointing in [false, true] {
+            let model = try makeModel()
+            let step = try TrainingStep(model: model, amp: .off, weightDecay: 0, device: .cpu, float64: true)
+            step.checkpointActivations = checkpointing
+            let value = try step.forward(images: images, labels: labels)
+            try value.objective.backward()
+            if checkpointing {
+                // The decoder's backward stopped at the embedding; the encoder's delta has no gradient yet.
+                let encoderGrads = try model.trainableParameters().filter { $0.key.hasPrefix("image_encoder") }.compactMap { try $0.parameter.tensor.grad }
+                XCTAssertTrue(encoderGrads.isEmpty)
+                try step.finishBackward()
+            }
+            var g: [String: [Double]] = [:]
+            // (Unused parameters, e.g. the point embeddings without prompts, have no gradient either way.)
+            for (key, p) in model.trainableParameters() { if let t = try p.tensor.grad { g[key] = try t.toArray(of: Double.self) } }
+            grads.append(g)
+        }
+        XCTAssertEqual(grads[0].keys.sorted(), grads[1].keys.sorted())
+        XCTAssertTrue(grads[0].keys.contains { $0.contains("lora") || $0.contains("adapter") })
+        var worst = 0.0
+        for (key, a) in grads[0] {
+            let b = grads[1][key]!
+            let scale = max(a.map(abs).max() ?? 0, 1e-300)
+            worst = max(worst, zip(a, b).map { abs($0 - $1) }.max()! / scale)
+        }
+        print("activation checkpointing: \(grads[0].count) gradients, worst relative max difference \(worst)")
+        XCTAssertLessThan(worst, 1e-12)
+    }
+}
