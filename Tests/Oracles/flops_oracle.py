@@ -9,12 +9,11 @@ import json
 import sys
 
 import torch
-import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 import peft_reference
 from peft_reference import inject
-from sam_common import build_sam
+from sam_common import build_sam, crack_sam_logits
 
 name, size, batch, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 peft_reference.configure("lora", 4, "qv", 0, 0.0)
@@ -28,24 +27,7 @@ for _, p in items:
 
 
 def forward(images):
-    # CrackSAM's forward (as sam_common.crack_sam_forward, without its extra outputs).
-    b = images.shape[0]
-    embedding = sam.image_encoder(images)
-    sparse, dense = sam.prompt_encoder(points=None, boxes=None, masks=None)
-    md = sam.mask_decoder
-    out_tokens = torch.cat([md.iou_token.weight, md.mask_tokens.weight], dim=0).unsqueeze(0).expand(b, -1, -1)
-    tokens = torch.cat((out_tokens, sparse.expand(b, -1, -1)), dim=1)
-    src = embedding + dense
-    pos = sam.prompt_encoder.get_dense_pe().expand(b, -1, -1, -1)
-    _, c, h, w = src.shape
-    hs, keys = md.transformer(src, pos, tokens)
-    mask_out = hs[:, 1:1 + md.num_mask_tokens, :]
-    up = md.output_upscaling(keys.transpose(1, 2).reshape(b, c, h, w))
-    up = F.interpolate(up, size=(size, size), mode="bilinear", align_corners=False)
-    hyper = torch.stack([md.output_hypernetworks_mlps[i](mask_out[:, i, :]) for i in range(md.num_mask_tokens)], dim=1)
-    _, uc, uh, uw = up.shape
-    logits = (hyper @ up.view(b, uc, uh * uw)).view(b, -1, uh, uw)
-    return logits  # the IoU head is not part of CrackSAM's loss (nor run by our forward)
+    return crack_sam_logits(sam, images)  # the IoU head is not part of CrackSAM's loss (nor run by our forward)
 
 
 images = torch.rand(batch, 3, size, size)
