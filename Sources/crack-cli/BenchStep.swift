@@ -144,3 +144,75 @@ extension Bench {
         }
     }
 }
+
+extension Bench {
+    struct Agree: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "agree",
+            abstract: "Numerical sanity of mixed precision: masks under bf16/fp16 autocast vs float32, same model and images.",
+            discussion: """
+                Prints the IoU of the two binary masks pooled over all images and the smallest per-image IoU (two
+                empty masks count as 1), and the fraction of pixels that differ. Use real weights (--sam, --delta)
+                and real images (--data): random weights give near-tied logits that any rounding flips.
+                """)
+
+        @OptionGroup var model: ModelOptions
+        @OptionGroup var peft: PEFTOptions
+        @Option(help: "Official SAM checkpoint.") var sam: String?
+        @Option(help: "A trained delta.") var delta: String?
+        @Option(help: "Dataset folder (images/ and masks/); the first --count images are used.") var data: String?
+        @Option(help: "Images to compare.") var count = 16
+        @Option(help: "Images per forward.") var batch = 4
+        @Option(help: "Autocast dtype to compare with float32: bf16 or fp16.") var amp = "bf16"
+        @Option(help: "cpu, cuda or cuda:N.") var device = "cpu"
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() throws {
+            guard let dev = Device(device) else { throw ValidationError("--device must be cpu, cuda or cuda:N") }
+            guard let dtype = DType(name: amp), dtype == .bfloat16 || dtype == .float16 else { throw ValidationError("--amp must be bf16 or fp16") }
+            var peftOptions = peft
+            if delta == nil && peft.deltaType == nil { peftOptions.deltaType = "none" }
+            let net = try ModelBuilder(model: model, peft: peftOptions, sam: sam, delta: delta).build()
+            if dev != .cpu { try net.move(to: dev) }
+            let s = net.config.imageSize
+            var images: [Image] = []
+            if let data {
+                let ds = try CrackDataset(root: data)
+                for i in 0..<min(count, ds.count) {
+                    let image = try ds.loadOriginal(i).0
+                    images.append(image.width == s && image.height == s ? image : try Degrade.resizeBicubic(image, width: s, height: s))
+                }
+            } else {
+                var rng = SplitMix64(seed: 1)
+                images = (0..<count).map { _ in Image(width: s, height: s, channels: 3, pixels: (0..<(s * s * 3)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }) }
+            }
+            let full = SAMPredictor(model: net, device: dev), mixed = SAMPredictor(model: net, device: dev, amp: dtype)
+            var inter = 0, union = 0, differing = 0, worst = 1.0
+            for start in stride(from: 0, to: images.count, by: batch) {
+                let chunk = Array(images[start..<min(start + batch, images.count)])
+                let a = try full.predict(chunk), b = try mixed.predict(chunk)
+                for (x, y) in zip(a, b) {
+                    var i = 0, u = 0
+                    for p in 0..<x.count {
+                        let (px, py) = (x[p] != 0, y[p] != 0)
+                        if px && py { i += 1 }
+                        if px || py { u += 1 }
+                        if px != py { differing += 1 }
+                    }
+                    inter += i
+                    union += u
+                    worst = min(worst, u == 0 ? 1 : Double(i) / Double(u))
+                }
+            }
+            let pooled = union == 0 ? 1 : Double(inter) / Double(union)
+            let fraction = Double(differing) / Double(max(images.count * s * s, 1))
+            if json {
+                try printJSON(["images": images.count, "amp": amp, "device": "\(dev)", "pooled_iou": pooled, "min_image_iou": worst,
+                               "differing_pixel_fraction": fraction, "crack_pixels_fp32_or_amp": union])
+            } else {
+                print(String(format: "%d images, %@ vs float32 on %@: mask IoU %.4f pooled, %.4f worst image; %.5f%% of pixels differ",
+                             images.count, amp, "\(dev)", pooled, worst, 100 * fraction))
+            }
+        }
+    }
+}

@@ -60,4 +60,16 @@ final class StepBenchTests: XCTestCase {
             }
         }
     }
+
+    /// `bench agree`: a float32 model compared with itself under bf16 autocast (CPU autocast here).
+    func testBenchAgreeComparesMixedPrecisionMasks() throws {
+        let dir = try Oracle.scratch()
+        try makeTestDataset(dir + "/data", count: 3)
+        let out = try crackCLI(["bench", "agree", "--vit", "custom", "--embed-dim", "32", "--depth", "2", "--heads", "2",
+                                "--global-blocks", "1", "--image-size", "32", "--data", dir + "/data", "--count", "3", "--json"])
+        let r = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any], out)
+        XCTAssertEqual(r["images"] as? Int, 3)
+        let pooled = try XCTUnwrap(r["pooled_iou"] as? Double), worst = try XCTUnwrap(r["min_image_iou"] as? Double)
+        XCTAssertTrue((0...1).contains(pooled) && (0...1).contains(worst) && worst <= pooled + 1e-12, out)
+    }
 }

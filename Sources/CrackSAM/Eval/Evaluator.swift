@@ -43,11 +43,11 @@ public struct SAMPredictor: MaskPredictor {
 
     public var inputSize: Int { model.config.imageSize }
 
-    /// Logits (B, C+1, S, S) for S×S images, in inference mode (autocast on CUDA when asked).
+    /// Logits (B, C+1, S, S) for S×S images, in inference mode (under autocast when asked).
     func logits(_ images: [Image]) throws -> Tensor {
         let input = try Tensor.stack(images.map { try Preprocess.image($0, size: inputSize) }).to(device: device)
         return try Torch.withInferenceMode {
-            if let amp, device != .cpu { return try Torch.withAutocast(device: device, dtype: amp) { try model(input).logits } }
+            if let amp { return try Torch.withAutocast(device: device, dtype: amp) { try model(input).logits } }
             return try model(input).logits
         }
     }
