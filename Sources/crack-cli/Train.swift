@@ -52,6 +52,7 @@ struct Train: ParsableCommand {
     @Flag(help: .hidden) var float64 = false
     @Flag(help: "Recompute the encoder's activations in the backward: much less memory, one more encoder forward per step.")
     var checkpointActivations = false
+    @Option(help: "Read the loss back every N steps, not inside each step (default 10 on CUDA, 1 on the CPU).") var syncEvery: Int?
 
     struct RunConfig: Codable {
         var options: TrainingOptions
@@ -120,6 +121,8 @@ struct Train: ParsableCommand {
             o.maxSteps = maxSteps
             o.float64 = float64 ? true : nil
             o.checkpointActivations = checkpointActivations ? true : nil
+            guard (syncEvery ?? 1) >= 1 else { throw ValidationError("--sync-every must be at least 1") }
+            o.syncEvery = syncEvery ?? (device.hasPrefix("cuda") ? 10 : 1)
             runConfig = RunConfig(options: o, backbone: config.backbone.rawValue, imageSize: config.imageSize, numClasses: config.numClasses,
                                   embedDim: config.embedDim, depth: config.depth, heads: config.heads, globalBlocks: config.globalBlocks,
                                   patchSize: config.patchSize, peft: try peft.resolve(), sam: sam, data: data, dataList: dataList, val: val, valList: valList)

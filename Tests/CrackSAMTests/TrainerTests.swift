@@ -123,4 +123,49 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(try m.deltaStateDict()["w_a_000"]!.bytes(), try before.bytes(), "no NaN step was applied")
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/state.safetensors"))
     }
+
+    /// Reading the loss back every 4 steps (no host synchronisation inside a step) trains exactly like
+    /// reading it every step, and writes the same metrics.
+    func testLossReadBackEveryFewStepsTrainsTheSame() throws {
+        let data = try dataset()
+        var runs: [Trainer] = []
+        for every in [1, 4] {
+            var o = options(maxSteps: 6)
+            o.syncEvery = every
+            let dir = try Oracle.scratch("every\(every)")
+            let t = try Trainer(model: try model(), train: data, validation: nil, options: o, runDirectory: dir, log: { _ in })
+            XCTAssertEqual(try t.run(), .interrupted(step: 6))
+            runs.append(t)
+        }
+        for (key, a) in runs[0].model.deltaStateDict() {
+            XCTAssertEqual(try a.bytes(), try runs[1].model.deltaStateDict()[key]!.bytes(), "\(key) differs")
+        }
+        func losses(_ t: Trainer) throws -> [String] {
+            try String(contentsOfFile: t.runDirectory + "/metrics.csv", encoding: .utf8).split(separator: "\n")
+                .map { $0.split(separator: ",").prefix(5).joined(separator: ",") }
+        }
+        XCTAssertEqual(try losses(runs[0]), try losses(runs[1]))
+        XCTAssertEqual(try losses(runs[1]).count, 7)
+    }
+
+    /// With read-backs every 3 steps, NaN steps are skipped on the device and the run stops at the
+    /// read-back with the last good weights.
+    func testNonFiniteLossWithDeferredReadBack() throws {
+        let data = try dataset()
+        let dir = try Oracle.scratch("nan-deferred")
+        let m = try model()
+        try Torch.withNoGrad { try m.maskDecoder.iouToken.weight.tensor.fill_(.nan); try m.maskDecoder.maskTokens.weight.tensor.fill_(.nan) }
+        let before = try m.deltaStateDict()["w_a_000"]!.clone()
+        var o = options()
+        o.maxNonFiniteSteps = 2
+        o.syncEvery = 3
+        let trainer = try Trainer(model: m, train: data, validation: nil, options: o, runDirectory: dir, log: { _ in })
+        XCTAssertThrowsError(try trainer.run()) { error in
+            XCTAssertEqual(error as? TrainingError, .nonFiniteLoss(steps: 2, atStep: 2, checkpoint: dir + "/state.safetensors"))
+        }
+        XCTAssertEqual(try m.deltaStateDict()["w_a_000"]!.bytes(), try before.bytes(), "no NaN step was applied")
+        let rows = try String(contentsOfFile: dir + "/metrics.csv", encoding: .utf8).split(separator: "\n")
+        XCTAssertTrue(rows[1].hasPrefix("1,1,nan"), rows.joined(separator: "\n"))
+        XCTAssertTrue(rows[2].hasSuffix(",3"), "three steps skipped on the device by the read-back: \(rows[2])")
+    }
 }

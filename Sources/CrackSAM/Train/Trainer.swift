@@ -32,6 +32,10 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     public var float64: Bool?
     /// Recompute the encoder's activations in the backward (less memory; ViT-H batch 8 on a 24 GB card).
     public var checkpointActivations: Bool?
+    /// Read the loss back every N steps instead of every step (no host synchronisation inside a step on
+    /// a GPU). With N > 1 a step whose gradients are not finite is skipped on the device, and the
+    /// non-finite-loss stop is decided at each read-back. nil: 1.
+    public var syncEvery: Int?
 
     public init() {}
 
@@ -223,8 +227,58 @@ public final class Trainer {
 
     // MARK: - The loop
 
+    /// A step whose loss has not been read back yet (syncEvery > 1).
+    struct Unread {
+        var step: Int
+        var epoch: Int
+        var lr: Double
+        var value: CrackLoss.Value
+        var images: Int
+    }
+    private var unread: [Unread] = []
+    private var windowStart = DispatchTime.now().uptimeNanoseconds
+    private var skippedAtStart = 0
+    var syncWindow: Int { max(options.syncEvery ?? 1, 1) }
+
+    /// One metrics.csv line, the loss plot's point and the progress report.
+    private func record(step: Int, epoch: Int, loss: Double, ce: Double, dice: Double, lr: Double, imagesPerSecond: Double,
+                        batches: Int) throws {
+        try append("metrics.csv", header: "step,epoch,loss,ce,dice,lr,images_per_s,skipped_steps",
+                   String(format: "%d,%d,%.6f,%.6f,%.6f,%.8g,%.2f,%d", step, epoch + 1, loss, ce, dice, lr, imagesPerSecond, skippedSteps))
+        lossHistory.append((Double(step), loss))
+        report(loss, imagesPerSecond, batches)
+    }
+
+    /// Reads the losses of the steps since the last read-back in one transfer and records them; a run of
+    /// non-finite losses stops training with the last good weights (those steps were skipped on the device).
+    private func readBack(batches: Int) throws {
+        guard !unread.isEmpty else { return }
+        var scalars: [Tensor] = []
+        for u in unread {
+            for t in [u.value.loss, u.value.ce, u.value.dice] { scalars.append(try t.detach().to(dtype: .float64).reshape([])) }
+        }
+        let values = try Tensor.stack(scalars).to(device: .cpu).toArray(of: Double.self)
+        skippedSteps = skippedAtStart + (try stepper.stepsSkippedOnDevice())
+        let now = DispatchTime.now().uptimeNanoseconds
+        let imagesPerSecond = Double(unread.reduce(0) { $0 + $1.images }) / max(Double(now - windowStart) / 1e9, 1e-9)
+        windowStart = now
+        let steps = unread
+        unread = []
+        for (i, u) in steps.enumerated() {
+            let loss = values[3 * i]
+            nonFiniteStreak = loss.isFinite ? 0 : nonFiniteStreak + 1
+            try record(step: u.step, epoch: u.epoch, loss: loss, ce: values[3 * i + 1], dice: values[3 * i + 2], lr: u.lr,
+                       imagesPerSecond: imagesPerSecond, batches: batches)
+            if nonFiniteStreak >= options.maxNonFiniteSteps {
+                try saveState()
+                throw TrainingError.nonFiniteLoss(steps: nonFiniteStreak, atStep: u.step, checkpoint: statePath)
+            }
+        }
+    }
+
     /// Trains from the current state (call `resume()` first to continue a run).
     public func run() throws -> Outcome {
+        skippedAtStart = skippedSteps
         let lastEpoch = options.lastEpoch
         let augmenter = options.augment ? Augmenter(seed: options.seed) : nil
         stepsThisRun = 0
@@ -233,40 +287,47 @@ public final class Trainer {
                                      shuffleSeed: options.seed, augmenter: augmenter, workers: options.workers,
                                      pinMemory: device != .cpu, startBatch: batchInEpoch, rank: parallel?.rank ?? 0, worldSize: worldSize)
             defer { loader.stop() }
-            var windowStart = DispatchTime.now().uptimeNanoseconds
+            windowStart = DispatchTime.now().uptimeNanoseconds
             while let batch = try loader.nextBatch() {
                 let lr = schedule.rate(at: step)
                 let images = try batch.images.to(device: device, nonBlocking: true)
                 let labels = try batch.labels.to(device: device, nonBlocking: true)
                 let value = try stepper.forward(images: images, labels: labels)
-                // The global loss: the same number on every rank, so all ranks take the same branch.
-                let lossValue = try value.loss.item()
-                if !lossValue.isFinite {
-                    nonFiniteStreak += 1
-                    skippedSteps += 1
-                    try optimizer.zeroGrad()
-                    if nonFiniteStreak >= options.maxNonFiniteSteps {
-                        try saveState()
-                        throw TrainingError.nonFiniteLoss(steps: nonFiniteStreak, atStep: step, checkpoint: statePath)
-                    }
+                if syncWindow > 1 {
+                    // The fast path: nothing read back; the device skips a step with non-finite gradients.
+                    try stepper.update(value, lr: lr, sync: false)
+                    step += 1
+                    batchInEpoch += 1
+                    stepsThisRun += 1
+                    unread.append(Unread(step: step, epoch: epoch, lr: lr, value: value, images: batch.names.count * worldSize))
+                    if unread.count >= syncWindow || batchInEpoch == loader.batchCount { try readBack(batches: loader.batchCount) }
                 } else {
-                    nonFiniteStreak = 0
-                    // With data parallelism the ranks' gradients are summed before the step, so the
-                    // scaler's inf check and the update are the same everywhere.
-                    if try !stepper.update(value, lr: lr) { skippedSteps += 1 }
+                    // The global loss: the same number on every rank, so all ranks take the same branch.
+                    let lossValue = try value.loss.item()
+                    if !lossValue.isFinite {
+                        nonFiniteStreak += 1
+                        skippedSteps += 1
+                        try optimizer.zeroGrad()
+                        if nonFiniteStreak >= options.maxNonFiniteSteps {
+                            try saveState()
+                            throw TrainingError.nonFiniteLoss(steps: nonFiniteStreak, atStep: step, checkpoint: statePath)
+                        }
+                    } else {
+                        nonFiniteStreak = 0
+                        // With data parallelism the ranks' gradients are summed before the step, so the
+                        // scaler's inf check and the update are the same everywhere.
+                        if try !stepper.update(value, lr: lr) { skippedSteps += 1 }
+                    }
+                    if case .cuda(let i) = device { try CUDA.synchronize(device: i) }
+                    let now = DispatchTime.now().uptimeNanoseconds
+                    let imagesPerSecond = Double(batch.names.count * worldSize) / max(Double(now - windowStart) / 1e9, 1e-9)
+                    windowStart = now
+                    step += 1
+                    batchInEpoch += 1
+                    stepsThisRun += 1
+                    try record(step: step, epoch: epoch, loss: lossValue, ce: value.ce.item(), dice: value.dice.item(), lr: lr,
+                               imagesPerSecond: imagesPerSecond, batches: loader.batchCount)
                 }
-                if case .cuda(let i) = device { try CUDA.synchronize(device: i) }
-                let now = DispatchTime.now().uptimeNanoseconds
-                let imagesPerSecond = Double(batch.names.count * worldSize) / max(Double(now - windowStart) / 1e9, 1e-9)
-                windowStart = now
-                step += 1
-                batchInEpoch += 1
-                stepsThisRun += 1
-                try append("metrics.csv", header: "step,epoch,loss,ce,dice,lr,images_per_s,skipped_steps",
-                           String(format: "%d,%d,%.6f,%.6f,%.6f,%.8g,%.2f,%d", step, epoch + 1, lossValue, try value.ce.item(),
-                                  try value.dice.item(), lr, imagesPerSecond, skippedSteps))
-                lossHistory.append((Double(step), lossValue))
-                report(lossValue, imagesPerSecond, loader.batchCount)
                 if let parallel, verifySync {
                     let worst = try parallel.divergence(optimizer.parameters)
                     log(String(format: "step %d: trainable weights of %d ranks differ by at most %g", step, worldSize, worst))
@@ -276,6 +337,7 @@ public final class Trainer {
                     }
                 }
                 if try stopAgreed() || (options.maxSteps.map { stepsThisRun >= $0 } ?? false) {
+                    try readBack(batches: loader.batchCount)
                     try saveState()
                     try writePlots()
                     return .interrupted(step: step)

@@ -16,6 +16,14 @@ public final class TrainingStep {
     let loss = CrackLoss()
     /// What the checkpointed forward left for `update`'s backward.
     private var pending: EncoderCheckpoints?
+    /// Steps `update(sync: false)` skipped on the device (without the fp16 scaler).
+    private var skipped: Tensor?
+
+    /// How many `update(sync: false)` calls skipped their step (non-finite gradients); reads the device.
+    public func stepsSkippedOnDevice() throws -> Int {
+        guard let t = scaler?.skippedOnDevice ?? skipped else { return 0 }
+        return Int(try t.item())
+    }
 
     public init(model: SAMModel, amp: TrainingOptions.AMP, weightDecay: Double, device: Device, parallel: DataParallel? = nil,
                 float64: Bool = false) throws {
@@ -71,7 +79,19 @@ public final class TrainingStep {
             try value.objective.backward()
             try encoderBackward()
             try parallel?.sumGradients(optimizer.parameters)
-            try optimizer.step(lr: lr)
+            if sync {
+                try optimizer.step(lr: lr)
+            } else {
+                // Without a read-back the host cannot see a NaN loss in time: the device checks the
+                // gradients (an unscale by 1 that flags inf/NaN) and the fused step skips itself.
+                let foundInf = try Tensor.zeros([1], device: device)
+                let one = try Tensor.ones([1], device: device)
+                let grads = try optimizer.parameters.compactMap { try $0.tensor.grad }
+                try Torch.withNoGrad { try FusedKernels.unscale(grads: grads, foundInf: foundInf, invScale: one) }
+                try optimizer.step(lr: lr, foundInf: foundInf)
+                if skipped == nil { skipped = try Tensor.zeros([1], device: device) }
+                try skipped!.add_(foundInf)
+            }
         }
         try optimizer.zeroGrad()
         return taken
