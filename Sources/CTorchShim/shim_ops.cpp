@@ -114,6 +114,7 @@ ct_error ct_reshape(ct_tensor t, const int64_t *sizes, int ndim, ct_tensor *out)
 ct_error ct_permute(ct_tensor t, const int64_t *dims, int ndim, ct_tensor *out) { CT_OUT(t->t.permute(ct_ints(dims, ndim))) }
 ct_error ct_transpose(ct_tensor t, int64_t d0, int64_t d1, ct_tensor *out) { CT_OUT(t->t.transpose(d0, d1)) }
 ct_error ct_contiguous(ct_tensor t, ct_tensor *out) { CT_OUT(t->t.contiguous()) }
+ct_error ct_contiguous_channels_last(ct_tensor t, ct_tensor *out) { CT_OUT(t->t.contiguous(at::MemoryFormat::ChannelsLast)) }
 ct_error ct_clone(ct_tensor t, ct_tensor *out) { CT_OUT(t->t.clone()) }
 ct_error ct_narrow(ct_tensor t, int64_t dim, int64_t start, int64_t length, ct_tensor *out) { CT_OUT(t->t.narrow(dim, start, length)) }
 ct_error ct_slice(ct_tensor t, int64_t dim, int64_t start, int64_t end, int64_t step, ct_tensor *out) {

@@ -17,6 +17,7 @@ struct StepBenchOptions: ParsableArguments {
     var peakSize: Int?
     @Flag(help: "TF32 matmuls off (on CUDA).") var noTF32 = false
     @Flag(help: "Recompute the encoder's activations in the backward (bench train).") var checkpointActivations = false
+    @Flag(help: "Convolutions on channels-last (NHWC) tensors.") var channelsLast = false
     @Flag(help: "Print JSON.") var json = false
 
     func setUp() throws -> (net: SAMModel, device: Device, amp: TrainingOptions.AMP) {
@@ -30,6 +31,7 @@ struct StepBenchOptions: ParsableArguments {
         guard let config = try m.config() else { throw ValidationError("--vit is required") }
         let peftConfig = try peft.resolve(over: PEFTConfig(deltaType: .lora))
         Torch.allowTF32 = !noTF32
+        Torch.channelsLastConvolutions = channelsLast
         Torch.manualSeed(0)
         let net = try ParameterInit.withDevice(dev) { () throws -> SAMModel in
             let net = try SAMModel(config: config)
@@ -59,7 +61,7 @@ struct StepBenchOptions: ParsableArguments {
             "device": "\(device)", "steps": steps, "images_per_s": imagesPerSecond, "ms_per_step": perStep * 1000,
             "flops_per_step": flopsPerStep, "achieved_tflops": tflops, "peak_matmul_tflops": peak.tflops,
             "peak_matmul_dtype": "\(peak.dtype)", "mfu": tflops / peak.tflops, "libtorch": Torch.version,
-            "trainable_parameters": net.trainableParameterCount,
+            "trainable_parameters": net.trainableParameterCount, "channels_last": channelsLast, "tf32": !noTF32,
         ]
         if let memoryGiB { out["peak_memory_gib"] = memoryGiB }
         for (k, v) in extra { out[k] = v }

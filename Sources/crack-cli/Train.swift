@@ -52,6 +52,7 @@ struct Train: ParsableCommand {
     @Flag(help: .hidden) var float64 = false
     @Flag(help: "Recompute the encoder's activations in the backward: much less memory, one more encoder forward per step.")
     var checkpointActivations = false
+    @Flag(help: "Convolutions on channels-last (NHWC) tensors (faster with cuDNN on some GPUs).") var channelsLast = false
     @Option(help: "Read the loss back every N steps, not inside each step (default 10 on CUDA, 1 on the CPU).") var syncEvery: Int?
 
     struct RunConfig: Codable {
@@ -83,6 +84,7 @@ struct Train: ParsableCommand {
             }
         }
         if let threads { Torch.threads = threads }
+        Torch.channelsLastConvolutions = channelsLast
         let runConfig: RunConfig
         let runDirectory: String
         if let resume {

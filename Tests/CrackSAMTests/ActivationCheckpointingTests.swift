@@ -52,3 +52,19 @@ final class ActivationCheckpointingTests: XCTestCase {
         XCTAssertLessThan(worst, 1e-12)
     }
 }
+
+/// Channels-last convolutions are the same convolutions in another memory order.
+final class ChannelsLastTests: XCTestCase {
+    func testLogitsMatchTheDefaultLayout() throws {
+        Torch.manualSeed(3)
+        let model = try SAMModel(config: SAMConfig(backbone: .custom, embedDim: 32, depth: 2, heads: 2, globalBlocks: [1], imageSize: 48))
+        let images = try Tensor.rand([2, 3, 48, 48])
+        let plain = try Torch.withInferenceMode { try model(images).logits }
+        Torch.channelsLastConvolutions = true
+        defer { Torch.channelsLastConvolutions = false }
+        let nhwc = try Torch.withInferenceMode { try model(images).logits }
+        let diff = try (plain - nhwc).abs().amax().item() / max(try plain.abs().amax().item(), 1e-30)
+        print("channels-last vs default logits: relative max difference \(diff)")
+        XCTAssertLessThan(diff, 1e-5)
+    }
+}

@@ -85,6 +85,8 @@ ct_error ct_reshape(ct_tensor t, const int64_t *sizes, int ndim, ct_tensor *out)
 ct_error ct_permute(ct_tensor t, const int64_t *dims, int ndim, ct_tensor *out);
 ct_error ct_transpose(ct_tensor t, int64_t d0, int64_t d1, ct_tensor *out);
 ct_error ct_contiguous(ct_tensor t, ct_tensor *out);
+/* A 4-D tensor in NHWC memory order (torch.channels_last), same shape. */
+ct_error ct_contiguous_channels_last(ct_tensor t, ct_tensor *out);
 ct_error ct_clone(ct_tensor t, ct_tensor *out);
 ct_error ct_narrow(ct_tensor t, int64_t dim, int64_t start, int64_t length, ct_tensor *out);
 ct_error ct_slice(ct_tensor t, int64_t dim, int64_t start, int64_t end, int64_t step, ct_tensor *out);

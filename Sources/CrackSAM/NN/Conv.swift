@@ -18,7 +18,10 @@ public final class Conv2d: Module, UnaryLayer {
     }
 
     public func forward(_ x: Tensor) throws -> Tensor {
-        try x.conv2d(weight: weight.tensor, bias: bias?.tensor, stride: stride, padding: padding)
+        if Torch.channelsLastConvolutions {
+            return try x.channelsLast().conv2d(weight: weight.tensor.channelsLast(), bias: bias?.tensor, stride: stride, padding: padding)
+        }
+        return try x.conv2d(weight: weight.tensor, bias: bias?.tensor, stride: stride, padding: padding)
     }
 }
 
@@ -40,6 +43,9 @@ public final class ConvTranspose2d: Module, UnaryLayer {
     }
 
     public func forward(_ x: Tensor) throws -> Tensor {
-        try x.convTranspose2d(weight: weight.tensor, bias: bias?.tensor, stride: stride)
+        if Torch.channelsLastConvolutions {
+            return try x.channelsLast().convTranspose2d(weight: weight.tensor.channelsLast(), bias: bias?.tensor, stride: stride)
+        }
+        return try x.convTranspose2d(weight: weight.tensor, bias: bias?.tensor, stride: stride)
     }
 }

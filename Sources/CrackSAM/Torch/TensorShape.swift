@@ -18,6 +18,10 @@ extension Tensor {
         try makeTensor { ct_transpose(handle, Int64(dim0), Int64(dim1), $0) }
     }
 
+    /// The same 4-D tensor stored channels-last (NHWC), as `x.contiguous(memory_format=torch.channels_last)`:
+    /// the layout cuDNN's tensor-core convolutions prefer.
+    public func channelsLast() throws -> Tensor { try makeTensor { ct_contiguous_channels_last(handle, $0) } }
+
     public func contiguous() throws -> Tensor {
         try makeTensor { ct_contiguous(handle, $0) }
     }

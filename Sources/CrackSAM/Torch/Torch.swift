@@ -5,6 +5,10 @@ public enum Torch {
     /// The libtorch version this binary was compiled against.
     public static var version: String { String(cString: ct_torch_version()) }
 
+    /// Run convolutions on channels-last (NHWC) inputs and weights (`--channels-last`): on CUDA, cuDNN's
+    /// tensor-core kernels prefer it; the results are the same convolutions. Off by default.
+    nonisolated(unsafe) public static var channelsLastConvolutions = false
+
     public static func manualSeed(_ seed: UInt64) { ct_manual_seed(seed) }
 
     /// Intra-op threads libtorch uses on the CPU.
