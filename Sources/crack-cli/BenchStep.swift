@@ -48,6 +48,27 @@ struct StepBenchOptions: ParsableArguments {
         return (try Diagnostics.matmulGFLOPS(device: device, size: n, seconds: 2, dtype: dtype) / 1000, dtype)
     }
 
+    /// Everything a step benchmark starts from: the model, its step, the matmul peak and a random batch
+    /// of images already on the device.
+    func prepare() throws -> (net: SAMModel, device: Device, amp: TrainingOptions.AMP, stepper: TrainingStep,
+                              peak: (tflops: Double, dtype: DType), images: Tensor) {
+        let (net, device, amp) = try setUp()
+        let peak = try peakTFLOPs(device: device, amp: amp)
+        let stepper = try TrainingStep(model: net, amp: amp, weightDecay: 0.01, device: device)
+        let s = net.config.imageSize
+        return (net, device, amp, stepper, peak, try Tensor.rand([batch, 3, s, s], device: device))
+    }
+
+    /// Seconds the device spends on `steps` calls of `body` (after the warm-up the caller ran), with the
+    /// peak-memory counter reset first.
+    func timeSteps(device: Device, _ body: () throws -> Void) throws -> Double {
+        if case .cuda(let i) = device { try CUDA.synchronize(device: i); try CUDA.resetPeakMemory(device: i) }
+        let timer = try DeviceTimer(device: device)
+        try timer.begin()
+        for _ in 0..<steps { try body() }
+        return try timer.stop()
+    }
+
     func report(mode: String, net: SAMModel, device: Device, amp: TrainingOptions.AMP, seconds: Double, flopsPerStep: Double,
                 peak: (tflops: Double, dtype: DType), extra: [String: Any] = [:]) throws {
         let perStep = seconds / Double(steps)
@@ -91,11 +112,8 @@ extension Bench {
         @OptionGroup var options: StepBenchOptions
 
         func run() throws {
-            let (net, device, amp) = try options.setUp()
-            let peak = try options.peakTFLOPs(device: device, amp: amp)
-            let stepper = try TrainingStep(model: net, amp: amp, weightDecay: 0.01, device: device)
+            let (net, device, amp, stepper, peak, images) = try options.prepare()
             let s = net.config.imageSize
-            let images = try Tensor.rand([options.batch, 3, s, s], device: device)
             let labels = try Tensor.randint(0, 2, shape: [options.batch, s, s], device: device)
             // The first warm-up step is also the one whose products are counted: without checkpointing, so
             // that MFU counts the model's FLOPs, not the recomputation (as MFU is usually defined).
@@ -103,15 +121,11 @@ extension Bench {
             try stepper.update(value, lr: 1e-4, sync: false)
             stepper.checkpointActivations = options.checkpointActivations
             for _ in 1..<max(options.warmup, 1) { try stepper.update(stepper.forward(images: images, labels: labels), lr: 1e-4, sync: false) }
-            if case .cuda(let i) = device { try CUDA.synchronize(device: i); try CUDA.resetPeakMemory(device: i) }
-            let timer = try DeviceTimer(device: device)
-            try timer.begin()
             var last = value
-            for _ in 0..<options.steps {
+            let seconds = try options.timeSteps(device: device) {
                 last = try stepper.forward(images: images, labels: labels)
                 try stepper.update(last, lr: 1e-4, sync: false)
             }
-            let seconds = try timer.stop()
             let loss = try last.loss.item()
             guard loss.isFinite else { throw ValidationError("the benchmark's loss is \(loss)") }
             try options.report(mode: "train", net: net, device: device, amp: amp, seconds: seconds, flopsPerStep: counted.total,
@@ -128,19 +142,12 @@ extension Bench {
         @OptionGroup var options: StepBenchOptions
 
         func run() throws {
-            let (net, device, amp) = try options.setUp()
-            let peak = try options.peakTFLOPs(device: device, amp: amp)
-            let stepper = try TrainingStep(model: net, amp: amp, weightDecay: 0, device: device)
-            let s = net.config.imageSize
-            let images = try Tensor.rand([options.batch, 3, s, s], device: device)
+            let (net, device, amp, stepper, peak, images) = try options.prepare()
             let (seconds, counted): (Double, FlopCounter.Count) = try Torch.withInferenceMode {
                 let counted = try FlopCounter.count { try stepper.logits(images).argmax(dim: 1) }.flops
                 for _ in 1..<max(options.warmup, 1) { _ = try stepper.logits(images).argmax(dim: 1) }
-                if case .cuda(let i) = device { try CUDA.synchronize(device: i); try CUDA.resetPeakMemory(device: i) }
-                let timer = try DeviceTimer(device: device)
-                try timer.begin()
-                for _ in 0..<options.steps { _ = try stepper.logits(images).argmax(dim: 1) }
-                return (try timer.stop(), counted)
+                let seconds = try options.timeSteps(device: device) { _ = try stepper.logits(images).argmax(dim: 1) }
+                return (seconds, counted)
             }
             try options.report(mode: "infer", net: net, device: device, amp: amp, seconds: seconds, flopsPerStep: counted.total, peak: peak)
         }

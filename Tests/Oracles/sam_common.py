@@ -83,33 +83,11 @@ def randomize(model, seed):
                 p.copy_(0.05 * noise)
 
 
-def crack_sam_forward(sam, images):
+def _crack_sam_parts(sam, images):
     """CrackSAM's forward from Meta's modules: no prompts, all num_classes+1 masks, and the upscaled
-    embedding resized ×4 bilinearly before the hypernetwork product. Returns every intermediate."""
+    embedding resized ×4 bilinearly before the hypernetwork product (the IoU head is left out)."""
     b = images.shape[0]
     size = images.shape[-1]
-    embedding = sam.image_encoder(images)
-    sparse, dense = sam.prompt_encoder(points=None, boxes=None, masks=None)
-    md = sam.mask_decoder
-    out_tokens = torch.cat([md.iou_token.weight, md.mask_tokens.weight], dim=0).unsqueeze(0).expand(b, -1, -1)
-    tokens = torch.cat((out_tokens, sparse.expand(b, -1, -1)), dim=1)
-    src = embedding + dense
-    pos = sam.prompt_encoder.get_dense_pe().expand(b, -1, -1, -1)
-    _, c, h, w = src.shape
-    hs, keys = md.transformer(src, pos, tokens)
-    iou_out, mask_out = hs[:, 0, :], hs[:, 1:1 + md.num_mask_tokens, :]
-    up = md.output_upscaling(keys.transpose(1, 2).reshape(b, c, h, w))
-    up = F.interpolate(up, size=(size, size), mode="bilinear", align_corners=False)
-    hyper = torch.stack([md.output_hypernetworks_mlps[i](mask_out[:, i, :]) for i in range(md.num_mask_tokens)], dim=1)
-    _, uc, uh, uw = up.shape
-    logits = (hyper @ up.view(b, uc, uh * uw)).view(b, -1, uh, uw)
-    return dict(embedding=embedding, tokens=tokens, src=src, pos=pos, hs=hs, keys=keys, logits=logits,
-                iou=md.iou_prediction_head(iou_out), dense_pe=sam.prompt_encoder.get_dense_pe())
-
-
-def crack_sam_logits(sam, images):
-    """CrackSAM's forward as training runs it: logits only (no IoU head, one dense PE)."""
-    b, size = images.shape[0], images.shape[-1]
     embedding = sam.image_encoder(images)
     sparse, dense = sam.prompt_encoder(points=None, boxes=None, masks=None)
     md = sam.mask_decoder
@@ -124,4 +102,17 @@ def crack_sam_logits(sam, images):
     up = F.interpolate(up, size=(size, size), mode="bilinear", align_corners=False)
     hyper = torch.stack([md.output_hypernetworks_mlps[i](mask_out[:, i, :]) for i in range(md.num_mask_tokens)], dim=1)
     _, uc, uh, uw = up.shape
-    return (hyper @ up.view(b, uc, uh * uw)).view(b, -1, uh, uw)
+    logits = (hyper @ up.view(b, uc, uh * uw)).view(b, -1, uh, uw)
+    return dict(embedding=embedding, tokens=tokens, src=src, pos=pos, hs=hs, keys=keys, logits=logits)
+
+
+def crack_sam_forward(sam, images):
+    """CrackSAM's forward with every intermediate, the IoU predictions and the dense positional encoding."""
+    parts = _crack_sam_parts(sam, images)
+    parts.update(iou=sam.mask_decoder.iou_prediction_head(parts["hs"][:, 0, :]), dense_pe=sam.prompt_encoder.get_dense_pe())
+    return parts
+
+
+def crack_sam_logits(sam, images):
+    """CrackSAM's forward as training runs it: logits only (no IoU head, one dense PE)."""
+    return _crack_sam_parts(sam, images)["logits"]
