@@ -95,6 +95,8 @@ struct ModelBuilder {
     var keepDecoderHead = false
     var nonStrict = false
     var seed: UInt64 = 3407
+    /// Official backbones without --sam: random weights (speed measurements only).
+    var randomWeights = false
 
     func build() throws -> SAMModel {
         var description: DeltaDescription?
@@ -123,7 +125,7 @@ struct ModelBuilder {
             if !report.isClean {
                 FileHandle.standardError.write(Data("warning: \(sam) does not fully fit the model:\n\(report)\n".utf8))
             }
-        } else if config.backbone != .custom {
+        } else if config.backbone != .custom && !randomWeights {
             throw ValidationError("--sam FILE is required for --vit \(config.backbone.rawValue) (official SAM weights)")
         }
         if peftConfig.deltaType != .none { try net.applyPEFT(peftConfig) }

@@ -50,6 +50,8 @@ struct Train: ParsableCommand {
     @Option(help: "Seconds a rendezvous or collective may wait for the other ranks before failing.") var distTimeout = 300.0
     @Flag(help: "After every step, check that all ranks hold identical weights.") var verifySync = false
     @Flag(help: .hidden) var float64 = false
+    @Flag(help: "Random weights for --vit b|l|h instead of --sam: for speed measurements only (not a crack model).")
+    var randomWeights = false
     @Flag(help: "Recompute the encoder's activations in the backward: much less memory, one more encoder forward per step.")
     var checkpointActivations = false
     @Flag(help: "Convolutions on channels-last (NHWC) tensors (faster with cuDNN on some GPUs).") var channelsLast = false
@@ -67,6 +69,7 @@ struct Train: ParsableCommand {
         var patchSize: Int?
         var peft: PEFTConfig
         var sam: String?
+        var randomWeights: Bool?
         var data: String
         var dataList: String?
         var val: String?
@@ -127,7 +130,7 @@ struct Train: ParsableCommand {
             o.syncEvery = syncEvery ?? (device.hasPrefix("cuda") ? 10 : 1)
             runConfig = RunConfig(options: o, backbone: config.backbone.rawValue, imageSize: config.imageSize, numClasses: config.numClasses,
                                   embedDim: config.embedDim, depth: config.depth, heads: config.heads, globalBlocks: config.globalBlocks,
-                                  patchSize: config.patchSize, peft: try peft.resolve(), sam: sam, data: data, dataList: dataList, val: val, valList: valList)
+                                  patchSize: config.patchSize, peft: try peft.resolve(), sam: sam, randomWeights: randomWeights ? true : nil, data: data, dataList: dataList, val: val, valList: valList)
             runDirectory = out
         }
 
@@ -158,7 +161,8 @@ struct Train: ParsableCommand {
         peftOptions.loraTargets = runConfig.peft.targetString
         peftOptions.adapterDim = runConfig.peft.adapterDim
         peftOptions.adapterScale = runConfig.peft.adapterScale
-        let net = try ModelBuilder(model: modelOptions, peft: peftOptions, sam: runConfig.sam, delta: nil, seed: runConfig.options.seed).build()
+        let net = try ModelBuilder(model: modelOptions, peft: peftOptions, sam: runConfig.sam, delta: nil, seed: runConfig.options.seed,
+                                   randomWeights: runConfig.randomWeights == true).build()
 
         if resume == nil && leader {
             try Trainer.prepareNewRun(at: runDirectory)
