@@ -13,10 +13,19 @@ enum Oracle {
 
     static var python: String { root + "/.venv/bin/python" }
 
+    /// This test process's scratch root, removed when the process exits (a full run writes several GB:
+    /// ViT-B checkpoints, oracle outputs) unless CRACKSAM_KEEP_TEST_FILES is set.
+    static let scratchRoot: String = {
+        if ProcessInfo.processInfo.environment["CRACKSAM_KEEP_TEST_FILES"] == nil {
+            atexit { try? FileManager.default.removeItem(atPath: NSTemporaryDirectory() + "cracksam-tests-\(getpid())") }
+        }
+        return NSTemporaryDirectory() + "cracksam-tests-\(getpid())"
+    }()
+
     /// A fresh scratch folder for one test's files.
     static func scratch(_ name: String = #function) throws -> String {
         let safe = name.filter { $0.isLetter || $0.isNumber }
-        let dir = NSTemporaryDirectory() + "cracksam-tests-\(getpid())/\(safe)-\(UInt32.random(in: 0...UInt32.max))"
+        let dir = scratchRoot + "/\(safe)-\(UInt32.random(in: 0...UInt32.max))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         return dir
     }
