@@ -35,14 +35,7 @@ struct Eval: ParsableCommand {
 
     func run() throws {
         let environment = try DistributedEnvironment.fromEnvironment()
-        if let nproc {
-            guard nproc >= 1 else { throw ValidationError("--nproc must be at least 1") }
-            guard environment == nil else { throw ValidationError("--nproc starts its own ranks; it cannot run under a launcher that set WORLD_SIZE") }
-            if nproc > 1 {
-                try Launcher.run(processes: nproc) { Swift.print($0) }
-                return
-            }
-        }
+        if try Launcher.launchIfAsked(nproc: nproc, environment: environment) { return }
         let group = try environment.flatMap { $0.worldSize > 1 ? try ProcessGroup(environment: $0, timeout: distTimeout) : nil }
         let leader = (group?.rank ?? 0) == 0
         func print(_ line: String) { if leader { Swift.print(line) } }

@@ -20,6 +20,17 @@ enum Launcher {
         return out
     }
 
+    /// Handles `--nproc N` for a command: with N > 1 runs the N ranks and returns true (the command is
+    /// done); otherwise returns false and the command runs in this process.
+    static func launchIfAsked(nproc: Int?, environment: DistributedEnvironment?) throws -> Bool {
+        guard let nproc else { return false }
+        guard nproc >= 1 else { throw ValidationError("--nproc must be at least 1") }
+        guard environment == nil else { throw ValidationError("--nproc starts its own ranks; it cannot run under a launcher that set WORLD_SIZE") }
+        guard nproc > 1 else { return false }
+        try run(processes: nproc) { Swift.print($0) }
+        return true
+    }
+
     static func run(processes n: Int, log: (String) -> Void) throws {
         guard let executable = Bundle.main.executablePath else { throw ValidationError("cannot find crack-cli's own path") }
         let env = ProcessInfo.processInfo.environment

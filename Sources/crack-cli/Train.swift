@@ -78,14 +78,7 @@ struct Train: ParsableCommand {
 
     func run() throws {
         let environment = try DistributedEnvironment.fromEnvironment()
-        if let nproc {
-            guard nproc >= 1 else { throw ValidationError("--nproc must be at least 1") }
-            guard environment == nil else { throw ValidationError("--nproc starts its own ranks; it cannot run under a launcher that set WORLD_SIZE") }
-            if nproc > 1 {
-                try Launcher.run(processes: nproc) { print($0) }
-                return
-            }
-        }
+        if try Launcher.launchIfAsked(nproc: nproc, environment: environment) { return }
         if let threads { Torch.threads = threads }
         Torch.channelsLastConvolutions = channelsLast
         let runConfig: RunConfig

@@ -87,19 +87,21 @@ public struct DataParallel {
 }
 
 extension SegmentationScores {
-    /// The mean over every rank's images: the sums and the count are all-reduced (in float64).
-    public static func mean(_ scores: [SegmentationScores], across group: ProcessGroup) throws -> SegmentationScores {
-        var local: [Double] = [0, 0, 0, 0, Double(scores.count)]
+    /// The mean over every rank's images: the sums and the count are all-reduced (in float64), in one
+    /// collective with `alsoSum` (other per-rank totals, e.g. pooled pixel counts), returned summed.
+    public static func mean(_ scores: [SegmentationScores], across group: ProcessGroup, alsoSum: [Double] = [])
+        throws -> (mean: SegmentationScores, count: Int, sums: [Double]) {
+        var local: [Double] = [0, 0, 0, 0, Double(scores.count)] + alsoSum
         for s in scores {
             local[0] += s.precision
             local[1] += s.recall
             local[2] += s.f1
             local[3] += s.iou
         }
-        let sums = try Tensor(local, shape: [5])
+        let sums = try Tensor(local, shape: [local.count])
         try group.allReduce(sums)
         let v = try sums.toArray(of: Double.self)
         let n = Swift.max(v[4], 1)
-        return SegmentationScores(precision: v[0] / n, recall: v[1] / n, f1: v[2] / n, iou: v[3] / n)
+        return (SegmentationScores(precision: v[0] / n, recall: v[1] / n, f1: v[2] / n, iou: v[3] / n), Int(v[4]), Array(v[5...]))
     }
 }

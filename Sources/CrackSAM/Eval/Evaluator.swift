@@ -143,21 +143,9 @@ public final class Evaluator {
         var mean = SegmentationScores.mean(scores)
         var count = scores.count
         if let group {
-            var sums: [Double] = [0, 0, 0, 0, Double(count), Double(pooledIntersection), Double(pooledUnion)]
-            for x in scores {
-                sums[0] += x.precision
-                sums[1] += x.recall
-                sums[2] += x.f1
-                sums[3] += x.iou
-            }
-            let t = try Tensor(sums, shape: [sums.count])
-            try group.allReduce(t)
-            sums = try t.toArray(of: Double.self)
-            let n = Swift.max(sums[4], 1)
-            mean = SegmentationScores(precision: sums[0] / n, recall: sums[1] / n, f1: sums[2] / n, iou: sums[3] / n)
-            count = Int(sums[4])
-            pooledIntersection = Int(sums[5])
-            pooledUnion = Int(sums[6])
+            let merged = try SegmentationScores.mean(scores, across: group, alsoSum: [Double(pooledIntersection), Double(pooledUnion)])
+            (mean, count) = (merged.mean, merged.count)
+            (pooledIntersection, pooledUnion) = (Int(merged.sums[0]), Int(merged.sums[1]))
         }
         return EvaluationResult(model: name, dataset: datasetName, variant: degradation?.description ?? "clean", images: count,
                                 precision: mean.precision, recall: mean.recall, f1: mean.f1, iou: mean.iou,

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Counts the floating-point operations of the matrix products a computation runs (matmul, linear,
 /// convolutions, attention), as MFU figures count them: 2 per multiply-add, element-wise work ignored.
 /// For training it also counts the backward products autograd will need: a gradient for each operand
@@ -6,6 +8,14 @@
 ///
 /// Counting is off unless `FlopCounter.count { … }` is running on this thread.
 public enum FlopCounter {
+    /// How many `count` calls are running in the process: the ops test this plain integer first, so
+    /// outside a count they pay one load, not a task-local lookup.
+    nonisolated(unsafe) static var running = 0
+    static let runningLock = NSLock()
+
+    /// Whether this thread is inside `count` (what the ops check before any shape arithmetic).
+    @inline(__always) static var isActive: Bool { running > 0 && active != nil }
+
     public struct Count: Equatable, Sendable {
         public var forward: Double = 0
         public var backward: Double = 0
@@ -26,6 +36,8 @@ public enum FlopCounter {
     /// Runs `body` and returns what it counted alongside its result.
     public static func count<R>(_ body: () throws -> R) rethrows -> (result: R, flops: Count) {
         let box = Box()
+        runningLock.lock(); running += 1; runningLock.unlock()
+        defer { runningLock.lock(); running -= 1; runningLock.unlock() }
         let result = try $active.withValue(box) { try body() }
         return (result, box.count)
     }

@@ -4,20 +4,20 @@ import CTorchShim
 extension Tensor {
     public func matmul(_ other: Tensor) throws -> Tensor {
         let out = try makeTensor { ct_matmul(handle, other.handle, $0) }
-        if FlopCounter.active != nil { FlopCounter.add(forward: 2 * Double(out.count) * Double(shape.last ?? 1), operands: [self, other]) }
+        if FlopCounter.isActive { FlopCounter.add(forward: 2 * Double(out.count) * Double(shape.last ?? 1), operands: [self, other]) }
         return out
     }
 
     public func bmm(_ other: Tensor) throws -> Tensor {
         let out = try makeTensor { ct_bmm(handle, other.handle, $0) }
-        if FlopCounter.active != nil { FlopCounter.add(forward: 2 * Double(out.count) * Double(shape.last ?? 1), operands: [self, other]) }
+        if FlopCounter.isActive { FlopCounter.add(forward: 2 * Double(out.count) * Double(shape.last ?? 1), operands: [self, other]) }
         return out
     }
 
     /// x · Wᵀ + b, with W of shape (out, in) as nn.Linear stores it.
     public func linear(weight: Tensor, bias: Tensor? = nil) throws -> Tensor {
         let out = try makeTensor { ct_linear(handle, weight.handle, bias?.handle, $0) }
-        if FlopCounter.active != nil { FlopCounter.add(forward: 2 * Double(out.count) * Double(weight.shape.last ?? 1), operands: [self, weight]) }
+        if FlopCounter.isActive { FlopCounter.add(forward: 2 * Double(out.count) * Double(weight.shape.last ?? 1), operands: [self, weight]) }
         return out
     }
 
@@ -26,7 +26,7 @@ extension Tensor {
         let s = [Int64(stride.0), Int64(stride.1)], p = [Int64(padding.0), Int64(padding.1)]
         let d = [Int64(dilation.0), Int64(dilation.1)]
         let out = try makeTensor { ct_conv2d(handle, weight.handle, bias?.handle, s, p, d, Int64(groups), $0) }
-        if FlopCounter.active != nil {
+        if FlopCounter.isActive {
             let w = weight.shape  // (out, in/groups, kH, kW): each output element is one dot product of in/groups·kH·kW
             FlopCounter.add(forward: 2 * Double(out.count) * Double(w.dropFirst().reduce(1, *)), operands: [self, weight])
         }
@@ -40,7 +40,7 @@ extension Tensor {
         let s = [Int64(stride.0), Int64(stride.1)], p = [Int64(padding.0), Int64(padding.1)]
         let o = [Int64(outputPadding.0), Int64(outputPadding.1)], d = [Int64(dilation.0), Int64(dilation.1)]
         let out = try makeTensor { ct_conv_transpose2d(handle, weight.handle, bias?.handle, s, p, o, d, Int64(groups), $0) }
-        if FlopCounter.active != nil {
+        if FlopCounter.isActive {
             let w = weight.shape  // (in, out/groups, kH, kW): each input element scatters into out/groups·kH·kW outputs
             FlopCounter.add(forward: 2 * Double(count) * Double(w.dropFirst().reduce(1, *)), operands: [self, weight])
         }
@@ -90,7 +90,7 @@ extension Tensor {
         let out = try makeTensor {
             ct_sdpa(query.handle, key.handle, value.handle, bias?.handle, dropout, causal ? 1 : 0, scale ?? .nan, $0)
         }
-        if FlopCounter.active != nil {
+        if FlopCounter.isActive {
             // q·kᵀ: (rows × S) dot products of length E; weights·v: (rows × Ev) of length S.
             let e = Double(query.shape.last ?? 1), s = Double(key.shape.dropLast().last ?? 1)
             let rows = Double(query.count) / e

@@ -336,7 +336,10 @@ public final class Trainer {
                                                           message: "ranks hold different weights after step \(step) (max |Δ| \(worst))")
                     }
                 }
-                if try stopAgreed() || (options.maxSteps.map { stepsThisRun >= $0 } ?? false) {
+                // A signal is checked where the host has caught up anyway (every step, or at each
+                // read-back with --sync-every): with data parallelism agreeing on it is a collective.
+                let reachedMax = options.maxSteps.map { stepsThisRun >= $0 } ?? false
+                if try reachedMax || (unread.isEmpty && stopAgreed()) {
                     try readBack(batches: loader.batchCount)
                     try saveState()
                     try writePlots()
@@ -386,7 +389,7 @@ public final class Trainer {
                 all += try SegmentationScores.perImage(predicted: logits.argmax(dim: 1).to(device: .cpu), truth: batch.labels)
             }
         }
-        if let parallel { return try SegmentationScores.mean(all, across: parallel.group) }
+        if let parallel { return try SegmentationScores.mean(all, across: parallel.group).mean }
         return SegmentationScores.mean(all)
     }
 
