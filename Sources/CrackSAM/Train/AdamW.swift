@@ -91,10 +91,7 @@ public final class GradScaler {
     /// Returns whether the step was taken.
     @discardableResult
     public func step(_ optimizer: AdamW, lr: Double) throws -> Bool {
-        let grads = try optimizer.parameters.compactMap { try $0.tensor.grad }
-        let foundInf = try Tensor.zeros([1], device: scale.device)
-        let inverse = try scale.reciprocal()
-        try Torch.withNoGrad { try FusedKernels.unscale(grads: grads, foundInf: foundInf, invScale: inverse) }
+        let foundInf = try unscale(optimizer)
         let skipped = try foundInf.item() != 0
         if !skipped { try optimizer.step(lr: lr) }
         try FusedKernels.updateScale(scale, growthTracker: growthTracker, foundInf: foundInf, growth: growthFactor,
@@ -107,15 +104,21 @@ public final class GradScaler {
     /// optimizer skips the update on the device where `foundInf` is set, and skipped steps are counted
     /// on the device too (`skippedOnDevice`, read when convenient).
     public func stepWithoutSync(_ optimizer: AdamW, lr: Double) throws {
-        let grads = try optimizer.parameters.compactMap { try $0.tensor.grad }
-        let foundInf = try Tensor.zeros([1], device: scale.device)
-        let inverse = try scale.reciprocal()
-        try Torch.withNoGrad { try FusedKernels.unscale(grads: grads, foundInf: foundInf, invScale: inverse) }
+        let foundInf = try unscale(optimizer)
         try optimizer.step(lr: lr, foundInf: foundInf)
         try FusedKernels.updateScale(scale, growthTracker: growthTracker, foundInf: foundInf, growth: growthFactor,
                                      backoff: backoffFactor, interval: growthInterval)
         if skippedOnDevice == nil { skippedOnDevice = try Tensor.zeros([1], device: scale.device) }
         try skippedOnDevice!.add_(foundInf)
+    }
+
+    /// Divides the gradients by the scale in place; returns a device flag, 1 where any is inf/NaN.
+    func unscale(_ optimizer: AdamW) throws -> Tensor {
+        let grads = try optimizer.parameters.compactMap { try $0.tensor.grad }
+        let foundInf = try Tensor.zeros([1], device: scale.device)
+        let inverse = try scale.reciprocal()
+        try Torch.withNoGrad { try FusedKernels.unscale(grads: grads, foundInf: foundInf, invScale: inverse) }
+        return foundInf
     }
 
     /// Steps `stepWithoutSync` skipped, as a device tensor (nil before the first).
