@@ -21,7 +21,9 @@ let hasCUDA = FileManager.default.fileExists(atPath: libDir + "/libtorch_cuda.so
 // CRACKSAM_NCCL_INCLUDE=dir1:dir2, the shim compiles NCCL in and links libtorch_cuda, whose own CUDA
 // libraries are resolved on the GPU machine at run time (hence --allow-shlib-undefined here).
 let ncclIncludes = (Context.environment["CRACKSAM_NCCL_INCLUDE"] ?? "").split(separator: ":").map(String.init)
-let ncclFlags: [String] = ncclIncludes.isEmpty ? [] : ["-DCRACKSAM_NCCL=1"] + ncclIncludes.flatMap { ["-I", $0] }
+// The same CUDA runtime headers compile in CUDA graphs (at::cuda::CUDAGraph, shim_cuda_graph.cpp).
+let ncclFlags: [String] = ncclIncludes.isEmpty ? []
+    : ["-DCRACKSAM_NCCL=1", "-DCRACKSAM_CUDA_HEADERS=1"] + ncclIncludes.flatMap { ["-I", $0] }
 
 // Nothing references libtorch_cuda's symbols, so an --as-needed linker would drop it and CUDA would
 // read as unavailable; keep it with --no-as-needed when this libtorch has it (the shim also dlopens it).

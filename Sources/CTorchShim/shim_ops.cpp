@@ -237,15 +237,20 @@ ct_error ct_mul_scalar_(ct_tensor t, double s) { CT_TRY(t->t.mul_(s)) }
 ct_error ct_addcmul_(ct_tensor dst, ct_tensor a, ct_tensor b, double value) { CT_TRY(dst->t.addcmul_(a->t, b->t, value)) }
 ct_error ct_addcdiv_(ct_tensor dst, ct_tensor a, ct_tensor b, double value) { CT_TRY(dst->t.addcdiv_(a->t, b->t, value)) }
 ct_error ct_fused_adamw_(const ct_tensor *params, const ct_tensor *grads, const ct_tensor *exp_avgs, const ct_tensor *exp_avg_sqs,
-                         const ct_tensor *state_steps, int n, double lr, double beta1, double beta2, double weight_decay,
-                         double eps, ct_tensor grad_scale, ct_tensor found_inf) {
+                         const ct_tensor *state_steps, int n, double lr, ct_tensor lr_tensor, double beta1, double beta2,
+                         double weight_decay, double eps, ct_tensor grad_scale, ct_tensor found_inf) {
   CT_TRY({
     auto p = ct_list(params, n), g = ct_list(grads, n), m = ct_list(exp_avgs, n), v = ct_list(exp_avg_sqs, n),
          s = ct_list(state_steps, n);
     // As torch.optim.AdamW(fused=True): the kernel reads the already-advanced step for bias correction,
     // and a step skipped for inf/NaN gradients is taken back.
     at::_foreach_add_(s, 1.0);
-    at::_fused_adamw_(p, g, m, v, {}, s, lr, beta1, beta2, weight_decay, eps, false, false, ct_opt(grad_scale), ct_opt(found_inf));
+    if (lr_tensor != nullptr) {
+      at::_fused_adamw_(p, g, m, v, {}, s, lr_tensor->t, beta1, beta2, weight_decay, eps, false, false, ct_opt(grad_scale),
+                        ct_opt(found_inf));
+    } else {
+      at::_fused_adamw_(p, g, m, v, {}, s, lr, beta1, beta2, weight_decay, eps, false, false, ct_opt(grad_scale), ct_opt(found_inf));
+    }
     if (found_inf != nullptr) {
       auto skipped = found_inf->t.reshape({});
       for (auto &step : s) step.sub_(skipped.to(step.scalar_type()));

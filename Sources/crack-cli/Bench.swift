@@ -5,7 +5,7 @@ import Foundation
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks whose figures go in docs/BENCHMARKS.md.",
-        subcommands: [Ops.self, Encoder.self, DataLoading.self, TrainStepBench.self, InferBench.self, Agree.self])
+        subcommands: [Ops.self, Encoder.self, DataLoading.self, TrainStepBench.self, InferBench.self, Agree.self, GraphAgree.self])
 
     struct Ops: ParsableCommand {
         static let configuration = CommandConfiguration(

@@ -18,6 +18,7 @@ struct StepBenchOptions: ParsableArguments {
     @Flag(help: "TF32 matmuls off (on CUDA).") var noTF32 = false
     @Flag(help: "Recompute the encoder's activations in the backward (bench train).") var checkpointActivations = false
     @Flag(help: "Convolutions on channels-last (NHWC) tensors.") var channelsLast = false
+    @Flag(help: "Capture the training step in a CUDA graph and time its replays (bench train, CUDA).") var cudaGraph = false
     @Flag(help: "Print JSON.") var json = false
 
     func setUp() throws -> (net: SAMModel, device: Device, amp: TrainingOptions.AMP) {
@@ -82,7 +83,7 @@ struct StepBenchOptions: ParsableArguments {
             "device": "\(device)", "steps": steps, "images_per_s": imagesPerSecond, "ms_per_step": perStep * 1000,
             "flops_per_step": flopsPerStep, "achieved_tflops": tflops, "peak_matmul_tflops": peak.tflops,
             "peak_matmul_dtype": "\(peak.dtype)", "mfu": tflops / peak.tflops, "libtorch": Torch.version,
-            "trainable_parameters": net.trainableParameterCount, "channels_last": channelsLast, "tf32": !noTF32,
+            "trainable_parameters": net.trainableParameterCount, "channels_last": channelsLast, "tf32": device != .cpu && !noTF32,
         ]
         if let memoryGiB { out["peak_memory_gib"] = memoryGiB }
         for (k, v) in extra { out[k] = v }
@@ -120,17 +121,20 @@ extension Bench {
             let (value, counted) = try FlopCounter.count { try stepper.forward(images: images, labels: labels) }
             try stepper.update(value, lr: 1e-4, sync: false)
             stepper.checkpointActivations = options.checkpointActivations
-            for _ in 1..<max(options.warmup, 1) { try stepper.update(stepper.forward(images: images, labels: labels), lr: 1e-4, sync: false) }
-            var last = value
-            let seconds = try options.timeSteps(device: device) {
-                last = try stepper.forward(images: images, labels: labels)
-                try stepper.update(last, lr: 1e-4, sync: false)
+            stepper.cudaGraph = options.cudaGraph
+            // With a graph, the warm-up also covers the eager steps before the capture, the capture and a replay.
+            let warmup = options.cudaGraph ? max(options.warmup, TrainingStep.eagerStepsBeforeCapture + 2) : options.warmup
+            for _ in 1..<max(warmup, 1) { _ = try stepper.step(images: images, labels: labels, lr: 1e-4) }
+            if options.cudaGraph && !stepper.isCaptured {
+                throw ValidationError("the CUDA graph capture failed: \(stepper.cudaGraphFailure ?? "no capture was made")")
             }
+            var last = value
+            let seconds = try options.timeSteps(device: device) { last = try stepper.step(images: images, labels: labels, lr: 1e-4) }
             let loss = try last.loss.item()
             guard loss.isFinite else { throw ValidationError("the benchmark's loss is \(loss)") }
             try options.report(mode: "train", net: net, device: device, amp: amp, seconds: seconds, flopsPerStep: counted.total,
                                peak: peak, extra: ["forward_flops_per_step": counted.forward, "last_loss": loss,
-                                       "checkpoint_activations": options.checkpointActivations])
+                                       "checkpoint_activations": options.checkpointActivations, "cuda_graph": options.cudaGraph])
         }
     }
 
@@ -222,6 +226,83 @@ extension Bench {
                 print(String(format: "%d images, %@ vs float32 on %@: mask IoU %.4f pooled, %.4f worst image; %.5f%% of pixels differ",
                              images.count, amp, "\(dev)", pooled, worst, 100 * fraction))
             }
+        }
+    }
+}
+
+extension Bench {
+    struct GraphAgree: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "graph-agree",
+            abstract: "The training step replayed from a CUDA graph vs run eagerly: same weights, same batches, same rates.",
+            discussion: """
+                Three copies of one model (random weights in SAM's layout, the delta injected) take --steps steps on the
+                same random batches with a learning rate that changes every step: one replays a CUDA graph (captured
+                after two eager steps), two run eagerly. Prints the largest relative difference of the per-step losses
+                and of the trained weights between graph and eager, and between the two eager runs (the GPU's own
+                run-to-run noise). Exits non-zero when graph and eager differ by more than 4× that noise (at least 1e-4).
+                """)
+
+        @OptionGroup var options: StepBenchOptions
+
+        func run() throws {
+            let (graphNet, device, amp) = try options.setUp()
+            let (eagerNet, _, _) = try options.setUp()
+            let (againNet, _, _) = try options.setUp()
+            let graphed = try TrainingStep(model: graphNet, amp: amp, weightDecay: 0.01, device: device)
+            let eager = try TrainingStep(model: eagerNet, amp: amp, weightDecay: 0.01, device: device)
+            let again = try TrainingStep(model: againNet, amp: amp, weightDecay: 0.01, device: device)
+            for stepper in [graphed, eager, again] { stepper.checkpointActivations = options.checkpointActivations }
+            graphed.cudaGraph = true
+            guard options.steps > TrainingStep.eagerStepsBeforeCapture + 1 else {
+                throw ValidationError("--steps must exceed \(TrainingStep.eagerStepsBeforeCapture + 1) so that some steps replay the graph")
+            }
+            func lossDifference(_ a: [Double], _ b: [Double]) -> Double {
+                zip(a, b).map { abs($0 - $1) / max(abs($1), 1e-12) }.max() ?? 0
+            }
+            func weightDifference(_ a: SAMModel, _ b: SAMModel) throws -> Double {
+                var worst = 0.0
+                for (x, y) in zip(a.trainableParameters(), b.trainableParameters()) {
+                    let scale = try y.parameter.tensor.abs().amax().to(dtype: .float64).item()
+                    let diff = try (x.parameter.tensor - y.parameter.tensor).abs().amax().to(dtype: .float64).item()
+                    worst = max(worst, diff / max(scale, 1e-12))
+                }
+                return worst
+            }
+            // The three are made from the same seed; check it, since everything below assumes it.
+            guard try weightDifference(graphNet, eagerNet) == 0, try weightDifference(againNet, eagerNet) == 0 else {
+                throw ValidationError("the three copies of the model do not start from the same weights")
+            }
+            let s = graphNet.config.imageSize
+            Torch.manualSeed(1)
+            var losses: [[Tensor]] = [[], [], []]
+            for k in 0..<options.steps {
+                let images = try Tensor.rand([options.batch, 3, s, s], device: device)
+                let labels = try Tensor.randint(0, 2, shape: [options.batch, s, s], device: device)
+                let lr = 1e-4 * Double(k + 1) / Double(options.steps)
+                for (i, stepper) in [graphed, eager, again].enumerated() {
+                    losses[i].append(try stepper.step(images: images, labels: labels, lr: lr).loss)
+                }
+            }
+            guard graphed.isCaptured else { throw ValidationError("the CUDA graph capture failed: \(graphed.cudaGraphFailure ?? "no capture was made")") }
+            let values = try losses.map { try Tensor.stack($0.map { try $0.detach().to(dtype: .float64).reshape([]) }).to(device: .cpu).toArray(of: Double.self) }
+            let graphLoss = lossDifference(values[0], values[1]), noiseLoss = lossDifference(values[2], values[1])
+            let graphWeights = try weightDifference(graphNet, eagerNet), noiseWeights = try weightDifference(againNet, eagerNet)
+            let finite = values.allSatisfy { $0.allSatisfy(\.isFinite) }
+            let agree = finite && graphLoss <= max(4 * noiseLoss, 1e-4) && graphWeights <= max(4 * noiseWeights, 1e-4)
+            let replayed = options.steps - TrainingStep.eagerStepsBeforeCapture - 1
+            if options.json {
+                try printJSON(["steps": options.steps, "replayed_steps": replayed, "backbone": graphNet.config.backbone.rawValue,
+                               "image_size": s, "batch": options.batch, "amp": amp.rawValue, "device": "\(device)",
+                               "graph_vs_eager_loss_rel": graphLoss, "eager_vs_eager_loss_rel": noiseLoss,
+                               "graph_vs_eager_weight_rel": graphWeights, "eager_vs_eager_weight_rel": noiseWeights,
+                               "losses_graph": values[0], "losses_eager": values[1], "agree": agree])
+            } else {
+                print(String(format: "%d steps (%d replayed from the graph), %@ %@: losses differ by %.3g relative (eager vs eager %.3g), "
+                    + "trained weights by %.3g (eager vs eager %.3g): %@", options.steps, replayed, graphNet.config.backbone.rawValue,
+                    amp.rawValue, graphLoss, noiseLoss, graphWeights, noiseWeights, agree ? "agree" : "DISAGREE"))
+            }
+            if !agree { throw ExitCode(1) }
         }
     }
 }

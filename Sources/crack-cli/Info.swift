@@ -57,7 +57,8 @@ struct Info: ParsableCommand {
         }
         var report: [String: Any] = [
             "libtorch": Torch.version, "cuda_available": CUDA.isAvailable, "cuda_devices": CUDA.deviceCount,
-            "tf32": Torch.allowTF32, "devices": devices,
+            "tf32": Torch.allowTF32, "devices": devices, "nccl_compiled": ProcessGroup.ncclAvailable,
+            "cuda_graphs_compiled": CUDAGraph.isCompiled,
         ]
         if let problem = CUDA.loadProblem { report["cuda_load_problem"] = problem }
         if let modelReport { report.merge(modelReport) { $1 } }
@@ -65,6 +66,7 @@ struct Info: ParsableCommand {
         print("libtorch      \(Torch.version)")
         print("CUDA          \(CUDA.isAvailable ? "\(CUDA.deviceCount) device(s)" : "not available")")
         if let problem = CUDA.loadProblem { print("              libtorch_cuda is present but did not load: \(problem)") }
+        print("built with    NCCL \(ProcessGroup.ncclAvailable ? "yes" : "no"), CUDA graphs \(CUDAGraph.isCompiled ? "yes" : "no")")
         print("CPU threads   \(Torch.threads)")
         for d in devices {
             let name = d["device"] as! String

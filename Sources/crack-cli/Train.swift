@@ -56,6 +56,8 @@ struct Train: ParsableCommand {
     var checkpointActivations = false
     @Flag(help: "Convolutions on channels-last (NHWC) tensors (faster with cuDNN on some GPUs).") var channelsLast = false
     @Option(help: "Read the loss back every N steps, not inside each step (default 10 on CUDA, 1 on the CPU).") var syncEvery: Int?
+    @Flag(help: "Capture the training step in a CUDA graph after two eager steps and replay it (CUDA, one process, --sync-every > 1).")
+    var cudaGraph = false
 
     struct RunConfig: Codable {
         var options: TrainingOptions
@@ -128,6 +130,18 @@ struct Train: ParsableCommand {
         }
 
         let onCUDA = runConfig.options.device.hasPrefix("cuda")
+        if cudaGraph {
+            guard onCUDA else { throw ValidationError("--cuda-graph needs a CUDA device (--device cuda)") }
+            guard (runConfig.options.syncEvery ?? 1) > 1 else {
+                throw ValidationError("--cuda-graph needs --sync-every above 1: a captured step cannot read its loss back")
+            }
+            guard (environment?.worldSize ?? 1) == 1 else {
+                throw ValidationError("--cuda-graph runs in one process: with data parallelism the gradient all-reduce sits inside the step")
+            }
+            guard CUDAGraph.isCompiled else {
+                throw ValidationError("--cuda-graph: this build has no CUDA graphs (they need the CUDA runtime headers at build time; see scripts/gpu-build)")
+            }
+        }
         let backendName = distBackend == "auto" ? (onCUDA && ProcessGroup.ncclAvailable ? "nccl" : "gloo") : distBackend
         guard let backend = ProcessGroup.Backend(rawValue: backendName) else { throw ValidationError("--dist-backend must be auto, gloo or nccl") }
         // One rank of a data-parallel job: join the group before anything is written. A job of one rank
@@ -176,6 +190,7 @@ struct Train: ParsableCommand {
                                   },
                                   progress: tty ? { FileHandle.standardError.write(Data(("\r\u{1B}[K" + $0).utf8)) } : nil)
         trainer.verifySync = verifySync
+        trainer.stepper.cudaGraph = cudaGraph
         if resume != nil { try trainer.resume() }
         if leader { print("training \(runConfig.peft.deltaType.rawValue) on \(runConfig.backbone): \(trainSet.count) images, "
             + "\(net.trainableParameterCount) trainable parameters, run directory \(runDirectory)"

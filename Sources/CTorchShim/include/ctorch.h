@@ -173,10 +173,13 @@ ct_error ct_mul_scalar_(ct_tensor t, double s);
 ct_error ct_addcmul_(ct_tensor dst, ct_tensor a, ct_tensor b, double value);
 ct_error ct_addcdiv_(ct_tensor dst, ct_tensor a, ct_tensor b, double value);
 /* libtorch's fused AdamW over n parameters (state_steps are float32 scalars, advanced in place).
- * grad_scale and found_inf nullable (AMP: grads divided by grad_scale, step skipped if found_inf). */
+ * grad_scale and found_inf nullable (AMP: grads divided by grad_scale, step skipped if found_inf).
+ * lr_tensor nullable: when given, the kernel reads the rate from it (a one-element tensor on the
+ * parameters' device) and `lr` is ignored. */
 ct_error ct_fused_adamw_(const ct_tensor *params, const ct_tensor *grads, const ct_tensor *exp_avgs,
-                         const ct_tensor *exp_avg_sqs, const ct_tensor *state_steps, int n, double lr, double beta1,
-                         double beta2, double weight_decay, double eps, ct_tensor grad_scale, ct_tensor found_inf);
+                         const ct_tensor *exp_avg_sqs, const ct_tensor *state_steps, int n, double lr,
+                         ct_tensor lr_tensor, double beta1, double beta2, double weight_decay, double eps,
+                         ct_tensor grad_scale, ct_tensor found_inf);
 /* AMP: divides grads by inv_scale⁻¹ in place and sets found_inf to 1 if any is inf/NaN. */
 ct_error ct_amp_unscale_(const ct_tensor *grads, int n, ct_tensor found_inf, ct_tensor inv_scale);
 ct_error ct_amp_update_scale_(ct_tensor scale, ct_tensor growth_tracker, ct_tensor found_inf, double growth,
@@ -201,6 +204,9 @@ void ct_guard_exit(ct_guard g);
 /* Enters autocast for a device type with a dtype (CT_FLOAT16 / CT_BFLOAT16); exit restores. */
 ct_error ct_autocast_enter(int device_type, int dtype, int enabled, ct_guard *out);
 int ct_autocast_enabled(int device_type);
+/* Autocast's cache of casted weights (on by default; off while a CUDA graph is captured). */
+void ct_set_autocast_cache(int enabled);
+int ct_autocast_cache(void);
 void ct_set_tf32(int enabled);
 int ct_tf32(void);
 void ct_set_cudnn_benchmark(int enabled);
@@ -250,6 +256,20 @@ ct_error ct_event_record(ct_event e);
 /* Waits for `end`, then the milliseconds between the two recorded events. */
 ct_error ct_event_elapsed_ms(ct_event start, ct_event end, double *ms);
 void ct_event_free(ct_event e);
+
+/* ---- CUDA graphs (at::cuda::CUDAGraph) ----
+ * Capture: use_stream(g, 1) makes the graph's own stream current on its device (after a device
+ * synchronisation), capture_begin/capture_end record what is issued there, use_stream(g, 0) restores
+ * the previous stream. Replay launches the recorded work on the current stream. Builds without the CUDA
+ * runtime headers answer ct_cuda_graph_new with an error (ct_cuda_graphs_compiled returns 0). */
+typedef struct ct_cuda_graph_s *ct_cuda_graph;
+int ct_cuda_graphs_compiled(void);
+ct_error ct_cuda_graph_new(int device_index, ct_cuda_graph *out);
+void ct_cuda_graph_free(ct_cuda_graph g);
+ct_error ct_cuda_graph_use_stream(ct_cuda_graph g, int on);
+ct_error ct_cuda_graph_capture_begin(ct_cuda_graph g);
+ct_error ct_cuda_graph_capture_end(ct_cuda_graph g);
+ct_error ct_cuda_graph_replay(ct_cuda_graph g);
 
 /* ---- PyTorch zip archives (torch.save format) ---- */
 ct_error ct_zip_reader_open(const char *path, ct_zip_reader *out);

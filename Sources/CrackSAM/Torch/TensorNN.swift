@@ -146,8 +146,10 @@ extension Tensor {
 public enum FusedKernels {
     /// One AdamW step over all parameters (params, moments and float32 step counters updated in place).
     /// With `gradScale`, gradients are divided by it first; with `foundInf` set to 1, nothing changes.
+    /// With `lrTensor` (one element on the parameters' device) the kernel reads the rate from it and `lr`
+    /// is ignored: a captured CUDA graph replays with whatever rate the tensor holds then.
     public static func adamW(params: [Tensor], grads: [Tensor], expAvgs: [Tensor], expAvgSqs: [Tensor], steps: [Tensor],
-                             lr: Double, beta1: Double, beta2: Double, weightDecay: Double, eps: Double,
+                             lr: Double, lrTensor: Tensor? = nil, beta1: Double, beta2: Double, weightDecay: Double, eps: Double,
                              gradScale: Tensor? = nil, foundInf: Tensor? = nil) throws {
         let n = params.count
         guard grads.count == n, expAvgs.count == n, expAvgSqs.count == n, steps.count == n else {
@@ -159,8 +161,8 @@ public enum FusedKernels {
                 try withHandles(expAvgs) { m, _ in
                     try withHandles(expAvgSqs) { v, _ in
                         try withHandles(steps) { s, _ in
-                            try check(ct_fused_adamw_(p, g, m, v, s, Int32(n), lr, beta1, beta2, weightDecay, eps,
-                                                      gradScale?.handle, foundInf?.handle))
+                            try check(ct_fused_adamw_(p, g, m, v, s, Int32(n), lr, lrTensor?.handle, beta1, beta2,
+                                                      weightDecay, eps, gradScale?.handle, foundInf?.handle))
                         }
                     }
                 }

@@ -65,6 +65,13 @@ public enum Torch {
     }
 
     public static func isAutocastEnabled(device: Device) -> Bool { ct_autocast_enabled(device.shimType) != 0 }
+
+    /// Autocast's cache of casted weights, reused within one autocast region (on by default). A CUDA
+    /// graph is captured with it off, as PyTorch requires: the capture must cast where it uses.
+    public static var autocastCache: Bool {
+        get { ct_autocast_cache() != 0 }
+        set { ct_set_autocast_cache(newValue ? 1 : 0) }
+    }
 }
 
 /// CUDA through libtorch. Every entry loads libtorch_cuda first when it sits beside libtorch_cpu.

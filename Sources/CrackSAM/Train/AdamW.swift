@@ -1,3 +1,11 @@
+/// A step's learning rate: a number fixed in the call, or a one-element tensor on the parameters' device
+/// that the kernel reads when it runs. A captured CUDA graph needs the latter: the schedule writes the
+/// tensor before each replay.
+public enum LearningRate {
+    case value(Double)
+    case tensor(Tensor)
+}
+
 /// AdamW over a list of parameters, running libtorch's fused kernel (one call for all of them).
 /// The state (moments and step counters) is exposed so training checkpoints can save and restore it.
 public final class AdamW {
@@ -25,6 +33,10 @@ public final class AdamW {
     /// One update at learning rate `lr`. Parameters without a gradient are skipped (as PyTorch does).
     /// With a grad scaler, gradients are divided by `gradScale` and the step is skipped where `foundInf` is 1.
     public func step(lr: Double, gradScale: Tensor? = nil, foundInf: Tensor? = nil) throws {
+        try step(rate: .value(lr), gradScale: gradScale, foundInf: foundInf)
+    }
+
+    public func step(rate: LearningRate, gradScale: Tensor? = nil, foundInf: Tensor? = nil) throws {
         var p: [Tensor] = [], g: [Tensor] = [], m: [Tensor] = [], v: [Tensor] = [], s: [Tensor] = []
         for (i, param) in parameters.enumerated() {
             guard let grad = try param.tensor.grad else { continue }
@@ -32,8 +44,13 @@ public final class AdamW {
         }
         guard !p.isEmpty else { return }
         try Torch.withNoGrad {
-            try FusedKernels.adamW(params: p, grads: g, expAvgs: m, expAvgSqs: v, steps: s, lr: lr, beta1: beta1, beta2: beta2,
-                                   weightDecay: weightDecay, eps: eps, gradScale: gradScale, foundInf: foundInf)
+            var lr = 0.0, lrTensor: Tensor?
+            switch rate {
+            case .value(let v): lr = v
+            case .tensor(let t): lrTensor = t
+            }
+            try FusedKernels.adamW(params: p, grads: g, expAvgs: m, expAvgSqs: v, steps: s, lr: lr, lrTensor: lrTensor, beta1: beta1,
+                                   beta2: beta2, weightDecay: weightDecay, eps: eps, gradScale: gradScale, foundInf: foundInf)
         }
     }
 
@@ -103,13 +120,21 @@ public final class GradScaler {
     /// The same step without reading anything back to the host (the fast path on a GPU): the fused
     /// optimizer skips the update on the device where `foundInf` is set, and skipped steps are counted
     /// on the device too (`skippedOnDevice`, read when convenient).
-    public func stepWithoutSync(_ optimizer: AdamW, lr: Double) throws {
+    public func stepWithoutSync(_ optimizer: AdamW, rate: LearningRate) throws {
         let foundInf = try unscale(optimizer)
-        try optimizer.step(lr: lr, foundInf: foundInf)
+        try optimizer.step(rate: rate, foundInf: foundInf)
         try FusedKernels.updateScale(scale, growthTracker: growthTracker, foundInf: foundInf, growth: growthFactor,
                                      backoff: backoffFactor, interval: growthInterval)
-        if skippedOnDevice == nil { skippedOnDevice = try Tensor.zeros([1], device: scale.device) }
-        try skippedOnDevice!.add_(foundInf)
+        try skippedCounter().add_(foundInf)
+    }
+
+    /// The device counter of skipped steps, made on first use. (A CUDA graph capture must find it made:
+    /// made inside the capture, every replay would zero it again.)
+    func skippedCounter() throws -> Tensor {
+        if let skippedOnDevice { return skippedOnDevice }
+        let counter = try Tensor.zeros([1], device: scale.device)
+        skippedOnDevice = counter
+        return counter
     }
 
     /// Divides the gradients by the scale in place; returns a device flag, 1 where any is inf/NaN.

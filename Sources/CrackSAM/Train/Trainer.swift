@@ -292,16 +292,17 @@ public final class Trainer {
                 let lr = schedule.rate(at: step)
                 let images = try batch.images.to(device: device, nonBlocking: true)
                 let labels = try batch.labels.to(device: device, nonBlocking: true)
-                let value = try stepper.forward(images: images, labels: labels)
                 if syncWindow > 1 {
                     // The fast path: nothing read back; the device skips a step with non-finite gradients.
-                    try stepper.update(value, lr: lr, sync: false)
+                    let value = try stepper.step(images: images, labels: labels, lr: lr)
+                    reportCapture()
                     step += 1
                     batchInEpoch += 1
                     stepsThisRun += 1
                     unread.append(Unread(step: step, epoch: epoch, lr: lr, value: value, images: batch.names.count * worldSize))
                     if unread.count >= syncWindow || batchInEpoch == loader.batchCount { try readBack(batches: loader.batchCount) }
                 } else {
+                    let value = try stepper.forward(images: images, labels: labels)
                     // The global loss: the same number on every rank, so all ranks take the same branch.
                     let lossValue = try value.loss.item()
                     if !lossValue.isFinite {
@@ -366,6 +367,20 @@ public final class Trainer {
             try writePlots()
         }
         return .finished
+    }
+
+    private var captureReported = false
+    /// One log line when the step has been captured in a CUDA graph, or when that failed.
+    private func reportCapture() {
+        guard stepper.cudaGraph, !captureReported else { return }
+        if let failure = stepper.cudaGraphFailure {
+            log("CUDA graph capture failed; training goes on without it: \(failure)")
+        } else if stepper.isCaptured {
+            log("step \(step): the training step is captured in a CUDA graph and replayed from here on")
+        } else {
+            return
+        }
+        captureReported = true
     }
 
     /// Whether to stop now: a signal on any rank stops every rank at the same step.

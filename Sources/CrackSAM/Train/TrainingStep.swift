@@ -14,8 +14,18 @@ public final class TrainingStep {
     /// ActivationCheckpointing.swift): less memory, one more encoder forward per step.
     public var checkpointActivations = false
     let loss = CrackLoss()
+    /// Capture `step(images:labels:lr:)` in a CUDA graph after a few eager steps and replay it from then
+    /// on (see CapturedStep.swift): one launch per step instead of thousands of kernel launches.
+    public var cudaGraph = false
+    /// Why the capture failed, when it did; the steps then stay eager.
+    public internal(set) var cudaGraphFailure: String?
+    /// The captured step, once made.
+    var captured: CapturedStep?
+    public var isCaptured: Bool { captured != nil }
+    /// `step` calls so far (the capture waits for a few).
+    var stepCalls = 0
     /// What the checkpointed forward left for `update`'s backward.
-    private var pending: EncoderCheckpoints?
+    var pending: EncoderCheckpoints?
     /// Steps `update(sync: false)` skipped on the device (without the fp16 scaler).
     private var skipped: Tensor?
 
@@ -63,24 +73,44 @@ public final class TrainingStep {
         return try loss(logits: logits, target: labels)
     }
 
+    /// One step that reads nothing back to the host: forward, loss and `update(sync: false)`, replayed
+    /// from a CUDA graph when `cudaGraph` is set and the capture has been made.
+    public func step(images: Tensor, labels: Tensor, lr: Double) throws -> CrackLoss.Value {
+        if cudaGraph, cudaGraphFailure == nil, let value = try graphStep(images: images, labels: labels, lr: lr) { return value }
+        let value = try forward(images: images, labels: labels)
+        try update(value, rate: .value(lr), sync: false)
+        return value
+    }
+
     /// Backward, the gradient sum across ranks (each rank back-propagated its share of the global loss),
     /// the optimizer step and zeroing the gradients. With `sync` false nothing is read back to the host:
     /// a step the fp16 scaler skips is counted on the device; with `sync` it returns whether the step
     /// was taken.
     @discardableResult
     public func update(_ value: CrackLoss.Value, lr: Double, sync: Bool = true) throws -> Bool {
+        try update(value, rate: .value(lr), sync: sync)
+    }
+
+    /// `update` with the rate as a number or as a device tensor (a captured step reads it there).
+    @discardableResult
+    func update(_ value: CrackLoss.Value, rate: LearningRate, sync: Bool) throws -> Bool {
         var taken = true
         if let scaler {
             try scaler.scaled(value.objective).backward()
             try encoderBackward()
             try parallel?.sumGradients(optimizer.parameters)
-            if sync { taken = try scaler.step(optimizer, lr: lr) } else { try scaler.stepWithoutSync(optimizer, lr: lr) }
+            if sync {
+                guard case .value(let lr) = rate else { throw TorchError.invalidArgument("a synchronising step takes its rate as a number") }
+                taken = try scaler.step(optimizer, lr: lr)
+            } else {
+                try scaler.stepWithoutSync(optimizer, rate: rate)
+            }
         } else {
             try value.objective.backward()
             try encoderBackward()
             try parallel?.sumGradients(optimizer.parameters)
             if sync {
-                try optimizer.step(lr: lr)
+                try optimizer.step(rate: rate)
             } else {
                 // Without a read-back the host cannot see a NaN loss in time: the device checks the
                 // gradients (an unscale by 1 that flags inf/NaN) and the fused step skips itself.
@@ -88,13 +118,21 @@ public final class TrainingStep {
                 let one = try Tensor.ones([1], device: device)
                 let grads = try optimizer.parameters.compactMap { try $0.tensor.grad }
                 try Torch.withNoGrad { try FusedKernels.unscale(grads: grads, foundInf: foundInf, invScale: one) }
-                try optimizer.step(lr: lr, foundInf: foundInf)
-                if skipped == nil { skipped = try Tensor.zeros([1], device: device) }
-                try skipped!.add_(foundInf)
+                try optimizer.step(rate: rate, foundInf: foundInf)
+                try skippedCounter().add_(foundInf)
             }
         }
         try optimizer.zeroGrad()
         return taken
+    }
+
+    /// The device counter of skipped steps, made on first use (before any capture: see GradScaler's).
+    func skippedCounter() throws -> Tensor {
+        if let scaler { return try scaler.skippedCounter() }
+        if let skipped { return skipped }
+        let counter = try Tensor.zeros([1], device: device)
+        skipped = counter
+        return counter
     }
 
     /// With checkpointing, the decoder's backward stopped at the embedding: continue through the encoder.
