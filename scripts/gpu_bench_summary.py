@@ -1,0 +1,66 @@
+#!/usr/bin/env python3
+"""Short table of scripts/gpu-bench's results (results-PART.jsonl), printed last so that it is what the
+device call's output tail shows: each measurement's speed, MFU and memory, and issue 8's ratios and
+checks against their targets. Usage: gpu_bench_summary.py results-perf.jsonl [results-checks.jsonl ...]"""
+import json
+import sys
+
+
+def load(paths):
+    rows = {}
+    for path in paths:
+        try:
+            with open(path) as f:
+                for line in f:
+                    line = line.strip()
+                    if line:
+                        row = json.loads(line)
+                        rows[row["name"]] = row
+        except (OSError, ValueError) as error:
+            print(f"{path}: {error}")
+    return rows
+
+
+def main(paths):
+    rows = load(paths)
+    print(f"{'measurement':28} {'images/s':>9} {'ms/step':>9} {'TFLOP/s':>8} {'MFU':>6} {'peak GiB':>9} {'s':>5}")
+    for name, row in rows.items():
+        r = row.get("result")
+        if "failed" in row:
+            print(f"{name:28} FAILED (exit {row['failed']})")
+            continue
+        if not isinstance(r, dict) or "images_per_s" not in r:
+            continue
+        mfu = r.get("mfu")
+        mem = r.get("peak_memory_gib")
+        print(f"{name:28} {r['images_per_s']:9.2f} {r.get('ms_per_step', 0):9.1f} {r.get('achieved_tflops', 0) or 0:8.1f} "
+              f"{'' if mfu is None else f'{100 * mfu:5.1f}%':>6} {'' if mem is None else f'{mem:9.2f}':>9} {row['seconds']:5d}")
+
+    def ips(name):
+        r = rows.get(name, {}).get("result")
+        return r.get("images_per_s") if isinstance(r, dict) else None
+
+    print("issue 8 targets:")
+    ref_train = ips("ref-train-fp16")
+    for name in ("ours-train-bf16", "ours-train-bf16-graph", "ours-train-fp16"):
+        if ips(name) and ref_train:
+            mfu = rows[name]["result"].get("mfu", 0)
+            print(f"  {name} / reference training: {ips(name) / ref_train:.2f}x (target >= 1.3), MFU {100 * mfu:.1f}% (target >= 45%)")
+    ckpt = rows.get("ours-train-bf16-ckpt", {}).get("result")
+    if isinstance(ckpt, dict) and "peak_memory_gib" in ckpt:
+        print(f"  checkpointed training peak memory: {ckpt['peak_memory_gib']:.2f} GiB (target <= 22)")
+    if ips("ours-infer-bf16") and ips("ref-infer-b1-fp32"):
+        print(f"  inference / reference batch-1 loop: {ips('ours-infer-bf16') / ips('ref-infer-b1-fp32'):.2f}x (target >= 3)")
+    agree = rows.get("agree-bf16", {}).get("result")
+    if isinstance(agree, dict):
+        print(f"  bf16 vs fp32 masks: pooled IoU {agree['pooled_iou']:.4f} on {agree['images']} images (target >= 0.98), "
+              f"worst image {agree['min_image_iou']:.4f}")
+    graph = rows.get("graph-agree", {}).get("result")
+    if isinstance(graph, dict):
+        print(f"  CUDA graph vs eager: losses {graph['graph_vs_eager_loss_rel']:.3g} (eager vs eager {graph['eager_vs_eager_loss_rel']:.3g}), "
+              f"weights {graph['graph_vs_eager_weight_rel']:.3g} ({graph['eager_vs_eager_weight_rel']:.3g}): "
+              f"{'agree' if graph['agree'] else 'DISAGREE'}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
