@@ -24,9 +24,20 @@ struct ct_cuda_graph_s {
   at::cuda::CUDAGraph graph;
   ct_cuda_graph_s(int d, c10::cuda::CUDAStream s) : device(d), stream(s) {}
 };
-static c10::Device on_device(ct_cuda_graph g) { return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(g->device)); }
+// Runs `f` with the graph's device current, under the shim's error convention.
+template <class F>
+static ct_error on_graph_device(ct_cuda_graph g, F f) {
+  CT_TRY({
+    c10::DeviceGuard guard(c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(g->device)));
+    f();
+  })
+}
 #else
 struct ct_cuda_graph_s {};
+static ct_error no_graphs() {
+  return ct_make_error("this build of crack-cli has no CUDA graphs: libtorch's CUDAGraph needs the CUDA runtime headers "
+                       "at build time (scripts/gpu-build provides them); run without --cuda-graph");
+}
 #endif
 
 extern "C" {
@@ -50,8 +61,7 @@ ct_error ct_cuda_graph_new(int device_index, ct_cuda_graph *out) {
   })
 #else
   (void)device_index; (void)out;
-  return ct_make_error("this build of crack-cli has no CUDA graphs: libtorch's CUDAGraph needs the CUDA runtime headers "
-                       "at build time (scripts/gpu-build provides them); run without --cuda-graph");
+  return no_graphs();
 #endif
 }
 
@@ -64,64 +74,54 @@ void ct_cuda_graph_free(ct_cuda_graph g) {
 
 ct_error ct_cuda_graph_use_stream(ct_cuda_graph g, int on) {
 #ifdef CRACKSAM_CUDA_HEADERS
-  CT_TRY({
-    c10::DeviceGuard guard(on_device(g));
+  return on_graph_device(g, [&] {
     // A full device synchronisation on the way in and out: the graph's stream then sees all earlier work
     // and later work sees its results, whatever stream either ran on. (Only around warm-up and capture.)
+    TORCH_CHECK((on != 0) != g->previous.has_value(), on != 0 ? "the graph's stream is already in use" : "the graph's stream is not in use");
+    c10::cuda::device_synchronize();
     if (on != 0) {
-      TORCH_CHECK(!g->previous, "the graph's stream is already in use");
-      c10::cuda::device_synchronize();
       g->previous = c10::cuda::getCurrentCUDAStream(static_cast<c10::DeviceIndex>(g->device));
       c10::cuda::setCurrentCUDAStream(g->stream);
     } else {
-      TORCH_CHECK(g->previous, "the graph's stream is not in use");
-      c10::cuda::device_synchronize();
       c10::cuda::setCurrentCUDAStream(*g->previous);
       g->previous.reset();
     }
-  })
+  });
 #else
   (void)g; (void)on;
-  return ct_make_error("this build of crack-cli has no CUDA graphs");
+  return no_graphs();
 #endif
 }
 
 ct_error ct_cuda_graph_capture_begin(ct_cuda_graph g) {
 #ifdef CRACKSAM_CUDA_HEADERS
-  CT_TRY({
+  return on_graph_device(g, [&] {
     TORCH_CHECK(g->previous, "capture runs on the graph's stream: call ct_cuda_graph_use_stream(g, 1) first");
-    c10::DeviceGuard guard(on_device(g));
     // Thread-local mode: only this thread is barred from calls that are unsafe during capture, so the data
     // loader's threads may go on pinning host memory while the step is captured.
     g->graph.capture_begin({0, 0}, cudaStreamCaptureModeThreadLocal);
-  })
+  });
 #else
   (void)g;
-  return ct_make_error("this build of crack-cli has no CUDA graphs");
+  return no_graphs();
 #endif
 }
 
 ct_error ct_cuda_graph_capture_end(ct_cuda_graph g) {
 #ifdef CRACKSAM_CUDA_HEADERS
-  CT_TRY({
-    c10::DeviceGuard guard(on_device(g));
-    g->graph.capture_end();
-  })
+  return on_graph_device(g, [&] { g->graph.capture_end(); });
 #else
   (void)g;
-  return ct_make_error("this build of crack-cli has no CUDA graphs");
+  return no_graphs();
 #endif
 }
 
 ct_error ct_cuda_graph_replay(ct_cuda_graph g) {
 #ifdef CRACKSAM_CUDA_HEADERS
-  CT_TRY({
-    c10::DeviceGuard guard(on_device(g));
-    g->graph.replay();
-  })
+  return on_graph_device(g, [&] { g->graph.replay(); });
 #else
   (void)g;
-  return ct_make_error("this build of crack-cli has no CUDA graphs");
+  return no_graphs();
 #endif
 }
 

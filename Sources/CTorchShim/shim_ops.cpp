@@ -251,10 +251,8 @@ ct_error ct_fused_adamw_(const ct_tensor *params, const ct_tensor *grads, const 
     } else {
       at::_fused_adamw_(p, g, m, v, {}, s, lr, beta1, beta2, weight_decay, eps, false, false, ct_opt(grad_scale), ct_opt(found_inf));
     }
-    if (found_inf != nullptr) {
-      auto skipped = found_inf->t.reshape({});
-      for (auto &step : s) step.sub_(skipped.to(step.scalar_type()));
-    }
+    // One multi-tensor kernel for all counters (not one per parameter: this runs every step).
+    if (found_inf != nullptr) at::_foreach_add_(s, found_inf->t.reshape({}).to(s[0].scalar_type()), -1);
   })
 }
 ct_error ct_amp_unscale_(const ct_tensor *grads, int n, ct_tensor found_inf, ct_tensor inv_scale) {

@@ -96,4 +96,19 @@ final class TrainingTests: XCTestCase {
         XCTAssertEqual(try scaler.scale.item(), 512)
         XCTAssertEqual(scaler.skippedSteps, 1)
     }
+
+    /// The fused step skipped on the device (found_inf = 1) changes neither the weights nor the step
+    /// counters that drive bias correction; a taken step advances every counter by one.
+    func testSkippedFusedStepLeavesWeightsAndCountersAlone() throws {
+        let a = try Parameter(try Tensor([1, 2] as [Float])), b = try Parameter(try Tensor([3, 4, 5] as [Float]))
+        let optimizer = try AdamW(parameters: [a, b])
+        for (flag, expected) in [(1.0, 0.0), (0.0, 1.0), (1.0, 1.0)] {
+            let before = try [a, b].map { try $0.tensor.floats() }
+            try ((a.tensor * a.tensor).sum() + (b.tensor * b.tensor).sum()).backward()
+            try optimizer.step(lr: 0.1, foundInf: try Tensor.full([1], value: flag))
+            try optimizer.zeroGrad()
+            XCTAssertEqual(try optimizer.steps.map { try $0.item() }, [expected, expected], "found_inf \(flag)")
+            if flag == 1 { XCTAssertEqual(try [a, b].map { try $0.tensor.floats() }, before) }
+        }
+    }
 }
