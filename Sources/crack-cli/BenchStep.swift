@@ -19,7 +19,15 @@ struct StepBenchOptions: ParsableArguments {
     @Flag(help: "Recompute the encoder's activations in the backward (bench train).") var checkpointActivations = false
     @Flag(help: "Convolutions on channels-last (NHWC) tensors.") var channelsLast = false
     @Flag(help: "Capture the training step in a CUDA graph and time its replays (bench train, CUDA).") var cudaGraph = false
+    @Option(help: "After the timed steps, run this many more under libtorch's profiler and print where the time goes (ops by self device time and kernels on CUDA, ops by self host time on the CPU).")
+    var profileSteps = 0
+    @Option(help: "With --profile-steps: also write the profile's Chrome trace here (open it in Perfetto).") var trace: String?
     @Flag(help: "Print JSON.") var json = false
+
+    func validate() throws {
+        if profileSteps < 0 { throw ValidationError("--profile-steps must be 0 or more") }
+        if trace != nil && profileSteps == 0 { throw ValidationError("--trace needs --profile-steps N") }
+    }
 
     func setUp() throws -> (net: SAMModel, device: Device, amp: TrainingOptions.AMP) {
         if let threads { Torch.threads = threads }
@@ -70,8 +78,52 @@ struct StepBenchOptions: ParsableArguments {
         return try timer.stop()
     }
 
+    /// With --profile-steps: `body` that many more times under the profiler. The tables are printed after
+    /// the report (or go into its JSON); the profiler's own cost is not in the timed figures. A profiler
+    /// that fails (no CUPTI on the machine, say) is a warning: the timed figures are still reported.
+    func profile(device: Device, _ body: () throws -> Void) throws -> Profile? {
+        guard profileSteps > 0 else { return nil }
+        do {
+            if case .cuda(let i) = device { try CUDA.synchronize(device: i) }
+            let profile = try Profiler.record(cuda: device != .cpu) {
+                for _ in 0..<profileSteps { try body() }
+                if case .cuda(let i) = device { try CUDA.synchronize(device: i) }
+            }.profile
+            if let trace { try profile.saveTrace(to: trace) }
+            return profile
+        } catch {
+            FileHandle.standardError.write(Data("warning: the profile of \(profileSteps) more steps failed: \(error)\n".utf8))
+            return nil
+        }
+    }
+
+    /// The tables of a profile: on CUDA, ops by the device time of the kernels they launched, and kernels;
+    /// on the CPU, ops by their own host time. `stepMs` (the timed ms/step) shows how busy the device was.
+    func profileTables(_ profile: Profile, device: Device, stepMs: Double) -> (text: String, rows: [[String: Any]]) {
+        let n = Double(profileSteps)
+        func json(_ rows: [Profile.Row]) -> [[String: Any]] {
+            rows.prefix(30).map { ["name": $0.name, "calls_per_step": Double($0.calls) / n, "ms_per_step": Double($0.ns) / 1e6 / n] }
+        }
+        if device == .cpu {
+            let rows = profile.opsBySelfHostTime()
+            let total = rows.map(\.ns).reduce(0, +)
+            let head = String(format: "profile of %d steps: %d ops/step, %.1f ms/step of host time in ops", profileSteps,
+                              Int((Double(profile.opCount) / n).rounded()), Double(total) / 1e6 / n)
+            return ([head, Profile.table(rows, title: "self host time by op", steps: profileSteps, total: total, top: 25)].joined(separator: "\n"),
+                    json(rows))
+        }
+        let busy = Double(profile.deviceTimeNs) / 1e6 / n
+        let head = String(format: "profile of %d steps: the device is busy %.2f ms/step (%.0f%% of the timed %.2f ms/step), %d kernels "
+            + "and copies/step, %d ops/step", profileSteps, busy, 100 * busy / stepMs, stepMs,
+            Int((Double(profile.deviceEventCount) / n).rounded()), Int((Double(profile.opCount) / n).rounded()))
+        let ops = profile.opsBySelfDeviceTime()
+        return ([head, Profile.table(ops, title: "self device time by op", steps: profileSteps, total: profile.deviceTimeNs, top: 25),
+                 Profile.table(profile.kernels(), title: "device time by kernel", steps: profileSteps, total: profile.deviceTimeNs, top: 15)]
+                    .joined(separator: "\n"), json(ops))
+    }
+
     func report(mode: String, net: SAMModel, device: Device, amp: TrainingOptions.AMP, seconds: Double, flopsPerStep: Double,
-                peak: (tflops: Double, dtype: DType), extra: [String: Any] = [:]) throws {
+                peak: (tflops: Double, dtype: DType), profile: Profile? = nil, extra: [String: Any] = [:]) throws {
         let perStep = seconds / Double(steps)
         let imagesPerSecond = Double(batch * steps) / seconds
         let tflops = flopsPerStep / perStep / 1e12
@@ -87,6 +139,12 @@ struct StepBenchOptions: ParsableArguments {
         ]
         if let memoryGiB { out["peak_memory_gib"] = memoryGiB }
         for (k, v) in extra { out[k] = v }
+        let tables = profile.map { profileTables($0, device: device, stepMs: perStep * 1000) }
+        if let tables {
+            out["profile_steps"] = profileSteps
+            out["profile_ops"] = tables.rows
+            if device != .cpu, let profile { out["profile_device_busy_ms_per_step"] = Double(profile.deviceTimeNs) / 1e6 / Double(profileSteps) }
+        }
         if json {
             try printJSON(out)
         } else {
@@ -94,6 +152,7 @@ struct StepBenchOptions: ParsableArguments {
                 + "(%.3g TFLOP/step), matmul peak %.2f TFLOP/s (%@), MFU %.1f%%%@", mode, c.backbone.rawValue, c.imageSize, batch,
                 amp.rawValue, "\(device)", imagesPerSecond, perStep * 1000, tflops, flopsPerStep / 1e12, peak.tflops, "\(peak.dtype)",
                 100 * tflops / peak.tflops, memoryGiB.map { String(format: ", peak CUDA memory %.2f GiB", $0) } ?? ""))
+            if let tables { print(tables.text) }
         }
     }
 }
@@ -132,8 +191,9 @@ extension Bench {
             let seconds = try options.timeSteps(device: device) { last = try stepper.step(images: images, labels: labels, lr: 1e-4) }
             let loss = try last.loss.item()
             guard loss.isFinite else { throw ValidationError("the benchmark's loss is \(loss)") }
+            let profile = try options.profile(device: device) { _ = try stepper.step(images: images, labels: labels, lr: 1e-4) }
             try options.report(mode: "train", net: net, device: device, amp: amp, seconds: seconds, flopsPerStep: counted.total,
-                               peak: peak, extra: ["forward_flops_per_step": counted.forward, "last_loss": loss,
+                               peak: peak, profile: profile, extra: ["forward_flops_per_step": counted.forward, "last_loss": loss,
                                        "checkpoint_activations": options.checkpointActivations, "cuda_graph": options.cudaGraph])
         }
     }
@@ -147,13 +207,14 @@ extension Bench {
 
         func run() throws {
             let (net, device, amp, stepper, peak, images) = try options.prepare()
-            let (seconds, counted): (Double, FlopCounter.Count) = try Torch.withInferenceMode {
+            let (seconds, counted, profile): (Double, FlopCounter.Count, Profile?) = try Torch.withInferenceMode {
                 let counted = try FlopCounter.count { try stepper.logits(images).argmax(dim: 1) }.flops
                 for _ in 1..<max(options.warmup, 1) { _ = try stepper.logits(images).argmax(dim: 1) }
                 let seconds = try options.timeSteps(device: device) { _ = try stepper.logits(images).argmax(dim: 1) }
-                return (seconds, counted)
+                return (seconds, counted, try options.profile(device: device) { _ = try stepper.logits(images).argmax(dim: 1) })
             }
-            try options.report(mode: "infer", net: net, device: device, amp: amp, seconds: seconds, flopsPerStep: counted.total, peak: peak)
+            try options.report(mode: "infer", net: net, device: device, amp: amp, seconds: seconds, flopsPerStep: counted.total,
+                               peak: peak, profile: profile)
         }
     }
 }

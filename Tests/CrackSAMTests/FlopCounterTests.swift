@@ -58,7 +58,36 @@ final class StepBenchTests: XCTestCase {
                 XCTAssertGreaterThan(flops, try XCTUnwrap(r["forward_flops_per_step"] as? Double))
                 XCTAssertTrue(try XCTUnwrap(r["last_loss"] as? Double).isFinite)
             }
+            XCTAssertNil(r["profile_ops"])
         }
+    }
+
+    /// `--profile-steps`: the profiled steps' ops, in the JSON and as tables (with a Chrome trace).
+    func testBenchProfilesItsSteps() throws {
+        let dir = try Oracle.scratch()
+        let tiny = ["--vit", "custom", "--embed-dim", "32", "--depth", "2", "--heads", "2", "--global-blocks", "1", "--image-size", "32",
+                    "--batch", "2", "--steps", "1", "--warmup", "1", "--peak-size", "256", "--profile-steps", "2"]
+        let out = try crackCLI(["bench", "train"] + tiny + ["--json"])
+        // Kineto writes a line or two to stderr (which crackCLI merges in) before the JSON.
+        let json = out[try XCTUnwrap(out.firstIndex(of: "{"), out)...]
+        let r = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any], out)
+        XCTAssertEqual(r["profile_steps"] as? Int, 2)
+        let ops = try XCTUnwrap(r["profile_ops"] as? [[String: Any]])
+        let names = ops.compactMap { $0["name"] as? String }
+        // A training step runs the fused optimizer once and the convolutions' backward (patch embedding, neck, upscaling).
+        let adam = try XCTUnwrap(ops.first { $0["name"] as? String == "aten::_fused_adamw_" }, "\(names)")
+        XCTAssertEqual(adam["calls_per_step"] as? Double, 1)
+        XCTAssertTrue(names.contains("aten::convolution_backward"), "\(names)")
+        let times = ops.compactMap { $0["ms_per_step"] as? Double }
+        XCTAssertEqual(times, times.sorted(by: >))
+
+        let text = try crackCLI(["bench", "infer"] + tiny + ["--trace", dir + "/trace.json"])
+        XCTAssertTrue(text.contains("self host time by op"), text)
+        XCTAssertTrue(text.contains("aten::mm") || text.contains("aten::addmm"), text)
+        XCTAssertFalse(text.contains("aten::_fused_adamw_"), text)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/trace.json"))
+        let refused = try crackCLI(["bench", "infer", "--trace", dir + "/t.json"] + tiny.dropLast(2), expectSuccess: false)
+        XCTAssertTrue(refused.contains("--trace needs --profile-steps"), refused)
     }
 
     /// `bench agree`: a float32 model compared with itself under bf16 autocast (CPU autocast here).

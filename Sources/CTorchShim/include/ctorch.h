@@ -271,6 +271,26 @@ ct_error ct_cuda_graph_capture_begin(ct_cuda_graph g);
 ct_error ct_cuda_graph_capture_end(ct_cuda_graph g);
 ct_error ct_cuda_graph_replay(ct_cuda_graph g);
 
+/* ---- profiler (libtorch's Kineto profiler) ----
+ * start(cuda) records ops on this thread (and the autograd threads its work runs on) and, with cuda,
+ * the device's kernels and copies; stop hands back the events. A device event's linked_correlation
+ * equals the correlation of the op that launched it. Event names live as long as the profile. */
+typedef struct ct_profile_s *ct_profile;
+typedef struct {
+  const char *name;
+  int device_type, device_index, activity;
+  uint64_t thread;
+  int64_t start_ns, duration_ns;
+  uint64_t correlation, linked_correlation;
+} ct_profile_event;
+ct_error ct_profiler_start(int cuda);
+ct_error ct_profiler_stop(ct_profile *out);
+int64_t ct_profile_event_count(ct_profile p);
+void ct_profile_event_at(ct_profile p, int64_t i, ct_profile_event *out);
+/* The Chrome trace (chrome://tracing, Perfetto) of the profile. */
+ct_error ct_profile_save_trace(ct_profile p, const char *path);
+void ct_profile_free(ct_profile p);
+
 /* ---- PyTorch zip archives (torch.save format) ---- */
 ct_error ct_zip_reader_open(const char *path, ct_zip_reader *out);
 void ct_zip_reader_free(ct_zip_reader r);
