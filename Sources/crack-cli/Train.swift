@@ -121,8 +121,9 @@ struct Train: ParsableCommand {
             o.maxSteps = maxSteps
             o.float64 = float64 ? true : nil
             o.checkpointActivations = checkpointActivations ? true : nil
-            guard (syncEvery ?? 1) >= 1 else { throw ValidationError("--sync-every must be at least 1") }
             o.syncEvery = syncEvery ?? (device.hasPrefix("cuda") ? 10 : 1)
+            // Refused here, before the run directory is made.
+            do { try o.validate() } catch { throw ValidationError("\(error)") }
             runConfig = RunConfig(options: o, backbone: config.backbone.rawValue, imageSize: config.imageSize, numClasses: config.numClasses,
                                   embedDim: config.embedDim, depth: config.depth, heads: config.heads, globalBlocks: config.globalBlocks,
                                   patchSize: config.patchSize, peft: try peft.resolve(), sam: sam, randomWeights: randomWeights ? true : nil, data: data, dataList: dataList, val: val, valList: valList)
@@ -202,7 +203,9 @@ struct Train: ParsableCommand {
         guard leader else { return }
         switch outcome {
         case .finished:
-            print("done: \(trainer.step) steps; best delta \(runDirectory)/best.pth")
+            let best = runDirectory + "/best.pth"
+            print("done: \(trainer.step) steps; " + (FileManager.default.fileExists(atPath: best)
+                ? "best delta (on validation) \(best)" : "deltas \(runDirectory)/epoch_\(runConfig.options.lastEpoch).pth (no validation set, no best.pth)"))
         case .interrupted(let step):
             print("stopped at step \(step) with a resumable checkpoint; resume with: crack-cli train --resume \(runDirectory)")
         }

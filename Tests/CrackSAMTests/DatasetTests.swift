@@ -19,6 +19,9 @@ final class DatasetTests: XCTestCase {
         // A list file selects and orders samples; names may carry extensions.
         try "s3\ns1.png\n\n".write(toFile: dir + "/train.txt", atomically: true, encoding: .utf8)
         XCTAssertEqual(try CrackDataset(root: dir, list: dir + "/train.txt").samples.map(\.name), ["s3", "s1"])
+        // Windows line endings (and a last line without one) read the same.
+        try "s3\r\ns1.png\r\n\r\ns0 ".write(toFile: dir + "/crlf.txt", atomically: true, encoding: .utf8)
+        XCTAssertEqual(try CrackDataset(root: dir, list: dir + "/crlf.txt").samples.map(\.name), ["s3", "s1", "s0"])
     }
 
     func testMasksMayDifferInExtension() throws {
@@ -56,7 +59,7 @@ final class DatasetTests: XCTestCase {
             XCTAssertEqual(path, dir + "/images/s1.png")
         }
         // List file naming a missing sample, with its line.
-        try "s0\n# comment\nnope\n".write(toFile: dir + "/val.txt", atomically: true, encoding: .utf8)
+        try "s0\r\n# comment\r\nnope\r\n".write(toFile: dir + "/val.txt", atomically: true, encoding: .utf8)
         assertDatasetError(.listNamesMissingSample(list: dir + "/val.txt", line: 3, name: "nope")) {
             _ = try CrackDataset(root: dir, list: dir + "/val.txt")
         }

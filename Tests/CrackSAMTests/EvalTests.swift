@@ -63,10 +63,21 @@ final class EvalTests: XCTestCase {
         XCTAssertEqual(Set(d.pixels), [0, 255])
     }
 
-    func testNearestResizeIsOpenCVs() {
+    func testNearestResizeIsOpenCVs() throws {
         // 4 → 3: source index floor(x · 4/3) = 0, 1, 2.
         XCTAssertEqual(Evaluator.resizeNearest([1, 2, 3, 4], from: (4, 1), to: (3, 1)), [1, 2, 3])
         XCTAssertEqual(Evaluator.resizeNearest([1, 2], from: (2, 1), to: (5, 1)), [1, 1, 1, 2, 2])
+        // cv2.resize(INTER_NEAREST) itself, on sizes where the rounding of the scale matters (448 → 576).
+        let path = try Oracle.scratch() + "/resize.safetensors"
+        try Oracle.run("resize_oracle.py", [path])
+        let cases = try SafeTensors.load(at: path).tensors
+        XCTAssertEqual(cases.count, 12)
+        for (key, src) in cases where key.hasPrefix("src_") {
+            let name = String(key.dropFirst(4)), dst = try XCTUnwrap(cases["dst_" + name])
+            let ours = Evaluator.resizeNearest(try src.toArray(of: UInt8.self), from: (src.shape[1], src.shape[0]), to: (dst.shape[1], dst.shape[0]))
+            let theirs = try dst.toArray(of: UInt8.self)
+            XCTAssertEqual(zip(ours, theirs).filter { $0 != $1 }.count, 0, "\(name): pixels that differ from OpenCV's")
+        }
     }
 
     func testCLIEvaluatesSeveralModelsOnSeveralDatasets() throws {

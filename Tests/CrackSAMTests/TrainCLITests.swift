@@ -71,5 +71,21 @@ final class TrainCLITests: XCTestCase {
                            expectSuccess: false)
         XCTAssertTrue(out.contains("holds a vit_l backbone, but vit_h was asked for"), out)
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/run2/config.json"))
+        // Values no run can use (they would divide by zero an epoch later).
+        for (flag, value) in [("--val-every", "0"), ("--save-every", "0"), ("--batch", "0"), ("--epochs", "0"), ("--lr", "0")] {
+            out = try crackCLI(["train"] + tiny + ["--data", dir + "/ok", "--out", dir + "/run3", flag, value], expectSuccess: false)
+            XCTAssertTrue(out.contains("\(flag) must be"), "\(flag) \(value): \(out)")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/run3"), "\(flag) \(value)")
+        }
+    }
+
+    /// A run without a validation set has no best.pth, and the final line says where its deltas are.
+    func testARunWithoutValidationNamesItsLastDelta() throws {
+        let dir = try Oracle.scratch()
+        try makeTestDataset(dir + "/data", count: 4)
+        let out = try crackCLI(["train"] + tiny + ["--data", dir + "/data", "--out", dir + "/run", "--epochs", "1"])
+        XCTAssertTrue(out.contains("done: 2 steps; deltas \(dir)/run/epoch_1.pth (no validation set, no best.pth)"), out)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/run/epoch_1.pth"))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/run/best.pth"))
     }
 }

@@ -106,22 +106,69 @@ final class TrainerTests: XCTestCase {
         }
     }
 
+    /// Every loss NaN (a frozen encoder weight poisoned): the NaN steps are skipped, every one is in
+    /// metrics.csv, and the still-finite weights are saved.
     func testNonFiniteLossStopsAndKeepsTheLastGoodWeights() throws {
         let data = try dataset()
         let dir = try Oracle.scratch("nan")
-        let m = try model()
-        // Poison the decoder: every loss is NaN from the first step.
-        try Torch.withNoGrad { try m.maskDecoder.iouToken.weight.tensor.fill_(.nan); try m.maskDecoder.maskTokens.weight.tensor.fill_(.nan) }
+        let m = try poisonedEncoder()
         let before = try m.deltaStateDict()["w_a_000"]!.clone()
         var o = options()
         o.maxNonFiniteSteps = 2
         let trainer = try Trainer(model: m, train: data, validation: nil, options: o, runDirectory: dir, log: { _ in })
         XCTAssertThrowsError(try trainer.run()) { error in
-            XCTAssertEqual(error as? TrainingError, .nonFiniteLoss(steps: 2, atStep: 1, checkpoint: dir + "/state.safetensors"))
+            XCTAssertEqual(error as? TrainingError, .nonFiniteLoss(steps: 2, atStep: 2, checkpoint: dir + "/state.safetensors"))
             XCTAssertTrue("\(error)".contains("inf/NaN for 2 steps"), "\(error)")
         }
         XCTAssertEqual(try m.deltaStateDict()["w_a_000"]!.bytes(), try before.bytes(), "no NaN step was applied")
-        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/state.safetensors"))
+        let saved = try SafeTensors.load(at: dir + "/state.safetensors")
+        XCTAssertEqual(saved.metadata["step"], "2")
+        XCTAssertEqual(try saved.tensors["delta.w_a_000"]!.bytes(), try before.bytes())
+        let rows = try String(contentsOfFile: dir + "/metrics.csv", encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(rows.count, 3, rows.joined(separator: "\n"))
+        XCTAssertTrue(rows[1].hasPrefix("1,1,") && rows[2].hasPrefix("2,1,") && rows.dropFirst().allSatisfy { $0.split(separator: ",")[2].hasSuffix("nan") },
+                      rows.joined(separator: "\n"))
+    }
+
+    /// The model of `model()` with the encoder's neck (frozen) poisoned: every loss and gradient is NaN
+    /// while the trainable weights stay finite.
+    func poisonedEncoder() throws -> SAMModel {
+        let m = try model()
+        let neck = try XCTUnwrap(m.namedParameters().first { $0.key == "image_encoder.neck.0.weight" }).parameter
+        XCTAssertFalse(neck.isTrainable)
+        try Torch.withNoGrad { try neck.tensor.fill_(.nan) }
+        return m
+    }
+
+    /// An update that makes the trainable weights non-finite (here: poisoned after a good save) never
+    /// replaces the last good state: the run stops with an error naming the step that state holds.
+    func testDivergedWeightsNeverReplaceTheLastGoodState() throws {
+        let data = try dataset()
+        let dir = try Oracle.scratch("diverged")
+        let m = try model()
+        var o = options(maxSteps: 2)
+        o.maxNonFiniteSteps = 2
+        let trainer = try Trainer(model: m, train: data, validation: nil, options: o, runDirectory: dir, log: { _ in })
+        XCTAssertEqual(try trainer.run(), .interrupted(step: 2))
+        let good = try Data(contentsOf: URL(fileURLWithPath: dir + "/state.safetensors"))
+        try Torch.withNoGrad { try m.maskDecoder.maskTokens.weight.tensor.fill_(.infinity) }
+        XCTAssertThrowsError(try trainer.run()) { error in
+            XCTAssertEqual(error as? TrainingError, .nonFiniteWeights(steps: 2, atStep: 4, checkpoint: dir + "/state.safetensors", savedStep: 2))
+            XCTAssertTrue("\(error)".contains("it holds step 2"), "\(error)")
+        }
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: dir + "/state.safetensors")), good)
+        // Diverged before anything was saved: nothing is written, and the error says so.
+        let fresh = try Oracle.scratch("diverged-fresh")
+        let m2 = try model()
+        try Torch.withNoGrad { try m2.maskDecoder.maskTokens.weight.tensor.fill_(.nan) }
+        var o2 = options()
+        o2.maxNonFiniteSteps = 2
+        let t2 = try Trainer(model: m2, train: data, validation: nil, options: o2, runDirectory: fresh, log: { _ in })
+        XCTAssertThrowsError(try t2.run()) { error in
+            XCTAssertEqual(error as? TrainingError, .nonFiniteWeights(steps: 2, atStep: 2, checkpoint: fresh + "/state.safetensors", savedStep: nil))
+            XCTAssertTrue("\(error)".contains("No resumable state had been saved yet"), "\(error)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: fresh + "/state.safetensors"))
     }
 
     /// Reading the loss back every 4 steps (no host synchronisation inside a step) trains exactly like
@@ -153,8 +200,7 @@ final class TrainerTests: XCTestCase {
     func testNonFiniteLossWithDeferredReadBack() throws {
         let data = try dataset()
         let dir = try Oracle.scratch("nan-deferred")
-        let m = try model()
-        try Torch.withNoGrad { try m.maskDecoder.iouToken.weight.tensor.fill_(.nan); try m.maskDecoder.maskTokens.weight.tensor.fill_(.nan) }
+        let m = try poisonedEncoder()
         let before = try m.deltaStateDict()["w_a_000"]!.clone()
         var o = options()
         o.maxNonFiniteSteps = 2
@@ -165,7 +211,7 @@ final class TrainerTests: XCTestCase {
         }
         XCTAssertEqual(try m.deltaStateDict()["w_a_000"]!.bytes(), try before.bytes(), "no NaN step was applied")
         let rows = try String(contentsOfFile: dir + "/metrics.csv", encoding: .utf8).split(separator: "\n")
-        XCTAssertTrue(rows[1].hasPrefix("1,1,nan"), rows.joined(separator: "\n"))
+        XCTAssertTrue(rows[1].hasPrefix("1,1,") && rows[1].split(separator: ",")[2].hasSuffix("nan"), rows.joined(separator: "\n"))
         XCTAssertTrue(rows[2].hasSuffix(",3"), "three steps skipped on the device by the read-back: \(rows[2])")
     }
 }

@@ -78,8 +78,9 @@ public struct CrackDataset: Sendable {
             }
             let byName = Dictionary(all.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
             var chosen: [Sample] = []
-            for (i, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-                let entry = raw.trimmingCharacters(in: .whitespaces)
+            // Any line ending (Windows list files end in "\r\n", which Swift reads as one Character).
+            for (i, raw) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
+                let entry = raw.trimmingCharacters(in: .whitespacesAndNewlines)
                 if entry.isEmpty || entry.hasPrefix("#") { continue }
                 let stem = Self.extensions.contains((entry as NSString).pathExtension.lowercased())
                     ? (entry as NSString).deletingPathExtension : entry

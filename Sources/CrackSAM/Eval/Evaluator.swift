@@ -84,7 +84,9 @@ public final class Evaluator {
         let (sw, sh) = from, (dw, dh) = to
         if sw == dw && sh == dh { return mask }
         var out = [UInt8](repeating: 0, count: dw * dh)
-        let fx = Double(sw) / Double(dw), fy = Double(sh) / Double(dh)
+        // OpenCV's arithmetic to the bit: the reciprocal of its scale dw/sw, not sw/dw. The two differ where
+        // x·sw/dw is a whole number (9·448/576 = 7 exactly, 1/(576/448)·9 just under it).
+        let fx = 1 / (Double(dw) / Double(sw)), fy = 1 / (Double(dh) / Double(sh))
         for y in 0..<dh {
             let sy = min(Int((Double(y) * fy).rounded(.down)), sh - 1)
             for x in 0..<dw {

@@ -40,12 +40,35 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
     public init() {}
 
     public var lastEpoch: Int { min(stopEpoch ?? epochs, epochs) }
+
+    /// Values no run can use, named by their command-line flag.
+    public func validate() throws {
+        func require(_ ok: Bool, _ message: String) throws { if !ok { throw TorchError.invalidArgument(message) } }
+        try require(epochs >= 1, "--epochs must be at least 1 (got \(epochs))")
+        try require((stopEpoch ?? 1) >= 1, "--stop-epoch must be at least 1 (got \(stopEpoch ?? 0))")
+        try require(batch >= 1, "--batch must be at least 1 (got \(batch))")
+        try require(lr.isFinite && lr > 0, "--lr must be a positive number (got \(lr))")
+        try require(warmup >= 0, "--warmup must be 0 or more (got \(warmup))")
+        try require(polyPower.isFinite && polyPower >= 0, "--poly-power must be 0 or more (got \(polyPower))")
+        try require(weightDecay.isFinite && weightDecay >= 0, "--weight-decay must be 0 or more (got \(weightDecay))")
+        try require(valEvery >= 1, "--val-every must be at least 1 (got \(valEvery))")
+        try require(saveEvery >= 1, "--save-every must be at least 1 (got \(saveEvery))")
+        try require(maxNonFiniteSteps >= 1, "the non-finite-loss limit must be at least 1 (got \(maxNonFiniteSteps))")
+        try require((maxSteps ?? 1) >= 1, "--max-steps must be at least 1 (got \(maxSteps ?? 0))")
+        try require((syncEvery ?? 1) >= 1, "--sync-every must be at least 1 (got \(syncEvery ?? 0))")
+    }
 }
 
 public enum TrainingError: Error, Equatable, CustomStringConvertible, LocalizedError {
     case runDirectoryInUse(path: String)
     case notARun(path: String, reason: String)
+    /// The losses of `steps` steps in a row, up to step `atStep` (metrics.csv's numbering), were inf/NaN;
+    /// those steps were skipped and the trainable weights, still finite, were saved to `checkpoint`.
     case nonFiniteLoss(steps: Int, atStep: Int, checkpoint: String)
+    /// The same, but the trainable weights themselves are no longer finite (an update blew them up, e.g.
+    /// a learning rate far too high): `checkpoint` was left as it was, holding step `savedStep`, or
+    /// nothing when none had been saved yet.
+    case nonFiniteWeights(steps: Int, atStep: Int, checkpoint: String, savedStep: Int?)
 
     public var description: String {
         switch self {
@@ -53,7 +76,13 @@ public enum TrainingError: Error, Equatable, CustomStringConvertible, LocalizedE
             return "\(path) holds another run; pass --resume \(path) to continue it, or choose another --out"
         case .notARun(let path, let reason): return "\(path): cannot resume: \(reason)"
         case .nonFiniteLoss(let n, let step, let ckpt):
-            return "the loss was inf/NaN for \(n) steps in a row (up to step \(step)); stopped. The last good weights are in \(ckpt)"
+            return "the loss was inf/NaN for \(n) steps in a row (up to step \(step)); stopped. Those steps were skipped: "
+                + "the last good weights are in \(ckpt)"
+        case .nonFiniteWeights(let n, let step, let ckpt, let saved):
+            return "the loss was inf/NaN for \(n) steps in a row (up to step \(step)) and the trainable weights are no longer "
+                + "finite (an update diverged: is the learning rate too high?); stopped. "
+                + (saved.map { "\(ckpt) was left as it was: it holds step \($0), the last state saved" }
+                    ?? "No resumable state had been saved yet")
         }
     }
 
@@ -86,6 +115,8 @@ public final class Trainer {
     private var bestIoU = -1.0
     private var bestEpoch = 0
     private var nonFiniteStreak = 0
+    /// The step state.safetensors holds (nil before the first save or resume).
+    private var savedStep: Int?
     private var skippedSteps = 0
     private var lossHistory: [(x: Double, y: Double)] = []
     private var iouHistory: [(x: Double, y: Double)] = []
@@ -109,6 +140,7 @@ public final class Trainer {
     public init(model: SAMModel, train: CrackDataset, validation: CrackDataset?, options: TrainingOptions, runDirectory: String,
                 parallel: DataParallel? = nil, log: @escaping (String) -> Void = { print($0) }, progress: ((String) -> Void)? = nil) throws {
         guard let device = Device(options.device) else { throw TorchError.invalidArgument("bad device '\(options.device)'") }
+        try options.validate()
         self.model = model
         self.train = train
         self.validation = validation
@@ -150,8 +182,17 @@ public final class Trainer {
 
     // MARK: - Resumable state
 
-    func saveState() throws {
-        guard isLeader else { return }
+    /// Writes state.safetensors, unless the trainable weights are no longer finite: a diverged update
+    /// never replaces the last good state. Returns whether the state (on rank 0) was written.
+    @discardableResult
+    func saveState() throws -> Bool {
+        // The same weights on every rank, so every rank takes the same branch.
+        for p in optimizer.parameters where try p.tensor.detach().isFinite().to(dtype: .float32).amin().item() != 1 {
+            log("step \(step): the trainable weights are not finite; \(statePath) "
+                + (savedStep.map { "keeps step \($0)" } ?? "is not written"))
+            return false
+        }
+        guard isLeader else { return true }
         var tensors = StateDict()
         for (k, t) in model.deltaStateDict() { tensors["delta." + k] = t }
         for (k, t) in optimizer.stateDict() { tensors["optimizer." + k] = t }
@@ -163,6 +204,15 @@ public final class Trainer {
             "rng": "augmentation and shuffling are derived from (seed, epoch, sample); no other randomness in a step",
         ]
         try SafeTensors.save(tensors, metadata: meta, to: statePath)
+        savedStep = step
+        return true
+    }
+
+    /// Ends a run of `maxNonFiniteSteps` non-finite losses (the last at step `atStep`), saving the state
+    /// when the weights are still finite (the NaN steps were skipped).
+    private func stopForNonFiniteLosses(atStep: Int) throws -> Never {
+        if try saveState() { throw TrainingError.nonFiniteLoss(steps: nonFiniteStreak, atStep: atStep, checkpoint: statePath) }
+        throw TrainingError.nonFiniteWeights(steps: nonFiniteStreak, atStep: atStep, checkpoint: statePath, savedStep: savedStep)
     }
 
     func loadState() throws {
@@ -179,6 +229,7 @@ public final class Trainer {
         try model.loadDelta(delta, source: statePath)
         try optimizer.loadStateDict(opt, source: statePath)
         step = try int("step")
+        savedStep = step
         epoch = try int("epoch")
         batchInEpoch = try int("batch_in_epoch")
         bestEpoch = try int("best_epoch")
@@ -269,10 +320,7 @@ public final class Trainer {
             nonFiniteStreak = loss.isFinite ? 0 : nonFiniteStreak + 1
             try record(step: u.step, epoch: u.epoch, loss: loss, ce: values[3 * i + 1], dice: values[3 * i + 2], lr: u.lr,
                        imagesPerSecond: imagesPerSecond, batches: batches)
-            if nonFiniteStreak >= options.maxNonFiniteSteps {
-                try saveState()
-                throw TrainingError.nonFiniteLoss(steps: nonFiniteStreak, atStep: u.step, checkpoint: statePath)
-            }
+            if nonFiniteStreak >= options.maxNonFiniteSteps { try stopForNonFiniteLosses(atStep: u.step) }
         }
     }
 
@@ -309,10 +357,6 @@ public final class Trainer {
                         nonFiniteStreak += 1
                         skippedSteps += 1
                         try optimizer.zeroGrad()
-                        if nonFiniteStreak >= options.maxNonFiniteSteps {
-                            try saveState()
-                            throw TrainingError.nonFiniteLoss(steps: nonFiniteStreak, atStep: step, checkpoint: statePath)
-                        }
                     } else {
                         nonFiniteStreak = 0
                         // With data parallelism the ranks' gradients are summed before the step, so the
@@ -328,6 +372,8 @@ public final class Trainer {
                     stepsThisRun += 1
                     try record(step: step, epoch: epoch, loss: lossValue, ce: value.ce.item(), dice: value.dice.item(), lr: lr,
                                imagesPerSecond: imagesPerSecond, batches: loader.batchCount)
+                    // Recorded first, so metrics.csv shows every step of the streak.
+                    if nonFiniteStreak >= options.maxNonFiniteSteps { try stopForNonFiniteLosses(atStep: step) }
                 }
                 if let parallel, verifySync {
                     let worst = try parallel.divergence(optimizer.parameters)
@@ -342,7 +388,9 @@ public final class Trainer {
                 let reachedMax = options.maxSteps.map { stepsThisRun >= $0 } ?? false
                 if try reachedMax || (unread.isEmpty && stopAgreed()) {
                     try readBack(batches: loader.batchCount)
-                    try saveState()
+                    guard try saveState() else {
+                        throw TrainingError.nonFiniteWeights(steps: nonFiniteStreak, atStep: step, checkpoint: statePath, savedStep: savedStep)
+                    }
                     try writePlots()
                     return .interrupted(step: step)
                 }

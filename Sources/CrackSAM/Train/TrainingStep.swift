@@ -83,8 +83,9 @@ public final class TrainingStep {
     }
 
     /// Backward, the gradient sum across ranks (each rank back-propagated its share of the global loss),
-    /// the optimizer step and zeroing the gradients. With `sync` false nothing is read back to the host:
-    /// a step the fp16 scaler skips is counted on the device; with `sync` it returns whether the step
+    /// the optimizer step and zeroing the gradients. A step whose gradients are not finite is skipped (by
+    /// the fp16 scaler, or by the same check without one). With `sync` false nothing is read back to the
+    /// host: a skipped step is counted on the device; with `sync` it returns whether the step
     /// was taken.
     @discardableResult
     public func update(_ value: CrackLoss.Value, lr: Double, sync: Bool = true) throws -> Bool {
@@ -109,16 +110,17 @@ public final class TrainingStep {
             try value.objective.backward()
             try encoderBackward()
             try parallel?.sumGradients(optimizer.parameters)
+            // The device checks the gradients (an unscale by 1 that flags inf/NaN) and the fused step skips
+            // itself where they are not finite, so a bad batch never reaches the weights. Without a
+            // read-back the skip is counted on the device; with one, it is returned.
+            let foundInf = try Tensor.zeros([1], device: device)
+            let one = try Tensor.ones([1], device: device)
+            let grads = try optimizer.parameters.compactMap { try $0.tensor.grad }
+            try Torch.withNoGrad { try FusedKernels.unscale(grads: grads, foundInf: foundInf, invScale: one) }
+            try optimizer.step(rate: rate, foundInf: foundInf)
             if sync {
-                try optimizer.step(rate: rate)
+                taken = try foundInf.item() == 0
             } else {
-                // Without a read-back the host cannot see a NaN loss in time: the device checks the
-                // gradients (an unscale by 1 that flags inf/NaN) and the fused step skips itself.
-                let foundInf = try Tensor.zeros([1], device: device)
-                let one = try Tensor.ones([1], device: device)
-                let grads = try optimizer.parameters.compactMap { try $0.tensor.grad }
-                try Torch.withNoGrad { try FusedKernels.unscale(grads: grads, foundInf: foundInf, invScale: one) }
-                try optimizer.step(rate: rate, foundInf: foundInf)
                 try skippedCounter().add_(foundInf)
             }
         }
