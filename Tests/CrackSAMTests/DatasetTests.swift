@@ -85,6 +85,24 @@ final class DatasetTests: XCTestCase {
         }
     }
 
+    /// The small-angle rotation is scipy.ndimage.rotate(order=0, reshape=False), as the authors' loader
+    /// rotates, pixel for pixel, the zero-filled border included.
+    func testRotationIsSciPys() throws {
+        let path = try Oracle.scratch() + "/rotate.safetensors"
+        try Oracle.run("rotate_oracle.py", [path])
+        let t = try SafeTensors.load(at: path).tensors
+        var checked = 0
+        for (key, expected) in t where key.contains("rotated_") {
+            let source = try XCTUnwrap(t[key.hasPrefix("square") ? "square" : "image"])
+            let angle = try XCTUnwrap(Double(key.split(separator: "_").last!))
+            let ours = try Augmenter.rotate(source, degrees: angle)
+            let differ = zip(try ours.toArray(of: UInt8.self), try expected.toArray(of: UInt8.self)).filter { $0 != $1 }.count
+            XCTAssertEqual(differ, 0, "\(key): pixels that differ from scipy's")
+            checked += 1
+        }
+        XCTAssertEqual(checked, 8)
+    }
+
     func testAugmentationIsSeededAndKeepsMasksBinary() throws {
         let a = Augmenter(seed: 3407)
         let choices = (0..<200).map { a.choice(epoch: 1, index: $0) }

@@ -62,7 +62,8 @@ public struct Augmenter: Sendable {
     }
 
     /// Rotates (C, H, W) counter-clockwise (as displayed, rows downward) about the image centre
-    /// ((n−1)/2), nearest neighbour, pixels from outside the image are 0. 90° equals rot90.
+    /// ((n−1)/2), nearest neighbour, pixels from outside the image are 0: scipy.ndimage.rotate(order=0,
+    /// reshape=False), which the authors' loader calls, to the pixel. 90° equals rot90.
     public static func rotate(_ x: Tensor, degrees: Double) throws -> Tensor {
         let (c, h, w) = (x.size(0), x.size(1), x.size(2))
         let theta = degrees * Double.pi / 180
@@ -76,8 +77,12 @@ public struct Augmenter: Sendable {
                 let dy = Double(y) - cy, dx = Double(xo) - cx
                 let sx = cosT * dx - sinT * dy + cx
                 let sy = sinT * dx + cosT * dy + cy
+                // As scipy's constant mode: a source point outside [0, n−1] is 0, even when it would round
+                // onto the edge pixel (a one-pixel ring otherwise). The tolerance absorbs cos/sin rounding
+                // at multiples of 90°, where the points fall exactly on the edge.
                 let rx = Int((sx + 0.5).rounded(.down)), ry = Int((sy + 0.5).rounded(.down))
-                if rx >= 0 && rx < w && ry >= 0 && ry < h {
+                let inside = sx >= -1e-9 && sx <= Double(w - 1) + 1e-9 && sy >= -1e-9 && sy <= Double(h - 1) + 1e-9
+                if inside && rx >= 0 && rx < w && ry >= 0 && ry < h {
                     index[y * w + xo] = Int64(ry * w + rx)
                     valid[y * w + xo] = 1
                 }
