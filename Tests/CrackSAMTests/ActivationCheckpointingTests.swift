@@ -51,6 +51,40 @@ final class ActivationCheckpointingTests: XCTestCase {
         print("activation checkpointing: \(grads[0].count) gradients, worst relative max difference \(worst)")
         XCTAssertLessThan(worst, 1e-12)
     }
+
+    /// Only the head trains (delta none), or only the last block has a delta: checkpointing recomputes
+    /// nothing below what trains, so a step costs what the ordinary one does (counted FLOPs), plus the
+    /// recomputed blocks that do train.
+    func testNothingBelowTheDeltaIsRecomputed() throws {
+        Torch.manualSeed(9)
+        let images = try Tensor.rand([2, 3, 48, 48]), labels = try Tensor.randint(0, 2, shape: [2, 48, 48])
+        func flops(_ model: SAMModel, checkpointing: Bool) throws -> Double {
+            let step = try TrainingStep(model: model, amp: .off, weightDecay: 0, device: .cpu)
+            step.checkpointActivations = checkpointing
+            return try FlopCounter.count {
+                let value = try step.forward(images: images, labels: labels)
+                try value.objective.backward()
+                try step.finishBackward()
+            }.flops.total
+        }
+        let config = SAMConfig(backbone: .custom, embedDim: 32, depth: 3, heads: 2, globalBlocks: [1], imageSize: 48)
+        let head = try SAMModel(config: config)
+        XCTAssertEqual(try flops(head, checkpointing: true), try flops(head, checkpointing: false))
+        // A delta in the last block only: the recomputation is that block's forward (and the neck's).
+        let last = try SAMModel(config: config)
+        try last.applyPEFT(PEFTConfig(deltaType: .lora, rank: 4, loraTargets: [.q, .v]))
+        for i in 0..<2 { try last.imageEncoder.blocks.items[i].freeze() }
+        XCTAssertTrue(last.trainableParameters().contains { $0.key.hasPrefix("image_encoder.blocks.2.") })
+        XCTAssertFalse(last.trainableParameters().contains { $0.key.hasPrefix("image_encoder.blocks.1.") })
+        let recomputed = try FlopCounter.count {
+            try Torch.withNoGrad {
+                let h = try last.imageEncoder.blocks.items[2](Tensor.randn([2, 3, 3, 32]))
+                _ = try last.imageEncoder.neck(h.permute([0, 3, 1, 2]))
+            }
+        }.flops.total
+        let plain = try flops(last, checkpointing: false), checkpointed = try flops(last, checkpointing: true)
+        XCTAssertEqual(checkpointed, plain + recomputed, accuracy: plain * 1e-12)
+    }
 }
 
 /// Channels-last convolutions are the same convolutions in another memory order.

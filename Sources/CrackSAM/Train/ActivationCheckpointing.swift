@@ -35,21 +35,24 @@ extension ImageEncoderViT {
         guard var gradient = try checkpoints.embedding.grad else {
             throw TorchError.invalidArgument("activation checkpointing: the embedding has no gradient (run the decoder's backward first)")
         }
+        // The walk goes down to the first block with something to train (every block with a delta; none
+        // when only the head trains, and then nothing below the embedding is recomputed at all).
+        let first = blocks.items.firstIndex { !$0.trainableParameters().isEmpty }
+        guard first != nil || !neck.trainableParameters().isEmpty else { return }
         // The neck is frozen: only the gradient with respect to its input is needed.
-        var leaf = try checkpoints.inputs[blocks.items.count].detach().requiresGrad(true)
+        var leaf = try checkpoints.inputs[blocks.items.count].detach().requiresGrad(first != nil)
         let inputToNeck = leaf
         var output = try recompute { try self.neck(inputToNeck.permute([0, 3, 1, 2])) }
         try output.backward(gradient: gradient.to(dtype: output.dtype))
+        guard let first else { return }
         gradient = try leaf.grad!
-        for (i, block) in blocks.items.enumerated().reversed() {
-            // Block 0's input comes from the frozen patch embedding: no gradient needed there.
-            leaf = try checkpoints.inputs[i].detach().requiresGrad(i > 0)
+        for i in (first..<blocks.items.count).reversed() {
+            // The first block's input needs no gradient (nothing below it trains).
+            leaf = try checkpoints.inputs[i].detach().requiresGrad(i > first)
             let input = leaf
-            output = try recompute { try block(input) }
-            // A block without trainable parameters and with an input that needs no gradient ends the walk.
-            guard output.requiresGrad else { break }
+            output = try recompute { try self.blocks.items[i](input) }
             try output.backward(gradient: gradient.to(dtype: output.dtype))
-            if i > 0 { gradient = try leaf.grad! }
+            if i > first { gradient = try leaf.grad! }
         }
     }
 }
