@@ -24,6 +24,9 @@ struct Predict: ParsableCommand {
     @Option(help: "Tile overlap in pixels (tile mode).")
     var overlap = 64
 
+    @Option(help: "Resize mode's resampling of an image that is not S×S: spline (the authors' scipy.ndimage.zoom, cubic spline on [0, 1] floats, the mask back with its order 0) or opencv (8-bit bicubic, nearest back).")
+    var resize = "spline"
+
     @Option(help: "Write <name>_mask.png, <name>_overlay.png and measurements.csv/.json into this folder.")
     var out: String?
 
@@ -61,6 +64,7 @@ struct Predict: ParsableCommand {
             throw ValidationError("--save-logits/--save-embedding describe the S×S forward of resize mode")
         }
         guard batch > 0 else { throw ValidationError("--batch must be positive") }
+        guard ResizeMethod(rawValue: resize) != nil else { throw ValidationError("--resize must be spline or opencv (got '\(resize)')") }
         guard Device(device) != nil else { throw ValidationError("--device must be cpu, cuda or cuda:N (got '\(device)')") }
     }
 
@@ -85,7 +89,8 @@ struct Predict: ParsableCommand {
         }
         guard !images.isEmpty else { throw ValidationError("no PNG or JPEG files in \(inputs.joined(separator: ", "))") }
         if let out { try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true) }
-        let predictor = SAMPredictor(model: net, device: device)
+        let method = ResizeMethod(rawValue: resize)!
+        let predictor = SAMPredictor(model: net, device: device, resize: method)
         let s = config.imageSize
         var logits: [Tensor] = []
         var embeddings: [Tensor] = []
@@ -100,14 +105,13 @@ struct Predict: ParsableCommand {
                     masks.append(try plan.run(image, with: predictor, batch: batch).map { $0 > 0.5 ? 1 : 0 })
                 }
             } else {
-                let inputs = try originals.map { $0.width == s && $0.height == s ? $0 : try Degrade.resizeBicubic($0, width: s, height: s) }
-                let batchTensor = try Tensor.stack(inputs.map { try Preprocess.image($0, size: s) }).to(device: device)
+                let batchTensor = try Tensor.stack(originals.map { try Preprocess.image($0, size: s, resize: method) }).to(device: device)
                 let output = try Torch.withInferenceMode { try net(batchTensor) }
                 if saveLogits != nil { logits.append(try output.logits.to(device: .cpu, dtype: .float32)) }
                 if saveEmbedding != nil { embeddings.append(try output.imageEmbedding.to(device: .cpu, dtype: .float32)) }
                 let pred = try output.logits.argmax(dim: 1).gt(0).to(device: .cpu).to(dtype: .uint8).toArray(of: UInt8.self)
                 for (j, image) in originals.enumerated() {
-                    masks.append(Evaluator.resizeNearest(Array(pred[(j * s * s)..<((j + 1) * s * s)]), from: (s, s), to: (image.width, image.height)))
+                    masks.append(method.maskBack(Array(pred[(j * s * s)..<((j + 1) * s * s)]), from: (s, s), to: (image.width, image.height)))
                 }
             }
             for (j, path) in paths.enumerated() {

@@ -6,8 +6,13 @@ import XCTest
 final class EvalTests: XCTestCase {
     struct DarkPixels: MaskPredictor {
         var inputSize: Int
+        var resize: ResizeMethod { .opencv }
         func predict(_ images: [Image]) throws -> [[UInt8]] {
-            images.map { img in (0..<(img.width * img.height)).map { p in img.pixels[p * 3] < 60 ? 1 : 0 } }
+            try images.map { image in
+                let img = image.width == inputSize && image.height == inputSize
+                    ? image : try Degrade.resizeBicubic(image, width: inputSize, height: inputSize)
+                return (0..<(img.width * img.height)).map { p in img.pixels[p * 3] < 60 ? 1 : 0 }
+            }
         }
     }
 

@@ -53,11 +53,13 @@ final class ImageTests: XCTestCase {
     }
 
     func testPreprocessScalesAndResizesToTheInputSize() throws {
-        let image = Image(width: 40, height: 20, channels: 1, pixels: [UInt8](repeating: 255, count: 800))
-        let t = try Preprocess.image(image, size: 32)
-        XCTAssertEqual(t.shape, [3, 32, 32])
-        XCTAssertEqual(try t.amin().item(), 1, accuracy: 1e-6)
-        XCTAssertEqual(try t.amax().item(), 1, accuracy: 1e-6)
+        let image = Image(width: 40, height: 21, channels: 1, pixels: [UInt8](repeating: 255, count: 840))
+        for method in ResizeMethod.allCases {
+            let t = try Preprocess.image(image, size: 32, resize: method)
+            XCTAssertEqual(t.shape, [3, 32, 32])
+            XCTAssertEqual(try t.amin().item(), 1, accuracy: 1e-6, "\(method)")
+            XCTAssertEqual(try t.amax().item(), 1, accuracy: 1e-6, "\(method)")
+        }
         let same = Image(width: 2, height: 2, channels: 3, pixels: [0, 51, 102, 153, 204, 255, 0, 0, 0, 255, 255, 255])
         XCTAssertEqual(try Preprocess.image(same, size: 2).select(dim: 0, index: 0).floats(), [0, 0.6, 0, 1])
     }

@@ -26,6 +26,9 @@ public struct EvaluationResult: Codable, Equatable, Sendable {
 /// stand-in in tests.
 public protocol MaskPredictor {
     var inputSize: Int { get }
+    /// How images of another size are brought to `inputSize`, and so how predictions go back.
+    var resize: ResizeMethod { get }
+    /// 0/1 masks at inputSize × inputSize, one per image (of any size).
     func predict(_ images: [Image]) throws -> [[UInt8]]
 }
 
@@ -34,18 +37,20 @@ public struct SAMPredictor: MaskPredictor {
     public let model: SAMModel
     public let device: Device
     public let amp: DType?
+    public let resize: ResizeMethod
 
-    public init(model: SAMModel, device: Device = .cpu, amp: DType? = nil) {
+    public init(model: SAMModel, device: Device = .cpu, amp: DType? = nil, resize: ResizeMethod = .spline) {
         self.model = model
         self.device = device
         self.amp = amp
+        self.resize = resize
     }
 
     public var inputSize: Int { model.config.imageSize }
 
-    /// Logits (B, C+1, S, S) for S×S images, in inference mode (under autocast when asked).
+    /// Logits (B, C+1, S, S) for images of any size (resized to S×S), in inference mode (under autocast when asked).
     func logits(_ images: [Image]) throws -> Tensor {
-        let input = try Tensor.stack(images.map { try Preprocess.image($0, size: inputSize) }).to(device: device)
+        let input = try Tensor.stack(images.map { try Preprocess.image($0, size: inputSize, resize: resize) }).to(device: device)
         return try Torch.withInferenceMode {
             if let amp { return try Torch.withAutocast(device: device, dtype: amp) { try model(input).logits } }
             return try model(input).logits
@@ -61,9 +66,9 @@ public struct SAMPredictor: MaskPredictor {
     }
 }
 
-/// Zero-shot evaluation: each image (at its own size) is degraded if asked, resized to S with OpenCV's
-/// bicubic, segmented, and the prediction is resized back with nearest neighbour and scored against the
-/// label at the original size (REFERENCE "Evaluation").
+/// Zero-shot evaluation: each image (at its own size) is degraded if asked, resized to S (the predictor's
+/// ResizeMethod: by default the authors' cubic-spline zoom), segmented, and the prediction is resized back
+/// (nearest) and scored against the label at the original size (REFERENCE "Evaluation").
 public final class Evaluator {
     public let predictor: MaskPredictor
     public let name: String
@@ -120,12 +125,9 @@ public final class Evaluator {
             }
             if let failure { throw failure }
             let items = loaded.map { $0! }
-            let inputs = try items.map { item -> Image in
-                item.0.width == s && item.0.height == s ? item.0 : try Degrade.resizeBicubic(item.0, width: s, height: s)
-            }
-            let masks = try predictor.predict(inputs)
+            let masks = try predictor.predict(items.map(\.0))
             for (j, (image, label)) in items.enumerated() {
-                let pred = Self.resizeNearest(masks[j], from: (s, s), to: (image.width, image.height))
+                let pred = predictor.resize.maskBack(masks[j], from: (s, s), to: (image.width, image.height))
                 var a = 0, b = 0, inter = 0
                 for p in 0..<label.count {
                     let pp = pred[p] != 0, gg = label[p] != 0
