@@ -130,6 +130,24 @@ final class TrainerTests: XCTestCase {
                       rows.joined(separator: "\n"))
     }
 
+    /// fp16: a NaN loss skipped before its backward still backs the loss scale off, as torch's GradScaler
+    /// does after such a step, read back every step or every few.
+    func testNonFiniteLossesBackTheFP16ScaleOff() throws {
+        let data = try dataset()
+        for every in [1, 3] {
+            var o = options()
+            o.amp = .fp16
+            o.maxNonFiniteSteps = 2
+            o.syncEvery = every
+            let trainer = try Trainer(model: try poisonedEncoder(), train: data, validation: nil, options: o,
+                                      runDirectory: try Oracle.scratch("fp16-nan"), log: { _ in })
+            XCTAssertThrowsError(try trainer.run())
+            // Two NaN steps with every 1; three with every 3 (the read-back comes after the window).
+            let halvings = every == 1 ? 2 : 3
+            XCTAssertEqual(try XCTUnwrap(trainer.stepper.scaler).scale.item(), 65536 / pow(2, Double(halvings)), "sync every \(every)")
+        }
+    }
+
     /// The model of `model()` with the encoder's neck (frozen) poisoned: every loss and gradient is NaN
     /// while the trainable weights stay finite.
     func poisonedEncoder() throws -> SAMModel {

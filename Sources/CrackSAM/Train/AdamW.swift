@@ -117,6 +117,15 @@ public final class GradScaler {
         return !skipped
     }
 
+    /// A step skipped before its backward because the loss itself was inf/NaN: the scale backs off as
+    /// torch's GradScaler's does after such a step (its backward would have flagged every gradient).
+    public func recordNonFiniteLoss() throws {
+        let flagged = try Tensor.ones([1], device: scale.device)
+        try FusedKernels.updateScale(scale, growthTracker: growthTracker, foundInf: flagged, growth: growthFactor,
+                                     backoff: backoffFactor, interval: growthInterval)
+        skippedSteps += 1
+    }
+
     /// The same step without reading anything back to the host (the fast path on a GPU): the fused
     /// optimizer skips the update on the device where `foundInf` is set, and skipped steps are counted
     /// on the device too (`skippedOnDevice`, read when convenient).

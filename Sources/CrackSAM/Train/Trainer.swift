@@ -356,6 +356,7 @@ public final class Trainer {
                     if !lossValue.isFinite {
                         nonFiniteStreak += 1
                         skippedSteps += 1
+                        try scaler?.recordNonFiniteLoss()
                         try optimizer.zeroGrad()
                     } else {
                         nonFiniteStreak = 0
