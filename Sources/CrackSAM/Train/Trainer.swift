@@ -187,9 +187,8 @@ public final class Trainer {
     @discardableResult
     func saveState() throws -> Bool {
         // The same weights on every rank, so every rank takes the same branch.
-        for p in optimizer.parameters where try p.tensor.detach().isFinite().to(dtype: .float32).amin().item() != 1 {
-            log("step \(step): the trainable weights are not finite; \(statePath) "
-                + (savedStep.map { "keeps step \($0)" } ?? "is not written"))
+        guard try trainableWeightsAreFinite() else {
+            log("step \(step): the trainable weights are not finite; \(statePath) " + (savedStep.map { "keeps step \($0)" } ?? "is not written"))
             return false
         }
         guard isLeader else { return true }
@@ -206,6 +205,12 @@ public final class Trainer {
         try SafeTensors.save(tensors, metadata: meta, to: statePath)
         savedStep = step
         return true
+    }
+
+    /// Whether every trainable weight is finite (one read-back for all of them).
+    func trainableWeightsAreFinite() throws -> Bool {
+        let flags = try optimizer.parameters.map { try $0.tensor.detach().isFinite().to(dtype: .float32).amin() }
+        return try Tensor.stack(flags).amin().item() == 1
     }
 
     /// Ends a run of `maxNonFiniteSteps` non-finite losses (the last at step `atStep`), saving the state
