@@ -55,11 +55,12 @@ def main(paths):
     if isinstance(agree, dict):
         print(f"  bf16 vs fp32 masks: pooled IoU {agree['pooled_iou']:.4f} on {agree['images']} images (target >= 0.98), "
               f"worst image {agree['min_image_iou']:.4f}")
-    profiles = [(label, rows.get(name, {}).get("result")) for label, name in (("ours", "ours-train-bf16"), ("ref", "ref-train-fp16"))]
+    profiles = [(label, rows.get(name, {}).get("result")) for label, name in (("ours", "ours-train-bf16-prof"), ("ref", "ref-train-fp16-prof"))]
     profiles = [(label, {op["name"]: op["ms_per_step"] for op in r["profile_ops"]}) for label, r in profiles
                 if isinstance(r, dict) and "profile_ops" in r]
     if profiles:
-        print("device ms/step by op (self time, profiled training steps): " + ", ".join(label for label, _ in profiles))
+        print("ms/step by op (self device time on CUDA, self host time on the CPU; profiled training steps): "
+              + ", ".join(label for label, _ in profiles))
         names = sorted({n for _, ops in profiles for n in ops}, key=lambda n: -max(ops.get(n, 0) for _, ops in profiles))
         for n in names[:12]:
             print("  " + " ".join(f"{ops[n]:8.2f}" if n in ops else f"{'-':>8}" for _, ops in profiles) + f"  {n[:70]}")
