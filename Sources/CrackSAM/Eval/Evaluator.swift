@@ -50,7 +50,20 @@ public struct SAMPredictor: MaskPredictor {
 
     /// Logits (B, C+1, S, S) for images of any size (resized to S×S), in inference mode (under autocast when asked).
     func logits(_ images: [Image]) throws -> Tensor {
-        let input = try Tensor.stack(images.map { try Preprocess.image($0, size: inputSize, resize: resize) }).to(device: device)
+        // One image per thread: resampling a large photo (a spline through 12 megapixels) is the slow part.
+        var inputs = [Tensor?](repeating: nil, count: images.count)
+        var failure: Error?
+        let lock = NSLock()
+        DispatchQueue.concurrentPerform(iterations: images.count) { i in
+            do {
+                let t = try Preprocess.image(images[i], size: inputSize, resize: resize)
+                lock.lock(); inputs[i] = t; lock.unlock()
+            } catch {
+                lock.lock(); failure = failure ?? error; lock.unlock()
+            }
+        }
+        if let failure { throw failure }
+        let input = try Tensor.stack(inputs.map { $0! }).to(device: device)
         return try Torch.withInferenceMode {
             if let amp { return try Torch.withAutocast(device: device, dtype: amp) { try model(input).logits } }
             return try model(input).logits
