@@ -30,6 +30,22 @@ final class PEFTTests: XCTestCase {
         XCTAssertLessThanOrEqual(err, 1e-4)
     }
 
+    /// A model and its delta built inside `ParameterInit.withDevice` are wholly on that device (the meta
+    /// device here, so the check runs without a GPU): `bench` builds its CUDA model this way, and one
+    /// weight left on the CPU fails there (autocast casts only CUDA tensors).
+    func testAModelBuiltForADeviceHasEveryWeightThere() throws {
+        for peft in [PEFTConfig(deltaType: .lora, rank: 4, loraTargets: [.q, .k, .v, .o]), PEFTConfig(deltaType: .adapter)] {
+            let model = try ParameterInit.withDevice(.meta) { () throws -> SAMModel in
+                let model = try SAMModel(config: small)
+                try model.applyPEFT(peft)
+                return model
+            }
+            let elsewhere = model.namedSlots().filter { $0.parameter.tensor.device != .meta }.map(\.key)
+            XCTAssertEqual(elsewhere.count, 0, "\(peft.deltaType): \(elsewhere.count) weights not on the meta device, e.g. \(elsewhere.prefix(3))")
+            XCTAssertGreaterThan(model.namedSlots().count, 100)
+        }
+    }
+
     func testAdaptersCannotBeMergedAndSayWhy() throws {
         for type in [PEFTConfig.DeltaType.adapter, .both] {
             let model = try randomDeltaModel(PEFTConfig(deltaType: type))

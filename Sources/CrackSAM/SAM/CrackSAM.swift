@@ -22,10 +22,12 @@ public final class SAMModel: Module {
     /// The injected delta, once `applyPEFT` ran.
     public internal(set) var delta: InjectedDelta?
 
-    public init(config: SAMConfig, device: Device = .cpu) throws {
+    /// `device`: where the weights are made; by default the one an enclosing `ParameterInit.withDevice`
+    /// names (the CPU outside one), so a model built inside `withDevice(.cuda(0))` is wholly on CUDA.
+    public init(config: SAMConfig, device: Device? = nil) throws {
         try config.validate()
         self.config = config
-        (imageEncoder, promptEncoder, maskDecoder) = try ParameterInit.withDevice(device) {
+        (imageEncoder, promptEncoder, maskDecoder) = try ParameterInit.withDevice(device ?? ParameterInit.device) {
             (try ImageEncoderViT(config: config), try PromptEncoder(embedDim: config.promptDim, gridSize: config.gridSize),
              try MaskDecoder(dim: config.promptDim, numClasses: config.numClasses))
         }
