@@ -42,14 +42,20 @@ final class ActivationCheckpointingTests: XCTestCase {
         }
         XCTAssertEqual(grads[0].keys.sorted(), grads[1].keys.sorted())
         XCTAssertTrue(grads[0].keys.contains { $0.contains("lora") || $0.contains("adapter") })
+        // Each gradient is compared relative to its own size, but not below a millionth of the largest
+        // one: the decoder's k_proj biases have a gradient that is zero in exact arithmetic (softmax
+        // ignores a per-row constant), and their rounding noise (~1e-20) changes with the embedding's last
+        // ulp, which the graph-free forward may compute with another attention kernel (a fused one is
+        // allowed there; with a bias that needs a gradient libtorch takes the unfused path).
+        let largest = grads[0].values.map { $0.map(abs).max() ?? 0 }.max() ?? 0
         var worst = 0.0
         for (key, a) in grads[0] {
             let b = grads[1][key]!
-            let scale = max(a.map(abs).max() ?? 0, 1e-300)
+            let scale = max(a.map(abs).max() ?? 0, largest * 1e-6, 1e-300)
             worst = max(worst, zip(a, b).map { abs($0 - $1) }.max()! / scale)
         }
         print("activation checkpointing: \(grads[0].count) gradients, worst relative max difference \(worst)")
-        XCTAssertLessThan(worst, 1e-12)
+        XCTAssertLessThan(worst, 1e-9)  // float64: a wrong gradient is off by far more
     }
 
     /// Only the head trains (delta none), or only the last block has a delta: checkpointing recomputes

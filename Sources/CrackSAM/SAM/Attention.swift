@@ -34,19 +34,21 @@ public final class Attention: Module, UnaryLayer {
         let s = x.shape
         let (b, h, w) = (s[0], s[1], s[2])
         let headDim = dim / heads
-        // (B, HW, 3, heads, hd) → (3, B·heads, HW, hd)
+        // (B, HW, 3, heads, hd) → (3, B, heads, HW, hd): q, k and v stay strided views of the projection.
+        // Four-dimensional on purpose: libtorch's fused attention kernels take only (B, heads, L, E)
+        // tensors, and a bias of (B, heads, L, L); three-dimensional inputs fall back to the unfused path.
         let qkv = try self.qkv(x).reshape([b, h * w, 3, heads, headDim]).permute([2, 0, 3, 1, 4])
-            .reshape([3, b * heads, h * w, headDim])
         let q = try qkv.select(dim: 0, index: 0)
         let k = try qkv.select(dim: 0, index: 1)
         let v = try qkv.select(dim: 0, index: 2)
-        let bias = try relativePositionBias(q: q, height: h, width: w)
-        let out = try Tensor.scaledDotProductAttention(query: q, key: k, value: v, bias: bias)
-        return try proj(out.view([b, heads, h, w, headDim]).permute([0, 2, 3, 1, 4]).reshape([b, h, w, dim]))
+        let bias = try relativePositionBias(q: q.reshape([b * heads, h * w, headDim]), height: h, width: w)
+            .view([b, heads, h * w, h * w])
+        let out = try Tensor.scaledDotProductAttention(query: q, key: k, value: v, bias: bias)  // (B, heads, HW, hd)
+        return try proj(out.permute([0, 2, 1, 3]).reshape([b, h, w, dim]))
     }
 
     /// rel_h[b, i, j, k] = q[b, i, j]·R_h[i, k] and rel_w likewise, summed into a (B·heads, HW, HW) bias.
-    /// Uses the unscaled q, as Meta's add_decomposed_rel_pos does.
+    /// Uses the unscaled q, as Meta's add_decomposed_rel_pos does. q: (B·heads, HW, hd).
     func relativePositionBias(q: Tensor, height h: Int, width w: Int) throws -> Tensor {
         let bn = q.size(0), c = q.size(2)
         let rh = try relativeTable(relPosH.tensor, size: h)  // (h, h, c)
