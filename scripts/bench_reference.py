@@ -16,6 +16,7 @@ kernels they launched, kernels by name; ops by self host time on the CPU).
 Needs segment_anything importable (scripts/setup puts it in .venv; scripts/gpu-bench carries it).
 """
 import argparse
+import re
 import json
 import os
 import sys
@@ -78,10 +79,18 @@ def profile_events(body, steps, cuda):
     return prof.profiler.kineto_results.events()
 
 
+def is_cpu_op(e):
+    """Whether a host event is an op (not a CUDA runtime call). torch 2.11's events have no activity_type
+    (2.13's do): there the runtime calls are told apart by their names (cudaLaunchKernel, cuLaunchKernel, ...)."""
+    if hasattr(e, "activity_type"):
+        return e.activity_type() == "cpu_op"
+    return not re.match(r"cu(da)?[A-Z]", e.name())
+
+
 def profile_tables(events, steps, cuda, step_ms):
     """The tables of Sources/CrackSAM/Torch/Profiler.swift, by the same rules, and the op rows as JSON."""
     on_device = [e for e in events if e.device_type() == DeviceType.CUDA]
-    ops = [e for e in events if e.device_type() != DeviceType.CUDA and e.activity_type() == "cpu_op"]
+    ops = [e for e in events if e.device_type() != DeviceType.CUDA and is_cpu_op(e)]
     n = max(steps, 1)
 
     def table(rows, title, total, top):

@@ -17,7 +17,8 @@ struct StepBenchOptions: ParsableArguments {
     var peakSize: Int?
     @Flag(help: "TF32 matmuls off (on CUDA).") var noTF32 = false
     @Flag(help: "Recompute the encoder's activations in the backward (bench train).") var checkpointActivations = false
-    @Flag(help: "Convolutions on channels-last (NHWC) tensors.") var channelsLast = false
+    @Flag(inversion: .prefixedNo, help: "Convolutions on channels-last (NHWC) tensors (default: on CUDA, off on the CPU).")
+    var channelsLast: Bool?
     @Flag(help: "Capture the training step in a CUDA graph and time its replays (bench train, CUDA).") var cudaGraph = false
     @Option(help: "After the timed steps, run this many more under libtorch's profiler and print where the time goes (ops by self device time and kernels on CUDA, ops by self host time on the CPU).")
     var profileSteps = 0
@@ -40,7 +41,7 @@ struct StepBenchOptions: ParsableArguments {
         guard let config = try m.config() else { throw ValidationError("--vit is required") }
         let peftConfig = try peft.resolve(over: PEFTConfig(deltaType: .lora))
         Torch.allowTF32 = !noTF32
-        Torch.channelsLastConvolutions = channelsLast
+        Torch.channelsLastConvolutions = channelsLast ?? (dev != .cpu)
         Torch.manualSeed(0)
         let net = try ParameterInit.withDevice(dev) { () throws -> SAMModel in
             let net = try SAMModel(config: config)
@@ -135,7 +136,7 @@ struct StepBenchOptions: ParsableArguments {
             "device": "\(device)", "steps": steps, "images_per_s": imagesPerSecond, "ms_per_step": perStep * 1000,
             "flops_per_step": flopsPerStep, "achieved_tflops": tflops, "peak_matmul_tflops": peak.tflops,
             "peak_matmul_dtype": "\(peak.dtype)", "mfu": tflops / peak.tflops, "libtorch": Torch.version,
-            "trainable_parameters": net.trainableParameterCount, "channels_last": channelsLast, "tf32": device != .cpu && !noTF32,
+            "trainable_parameters": net.trainableParameterCount, "channels_last": Torch.channelsLastConvolutions, "tf32": device != .cpu && !noTF32,
         ]
         if let memoryGiB { out["peak_memory_gib"] = memoryGiB }
         for (k, v) in extra { out[k] = v }
@@ -177,8 +178,12 @@ extension Bench {
             let labels = try Tensor.randint(0, 2, shape: [options.batch, s, s], device: device)
             // The first warm-up step is also the one whose products are counted: without checkpointing, so
             // that MFU counts the model's FLOPs, not the recomputation (as MFU is usually defined).
-            let (value, counted) = try FlopCounter.count { try stepper.forward(images: images, labels: labels) }
-            try stepper.update(value, lr: 1e-4, sync: false)
+            // Only the detached value outlives this step: its graph kept alive would break a CUDA-graph capture.
+            let (value, counted) = try { () throws -> (CrackLoss.Value, FlopCounter.Count) in
+                let (value, counted) = try FlopCounter.count { try stepper.forward(images: images, labels: labels) }
+                try stepper.update(value, lr: 1e-4, sync: false)
+                return (try value.detached(), counted)
+            }()
             stepper.checkpointActivations = options.checkpointActivations
             stepper.cudaGraph = options.cudaGraph
             // With a graph, the warm-up also covers the eager steps before the capture, the capture and a replay.

@@ -54,7 +54,8 @@ struct Train: ParsableCommand {
     var randomWeights = false
     @Flag(help: "Recompute the encoder's activations in the backward: much less memory, one more encoder forward per step.")
     var checkpointActivations = false
-    @Flag(help: "Convolutions on channels-last (NHWC) tensors (faster with cuDNN on some GPUs).") var channelsLast = false
+    @Flag(inversion: .prefixedNo, help: "Convolutions on channels-last (NHWC) tensors (default: on CUDA, where cuDNN is faster so; off on the CPU).")
+    var channelsLast: Bool?
     @Option(help: "Read the loss back every N steps, not inside each step (default 10 on CUDA, 1 on the CPU).") var syncEvery: Int?
     @Flag(help: "Capture the training step in a CUDA graph after two eager steps and replay it (CUDA, one process, --sync-every > 1).")
     var cudaGraph = false
@@ -82,7 +83,6 @@ struct Train: ParsableCommand {
         let environment = try DistributedEnvironment.fromEnvironment()
         if try Launcher.launchIfAsked(nproc: nproc, environment: environment) { return }
         if let threads { Torch.threads = threads }
-        Torch.channelsLastConvolutions = channelsLast
         let runConfig: RunConfig
         let runDirectory: String
         if let resume {
@@ -131,6 +131,7 @@ struct Train: ParsableCommand {
         }
 
         let onCUDA = runConfig.options.device.hasPrefix("cuda")
+        Torch.channelsLastConvolutions = channelsLast ?? onCUDA
         if cudaGraph {
             guard onCUDA else { throw ValidationError("--cuda-graph needs a CUDA device (--device cuda)") }
             guard (runConfig.options.syncEvery ?? 1) > 1 else {

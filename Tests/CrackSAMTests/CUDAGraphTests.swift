@@ -52,6 +52,8 @@ final class CUDAGraphTests: XCTestCase {
             let lr = 1e-3 * Double(k + 1)
             let a = try graphed.step(images: images, labels: labels, lr: lr), b = try plain.step(images: images, labels: labels, lr: lr)
             XCTAssertEqual(try a.loss.item(), try b.loss.item(), "step \(k + 1)")
+            // Steps hand back no autograd graph (one kept alive breaks a later capture on CUDA).
+            for t in [a.loss, a.ce, a.dice, a.objective, b.loss] { XCTAssertFalse(t.requiresGrad, "step \(k + 1)") }
             // The capture is attempted after the eager warm-up steps, not before.
             if k < TrainingStep.eagerStepsBeforeCapture { XCTAssertNil(graphed.cudaGraphFailure, "step \(k + 1)") }
         }

@@ -6,7 +6,8 @@ public enum Torch {
     public static var version: String { String(cString: ct_torch_version()) }
 
     /// Run convolutions on channels-last (NHWC) inputs and weights (`--channels-last`): on CUDA, cuDNN's
-    /// tensor-core kernels prefer it; the results are the same convolutions. Off by default.
+    /// tensor-core kernels prefer it; the results are the same convolutions. Off here; `train` and `bench`
+    /// turn it on for CUDA (the neck's input is already NHWC in memory, and cuDNN's NHWC kernels are faster).
     nonisolated(unsafe) public static var channelsLastConvolutions = false
 
     public static func manualSeed(_ seed: UInt64) { ct_manual_seed(seed) }

@@ -19,6 +19,15 @@ public struct CrackLoss: Sendable {
         /// What this process back-propagates. On one process it is `loss`; with data parallelism it is
         /// this rank's share, whose gradients summed over the ranks are the gradient of `loss`.
         public var objective: Tensor
+
+        /// The same numbers without their autograd graph. A step hands back only these: a loss kept with
+        /// its graph (for a deferred read-back, say) keeps every node alive, the parameters' gradient
+        /// accumulators included, and a CUDA graph captured on another stream then fails on them
+        /// ("operation would make the legacy stream depend on a capturing blocking stream").
+        public func detached() throws -> Value {
+            let loss = try self.loss.detach()
+            return Value(loss: loss, ce: try ce.detach(), dice: try dice.detach(), objective: loss)
+        }
     }
 
     /// The per-class sums Dice is made of: Σp·t, Σp², Σt² over batch and pixels, each (C).

@@ -74,12 +74,15 @@ public final class TrainingStep {
     }
 
     /// One step that reads nothing back to the host: forward, loss and `update(sync: false)`, replayed
-    /// from a CUDA graph when `cudaGraph` is set and the capture has been made.
+    /// from a CUDA graph when `cudaGraph` is set and the capture has been made. The value comes back
+    /// without its autograd graph (`CrackLoss.Value.detached`).
     public func step(images: Tensor, labels: Tensor, lr: Double) throws -> CrackLoss.Value {
-        if cudaGraph, cudaGraphFailure == nil, let value = try graphStep(images: images, labels: labels, lr: lr) { return value }
+        if cudaGraph, cudaGraphFailure == nil, let value = try graphStep(images: images, labels: labels, lr: lr) {
+            return try value.detached()
+        }
         let value = try forward(images: images, labels: labels)
         try update(value, rate: .value(lr), sync: false)
-        return value
+        return try value.detached()
     }
 
     /// Backward, the gradient sum across ranks (each rank back-propagated its share of the global loss),
