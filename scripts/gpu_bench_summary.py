@@ -51,10 +51,11 @@ def main(paths):
         print(f"  checkpointed training peak memory: {ckpt['peak_memory_gib']:.2f} GiB (target <= 22)")
     if ips("ours-infer-bf16") and ips("ref-infer-b1-fp32"):
         print(f"  inference / reference batch-1 loop: {ips('ours-infer-bf16') / ips('ref-infer-b1-fp32'):.2f}x (target >= 3)")
-    agree = rows.get("agree-bf16", {}).get("result")
-    if isinstance(agree, dict):
-        print(f"  bf16 vs fp32 masks: pooled IoU {agree['pooled_iou']:.4f} on {agree['images']} images (target >= 0.98), "
-              f"worst image {agree['min_image_iou']:.4f}")
+    for name in ("agree-bf16", "agree-bf16-decoder-fp32", "agree-fp16", "agree-bf16-seen-style"):
+        agree = rows.get(name, {}).get("result")
+        if isinstance(agree, dict):
+            print(f"  {name} vs fp32 masks: pooled IoU {agree['pooled_iou']:.4f} on {agree['images']} images (target >= 0.98), "
+                  f"worst image {agree['min_image_iou']:.4f}")
     profiles = [(label, rows.get(name, {}).get("result")) for label, name in (("ours", "ours-train-bf16-prof"), ("ref", "ref-train-fp16-prof"))]
     profiles = [(label, {op["name"]: op["ms_per_step"] for op in r["profile_ops"]}) for label, r in profiles
                 if isinstance(r, dict) and "profile_ops" in r]
