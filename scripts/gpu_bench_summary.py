@@ -54,8 +54,10 @@ def main(paths):
     for name in ("agree-bf16", "agree-bf16-decoder-fp32", "agree-fp16", "agree-bf16-seen-style"):
         agree = rows.get(name, {}).get("result")
         if isinstance(agree, dict):
+            pixels = agree.get("crack_pixels_fp32_or_amp", 0)
             print(f"  {name} vs fp32 masks: pooled IoU {agree['pooled_iou']:.4f} on {agree['images']} images (target >= 0.98), "
-                  f"worst image {agree['min_image_iou']:.4f}")
+                  f"worst image {agree['min_image_iou']:.4f}, {pixels} crack pixels"
+                  + (" (VACUOUS: both masks empty)" if pixels == 0 else ""))
     profiles = [(label, rows.get(name, {}).get("result")) for label, name in (("ours", "ours-train-bf16-prof"), ("ref", "ref-train-fp16-prof"))]
     profiles = [(label, {op["name"]: op["ms_per_step"] for op in r["profile_ops"]}) for label, r in profiles
                 if isinstance(r, dict) and "profile_ops" in r]

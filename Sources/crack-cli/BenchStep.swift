@@ -293,6 +293,7 @@ extension Bench {
             } else {
                 print(String(format: "%d images, %@ vs float32 on %@: mask IoU %.4f pooled, %.4f worst image; %.5f%% of pixels differ",
                              images.count, amp, "\(dev)", pooled, worst, 100 * fraction))
+                if union == 0 { print("both precisions predict no crack anywhere: nothing was compared (use a model that finds cracks)") }
             }
         }
     }
