@@ -51,7 +51,7 @@ def main(paths):
         print(f"  checkpointed training peak memory: {ckpt['peak_memory_gib']:.2f} GiB (target <= 22)")
     if ips("ours-infer-bf16") and ips("ref-infer-b1-fp32"):
         print(f"  inference / reference batch-1 loop: {ips('ours-infer-bf16') / ips('ref-infer-b1-fp32'):.2f}x (target >= 3)")
-    for name in ("agree-bf16", "agree-bf16-decoder-fp32", "agree-fp16", "agree-bf16-seen-style"):
+    for name in ("agree-bf16", "agree-fp16", "agree-bf16-seen-style"):
         agree = rows.get(name, {}).get("result")
         if isinstance(agree, dict):
             pixels = agree.get("crack_pixels_fp32_or_amp", 0)

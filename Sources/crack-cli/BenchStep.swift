@@ -244,7 +244,6 @@ extension Bench {
         @Option(help: "Images per forward.") var batch = 4
         @Option(help: "Autocast dtype to compare with float32: bf16 or fp16.") var amp = "bf16"
         @Option(help: "cpu, cuda or cuda:N.") var device = "cpu"
-        @Flag(help: "Under autocast, run the mask decoder in float32 (only the encoder in --amp).") var decoderFp32 = false
         @Flag(help: "Print JSON.") var json = false
 
         func run() throws {
@@ -254,7 +253,6 @@ extension Bench {
             if delta == nil && peft.deltaType == nil { peftOptions.deltaType = "none" }
             let net = try ModelBuilder(model: model, peft: peftOptions, sam: sam, delta: delta).build()
             if dev != .cpu { try net.move(to: dev) }
-            net.decoderInFloat32 = decoderFp32
             let s = net.config.imageSize
             var images: [Image] = []
             if let data {
@@ -288,7 +286,7 @@ extension Bench {
             let pooled = union == 0 ? 1 : Double(inter) / Double(union)
             let fraction = Double(differing) / Double(max(images.count * s * s, 1))
             if json {
-                try printJSON(["images": images.count, "amp": amp, "decoder_fp32": decoderFp32, "device": "\(dev)", "pooled_iou": pooled, "min_image_iou": worst,
+                try printJSON(["images": images.count, "amp": amp, "device": "\(dev)", "pooled_iou": pooled, "min_image_iou": worst,
                                "differing_pixel_fraction": fraction, "crack_pixels_fp32_or_amp": union])
             } else {
                 print(String(format: "%d images, %@ vs float32 on %@: mask IoU %.4f pooled, %.4f worst image; %.5f%% of pixels differ",

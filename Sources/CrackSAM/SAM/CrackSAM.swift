@@ -21,10 +21,6 @@ public final class SAMModel: Module {
     public let maskDecoder: MaskDecoder
     /// The injected delta, once `applyPEFT` ran.
     public internal(set) var delta: InjectedDelta?
-    /// Under autocast, run the mask decoder in float32 (the encoder stays in the autocast dtype). The
-    /// decoder is a small share of the work (under 1% of ViT-H's FLOPs) and ends in the products that set
-    /// each pixel's margin; off by default, as the authors' autocast covers the whole model.
-    public var decoderInFloat32 = false
 
     /// `device`: where the weights are made; by default the one an enclosing `ParameterInit.withDevice`
     /// names (the CPU outside one), so a model built inside `withDevice(.cuda(0))` is wholly on CUDA.
@@ -60,15 +56,6 @@ public final class SAMModel: Module {
 
     /// The prompt-free decoder on an image embedding (B, 256, S/16, S/16): the second half of the forward.
     public func decode(embedding: Tensor) throws -> SAMOutput {
-        let device = embedding.device
-        if decoderInFloat32, device != .meta, Torch.isAutocastEnabled(device: device) {
-            let full = try embedding.to(dtype: .float32)
-            return try Torch.withAutocast(device: device, enabled: false) { try decodeAsIs(embedding: full) }
-        }
-        return try decodeAsIs(embedding: embedding)
-    }
-
-    private func decodeAsIs(embedding: Tensor) throws -> SAMOutput {
         let size = config.imageSize
         let (sparse, dense) = try promptEncoder.noPrompt(batch: embedding.size(0))
         let (logits, iouToken) = try maskDecoder(imageEmbedding: embedding, imagePE: promptEncoder.densePositionalEncoding(),
