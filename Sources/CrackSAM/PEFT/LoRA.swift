@@ -42,13 +42,15 @@ public final class LoRAQKV: Module, UnaryLayer {
         }
     }
 
+    /// base(x) + [Δq | Δk | Δv], a zero block where a slice has no pair. One add over the whole output,
+    /// not an add per slice of it: slicing the output would cost, in the backward, a zero-filled copy of
+    /// the full gradient per slice (ViT-H: 3 × 24M elements per block and step).
     public func forward(_ x: Tensor) throws -> Tensor {
         let y = try base(x)
-        var chunks = try (0..<3).map { try y.narrow(dim: -1, start: $0 * dim, length: dim) }
-        for (i, t) in [PEFTConfig.Target.q, .k, .v].enumerated() {
-            if let pair = pairs[t] { chunks[i] = try chunks[i] + pair(x) }
-        }
-        return try Tensor.cat(chunks, dim: -1)
+        let deltas = try [PEFTConfig.Target.q, .k, .v].map { try pairs[$0].map { try $0(x) } }
+        guard let some = deltas.compactMap({ $0 }).first else { return y }
+        let blocks = try deltas.map { try $0 ?? Tensor.zeros(some.shape, dtype: some.dtype, device: some.device) }
+        return try y + Tensor.cat(blocks, dim: -1)
     }
 }
 

@@ -41,22 +41,30 @@ public final class Attention: Module, UnaryLayer {
         let q = try qkv.select(dim: 0, index: 0)
         let k = try qkv.select(dim: 0, index: 1)
         let v = try qkv.select(dim: 0, index: 2)
-        let bias = try relativePositionBias(q: q.reshape([b * heads, h * w, headDim]), height: h, width: w)
-            .view([b, heads, h * w, h * w])
+        let bias = try relativePositionBias(q: q, height: h, width: w)
         let out = try Tensor.scaledDotProductAttention(query: q, key: k, value: v, bias: bias)  // (B, heads, HW, hd)
         return try proj(out.permute([0, 2, 1, 3]).reshape([b, h, w, dim]))
     }
 
-    /// rel_h[b, i, j, k] = q[b, i, j]·R_h[i, k] and rel_w likewise, summed into a (B·heads, HW, HW) bias.
-    /// Uses the unscaled q, as Meta's add_decomposed_rel_pos does. q: (B·heads, HW, hd).
+    /// rel_h[b, i, j, k] = q[b, i, j]·R_h[i, k] and rel_w likewise, summed into a (B, heads, HW, HW) bias.
+    /// Uses the unscaled q, as Meta's add_decomposed_rel_pos does. q: (B, heads, HW, hd), any strides.
+    /// Each table row meets its own queries: one batched product per row of the grid (batch h for rel_h,
+    /// w for rel_w) over every (window, head, column), so the tables are never expanded per window and
+    /// q is laid out once for each direction.
     func relativePositionBias(q: Tensor, height h: Int, width w: Int) throws -> Tensor {
-        let bn = q.size(0), c = q.size(2)
-        let rh = try relativeTable(relPosH.tensor, size: h)  // (h, h, c)
-        let rw = try relativeTable(relPosW.tensor, size: w)  // (w, w, c)
-        let rq = try q.reshape([bn, h, w, c])
-        let relH = try rq.matmul(rh.transpose(1, 2))  // (bn, h, w, c) @ (h, c, kh) → (bn, h, w, kh)
-        let relW = try rq.transpose(1, 2).matmul(rw.transpose(1, 2)).transpose(1, 2)  // (bn, h, w, kw)
-        return try (relH.unsqueeze(dim: 4) + relW.unsqueeze(dim: 3)).reshape([bn, h * w, h * w])
+        let (b, heads, c) = (q.size(0), q.size(1), q.size(3))
+        let bn = b * heads
+        let rh = try relativeTable(relPosH.tensor, size: h)  // (h, kh, c)
+        let rw = try relativeTable(relPosW.tensor, size: w)  // (w, kw, c)
+        let grid = try q.view([b, heads, h, w, c])
+        // (h, bn·w, c) @ (h, c, kh) → (h, bn·w, kh) → (bn, h, w, kh). The two small products are made
+        // contiguous so that the sum below is laid out (bn, h, w, kh, kw), a view of the bias.
+        let relH = try grid.permute([2, 0, 1, 3, 4]).reshape([h, bn * w, c]).bmm(rh.transpose(1, 2))
+            .view([h, bn, w, h]).permute([1, 0, 2, 3]).contiguous()
+        // (w, bn·h, c) @ (w, c, kw) → (w, bn·h, kw) → (bn, h, w, kw)
+        let relW = try grid.permute([3, 0, 1, 2, 4]).reshape([w, bn * h, c]).bmm(rw.transpose(1, 2))
+            .view([w, bn, h, w]).permute([1, 2, 0, 3]).contiguous()
+        return try (relH.unsqueeze(dim: 4) + relW.unsqueeze(dim: 3)).view([b, heads, h * w, h * w])
     }
 
     /// Meta's get_rel_pos for equal query and key sizes: rows of the table at (i − j + size − 1),
