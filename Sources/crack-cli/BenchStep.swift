@@ -70,9 +70,13 @@ struct StepBenchOptions: ParsableArguments {
     }
 
     /// Seconds the device spends on `steps` calls of `body` (after the warm-up the caller ran), with the
-    /// peak-memory counter reset first.
-    func timeSteps(device: Device, _ body: () throws -> Void) throws -> Double {
-        if case .cuda(let i) = device { try CUDA.synchronize(device: i); try CUDA.resetPeakMemory(device: i) }
+    /// peak-memory counter reset first unless `resetPeak` is false (a CUDA graph's memory pool is made at
+    /// its capture, in the warm-up: a peak counted from after it would leave the pool out).
+    func timeSteps(device: Device, resetPeak: Bool = true, _ body: () throws -> Void) throws -> Double {
+        if case .cuda(let i) = device {
+            try CUDA.synchronize(device: i)
+            if resetPeak { try CUDA.resetPeakMemory(device: i) }
+        }
         let timer = try DeviceTimer(device: device)
         try timer.begin()
         for _ in 0..<steps { try body() }
@@ -193,7 +197,9 @@ extension Bench {
                 throw ValidationError("the CUDA graph capture failed: \(stepper.cudaGraphFailure ?? "no capture was made")")
             }
             var last = value
-            let seconds = try options.timeSteps(device: device) { last = try stepper.step(images: images, labels: labels, lr: 1e-4) }
+            let seconds = try options.timeSteps(device: device, resetPeak: !options.cudaGraph) {
+                last = try stepper.step(images: images, labels: labels, lr: 1e-4)
+            }
             let loss = try last.loss.item()
             guard loss.isFinite else { throw ValidationError("the benchmark's loss is \(loss)") }
             let profile = try options.profile(device: device) { _ = try stepper.step(images: images, labels: labels, lr: 1e-4) }
