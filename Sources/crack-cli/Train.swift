@@ -54,7 +54,7 @@ struct Train: ParsableCommand {
     var randomWeights = false
     @Flag(help: "Recompute the encoder's activations in the backward: much less memory, one more encoder forward per step.")
     var checkpointActivations = false
-    @Flag(inversion: .prefixedNo, help: "Convolutions on channels-last (NHWC) tensors (default: on CUDA, where cuDNN is faster so; off on the CPU).")
+    @Flag(inversion: .prefixedNo, help: "Convolutions on channels-last (NHWC) tensors (default: on CUDA, where cuDNN runs NHWC faster; off on the CPU).")
     var channelsLast: Bool?
     @Option(help: "Read the loss back every N steps, not inside each step (default 10 on CUDA, 1 on the CPU).") var syncEvery: Int?
     @Flag(help: "Capture the training step in a CUDA graph after two eager steps and replay it (CUDA, one process, --sync-every > 1).")

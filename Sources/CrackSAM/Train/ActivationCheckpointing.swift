@@ -2,8 +2,9 @@
 /// an autograd graph and keeps only each block's input; the backward then walks the blocks in reverse,
 /// recomputing one block at a time from its saved input (with a graph) and back-propagating the incoming
 /// gradient through it. Peak memory holds one block's activations instead of all of them (ViT-H: 32),
-/// for the price of a second forward of the encoder. The delta's gradients come out the same as with
-/// an ordinary backward: the same products, in the same order within each block.
+/// for the price of a second forward of the encoder. The delta's gradients come out those of an
+/// ordinary backward, the same products in the same order within each block, up to rounding: the
+/// graph-free forward may take a fused attention kernel where the recorded one cannot (float64 test: 1e-11).
 public struct EncoderCheckpoints {
     /// The input of each block, then the last block's output (the neck's input); no graph attached.
     public let inputs: [Tensor]
