@@ -23,7 +23,7 @@ struct Eval: ParsableCommand {
     @Option(help: "Gaussian kernel sizes to sweep, comma separated (odd), e.g. 1,5,9,13,17,21,25.") var blurSweep: String?
     @Option(help: "Images per forward pass.") var batch = 4
     @Option(help: "An image that is not S×S: spline (the authors' scipy.ndimage.zoom: cubic spline on [0, 1] floats, the prediction back with its order 0) or opencv (8-bit bicubic, nearest back).")
-    var resize = "spline"
+    var resize: ResizeMethod = .spline
     @Option(help: "cpu, cuda or cuda:N.") var device = "cpu"
     @Option(help: "Autocast on CUDA: fp16, bf16 or off.") var amp = "off"
     @Option(help: "libtorch CPU threads.") var threads: Int?
@@ -43,7 +43,6 @@ struct Eval: ParsableCommand {
         func print(_ line: String) { if leader { Swift.print(line) } }
         if let threads { Torch.threads = threads }
         guard !dataset.isEmpty else { throw ValidationError("give at least one --dataset NAME=DIR") }
-        guard let method = ResizeMethod(rawValue: resize) else { throw ValidationError("--resize must be spline or opencv (got '\(resize)')") }
         guard var dev = Device(device) else { throw ValidationError("--device must be cpu, cuda or cuda:N") }
         if let environment, environment.worldSize > 1, device == "cuda" { dev = .cuda(environment.localRank) }
         var datasets: [(String, CrackDataset)] = []
@@ -77,7 +76,7 @@ struct Eval: ParsableCommand {
             let net = try ModelBuilder(model: model, peft: peftOptions, sam: sam, delta: file).build()
             if dev != .cpu { try net.move(to: dev) }
             let name = file.map { URL(fileURLWithPath: $0).deletingPathExtension().lastPathComponent } ?? "untrained"
-            let evaluator = Evaluator(predictor: SAMPredictor(model: net, device: dev, amp: ampType, resize: method), name: name, batch: batch, group: group)
+            let evaluator = Evaluator(predictor: SAMPredictor(model: net, device: dev, amp: ampType, resize: resize), name: name, batch: batch, group: group)
             for (datasetName, ds) in datasets {
                 for variant in variants + sweep.map(Optional.some) {
                     let save = savePredictions.map { "\($0)/\(name)/\(datasetName)/\(variant?.description.replacingOccurrences(of: ":", with: "") ?? "clean")" }

@@ -133,3 +133,6 @@ struct ModelBuilder {
         return net
     }
 }
+
+/// `--resize spline|opencv`: ArgumentParser parses it, and names the valid values when it cannot.
+extension ResizeMethod: ExpressibleByArgument {}

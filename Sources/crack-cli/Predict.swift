@@ -25,7 +25,7 @@ struct Predict: ParsableCommand {
     var overlap = 64
 
     @Option(help: "Resize mode's resampling of an image that is not S×S: spline (the authors' scipy.ndimage.zoom, cubic spline on [0, 1] floats, the mask back with its order 0) or opencv (8-bit bicubic, nearest back).")
-    var resize = "spline"
+    var resize: ResizeMethod = .spline
 
     @Option(help: "Write <name>_mask.png, <name>_overlay.png and measurements.csv/.json into this folder.")
     var out: String?
@@ -64,7 +64,6 @@ struct Predict: ParsableCommand {
             throw ValidationError("--save-logits/--save-embedding describe the S×S forward of resize mode")
         }
         guard batch > 0 else { throw ValidationError("--batch must be positive") }
-        guard ResizeMethod(rawValue: resize) != nil else { throw ValidationError("--resize must be spline or opencv (got '\(resize)')") }
         guard Device(device) != nil else { throw ValidationError("--device must be cpu, cuda or cuda:N (got '\(device)')") }
     }
 
@@ -89,7 +88,7 @@ struct Predict: ParsableCommand {
         }
         guard !images.isEmpty else { throw ValidationError("no PNG or JPEG files in \(inputs.joined(separator: ", "))") }
         if let out { try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true) }
-        let method = ResizeMethod(rawValue: resize)!
+        let method = resize
         let predictor = SAMPredictor(model: net, device: device, resize: method)
         let s = config.imageSize
         var logits: [Tensor] = []

@@ -88,9 +88,7 @@ final class DatasetTests: XCTestCase {
     /// The small-angle rotation is scipy.ndimage.rotate(order=0, reshape=False), as the authors' loader
     /// rotates, pixel for pixel, the zero-filled border included.
     func testRotationIsSciPys() throws {
-        let path = try Oracle.scratch() + "/rotate.safetensors"
-        try Oracle.run("rotate_oracle.py", [path])
-        let t = try SafeTensors.load(at: path).tensors
+        let t = try Oracle.tensors(from: "rotate_oracle.py")
         var checked = 0
         for (key, expected) in t where key.contains("rotated_") {
             let source = try XCTUnwrap(t[key.hasPrefix("square") ? "square" : "image"])

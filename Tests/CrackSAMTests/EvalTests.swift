@@ -73,9 +73,7 @@ final class EvalTests: XCTestCase {
         XCTAssertEqual(Evaluator.resizeNearest([1, 2, 3, 4], from: (4, 1), to: (3, 1)), [1, 2, 3])
         XCTAssertEqual(Evaluator.resizeNearest([1, 2], from: (2, 1), to: (5, 1)), [1, 1, 1, 2, 2])
         // cv2.resize(INTER_NEAREST) itself, on sizes where the rounding of the scale matters (448 → 576).
-        let path = try Oracle.scratch() + "/resize.safetensors"
-        try Oracle.run("resize_oracle.py", [path])
-        let cases = try SafeTensors.load(at: path).tensors
+        let cases = try Oracle.tensors(from: "resize_oracle.py")
         XCTAssertEqual(cases.count, 12)
         for (key, src) in cases where key.hasPrefix("src_") {
             let name = String(key.dropFirst(4)), dst = try XCTUnwrap(cases["dst_" + name])

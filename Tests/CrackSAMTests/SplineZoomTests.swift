@@ -6,9 +6,7 @@ import XCTest
 /// prediction back) against SciPy itself, on sizes up, down, odd and tiny.
 final class SplineZoomTests: XCTestCase {
     func testMatchesSciPysZoom() throws {
-        let path = try Oracle.scratch() + "/zoom.safetensors"
-        try Oracle.run("zoom_oracle.py", [path])
-        let t = try SafeTensors.load(at: path).tensors
+        let t = try Oracle.tensors(from: "zoom_oracle.py")
         var cases = 0
         for (key, image) in t where key.hasPrefix("image_") {
             let name = String(key.dropFirst(6))

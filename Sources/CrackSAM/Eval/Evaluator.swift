@@ -51,19 +51,8 @@ public struct SAMPredictor: MaskPredictor {
     /// Logits (B, C+1, S, S) for images of any size (resized to S×S), in inference mode (under autocast when asked).
     func logits(_ images: [Image]) throws -> Tensor {
         // One image per thread: resampling a large photo (a spline through 12 megapixels) is the slow part.
-        var inputs = [Tensor?](repeating: nil, count: images.count)
-        var failure: Error?
-        let lock = NSLock()
-        DispatchQueue.concurrentPerform(iterations: images.count) { i in
-            do {
-                let t = try Preprocess.image(images[i], size: inputSize, resize: resize)
-                lock.lock(); inputs[i] = t; lock.unlock()
-            } catch {
-                lock.lock(); failure = failure ?? error; lock.unlock()
-            }
-        }
-        if let failure { throw failure }
-        let input = try Tensor.stack(inputs.map { $0! }).to(device: device)
+        let inputs = try concurrentMap(images.count) { try Preprocess.image(images[$0], size: inputSize, resize: resize) }
+        let input = try Tensor.stack(inputs).to(device: device)
         return try Torch.withInferenceMode {
             if let amp { return try Torch.withAutocast(device: device, dtype: amp) { try model(input).logits } }
             return try model(input).logits
@@ -124,20 +113,11 @@ public final class Evaluator {
         for start in stride(from: 0, to: dataset.count, by: batch) {
             let indices = Array(start..<min(start + batch, dataset.count))
             // Decoding and degradation in parallel; the model runs on the whole batch.
-            var loaded = [(Image, [UInt8])?](repeating: nil, count: indices.count)
-            var failure: Error?
-            let lock = NSLock()
-            DispatchQueue.concurrentPerform(iterations: indices.count) { j in
-                do {
-                    var (image, label) = try dataset.loadOriginal(indices[j])
-                    if let degradation { image = try degradation.apply(to: image) }
-                    lock.lock(); loaded[j] = (image, label); lock.unlock()
-                } catch {
-                    lock.lock(); failure = failure ?? error; lock.unlock()
-                }
+            let items = try concurrentMap(indices.count) { j -> (Image, [UInt8]) in
+                var (image, label) = try dataset.loadOriginal(indices[j])
+                if let degradation { image = try degradation.apply(to: image) }
+                return (image, label)
             }
-            if let failure { throw failure }
-            let items = loaded.map { $0! }
             let masks = try predictor.predict(items.map(\.0))
             for (j, (image, label)) in items.enumerated() {
                 let pred = predictor.resize.maskBack(masks[j], from: (s, s), to: (image.width, image.height))

@@ -93,19 +93,12 @@ public enum Synth {
         let fm = FileManager.default
         try fm.createDirectory(atPath: dir + "/images", withIntermediateDirectories: true)
         try fm.createDirectory(atPath: dir + "/masks", withIntermediateDirectories: true)
-        var failure: Error?
-        let lock = NSLock()
-        DispatchQueue.concurrentPerform(iterations: count) { i in
+        _ = try concurrentMap(count) { i in
             let s = render(index: i, options: options)
             let name = String(format: "synth_%05d", i)
-            do {
-                try s.image.write(to: "\(dir)/images/\(name).png")
-                try Image(width: options.size, height: options.size, channels: 1, pixels: s.mask).write(to: "\(dir)/masks/\(name).png")
-            } catch {
-                lock.lock(); failure = failure ?? error; lock.unlock()
-            }
+            try s.image.write(to: "\(dir)/images/\(name).png")
+            try Image(width: options.size, height: options.size, channels: 1, pixels: s.mask).write(to: "\(dir)/masks/\(name).png")
         }
-        if let failure { throw failure }
         let names = (0..<count).map { String(format: "synth_%05d", $0) }
         let nTrain = Int((Double(count) * 0.8).rounded()), nVal = Int((Double(count) * 0.1).rounded())
         try (names[0..<nTrain].joined(separator: "\n") + "\n").write(toFile: dir + "/train.txt", atomically: true, encoding: .utf8)

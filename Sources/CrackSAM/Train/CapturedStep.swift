@@ -54,10 +54,12 @@ extension TrainingStep {
             return nil
         }
         // This batch's step, for real, on the graph's stream; then the same step captured (nothing runs).
+        // Only detached values outlive a step (a graph kept alive holds gradient accumulators that then
+        // meet the capture on another stream; see CrackLoss.Value.detached).
         let value = try graph.onStream { () -> CrackLoss.Value in
             let value = try forward(images: images, labels: labels)
             try update(value, rate: .value(lr), sync: false)
-            return value
+            return try value.detached()
         }
         do {
             let staticImages = try images.clone(), staticLabels = try labels.clone()
@@ -67,7 +69,7 @@ extension TrainingStep {
             let out = try graph.capture { () -> CrackLoss.Value in
                 let v = try forward(images: staticImages, labels: staticLabels)
                 try update(v, rate: .tensor(rate), sync: false)
-                return v
+                return try v.detached()
             }
             captured = CapturedStep(graph: graph, images: staticImages, labels: staticLabels, rate: rate, value: out)
         } catch {

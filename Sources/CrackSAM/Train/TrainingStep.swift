@@ -28,6 +28,7 @@ public final class TrainingStep {
     var pending: EncoderCheckpoints?
     /// Steps `update(sync: false)` skipped on the device (without the fp16 scaler).
     private var skipped: Tensor?
+    private var unit: Tensor?
 
     /// How many `update(sync: false)` calls skipped their step (non-finite gradients); reads the device.
     public func stepsSkippedOnDevice() throws -> Int {
@@ -77,9 +78,8 @@ public final class TrainingStep {
     /// from a CUDA graph when `cudaGraph` is set and the capture has been made. The value comes back
     /// without its autograd graph (`CrackLoss.Value.detached`).
     public func step(images: Tensor, labels: Tensor, lr: Double) throws -> CrackLoss.Value {
-        if cudaGraph, cudaGraphFailure == nil, let value = try graphStep(images: images, labels: labels, lr: lr) {
-            return try value.detached()
-        }
+        // A replay hands back detached copies already (the graph's own outputs are overwritten by the next).
+        if cudaGraph, cudaGraphFailure == nil, let value = try graphStep(images: images, labels: labels, lr: lr) { return value }
         let value = try forward(images: images, labels: labels)
         try update(value, rate: .value(lr), sync: false)
         return try value.detached()
@@ -117,9 +117,8 @@ public final class TrainingStep {
             // itself where they are not finite, so a bad batch never reaches the weights. Without a
             // read-back the skip is counted on the device; with one, it is returned.
             let foundInf = try Tensor.zeros([1], device: device)
-            let one = try Tensor.ones([1], device: device)
             let grads = try optimizer.parameters.compactMap { try $0.tensor.grad }
-            try Torch.withNoGrad { try FusedKernels.unscale(grads: grads, foundInf: foundInf, invScale: one) }
+            try Torch.withNoGrad { try FusedKernels.unscale(grads: grads, foundInf: foundInf, invScale: unitScale()) }
             try optimizer.step(rate: rate, foundInf: foundInf)
             if sync {
                 taken = try foundInf.item() == 0
@@ -129,6 +128,14 @@ public final class TrainingStep {
         }
         try optimizer.zeroGrad()
         return taken
+    }
+
+    /// The scale 1 the gradient check divides by, made once (the check runs every step).
+    func unitScale() throws -> Tensor {
+        if let unit { return unit }
+        let one = try Tensor.ones([1], device: device)
+        unit = one
+        return one
     }
 
     /// The device counter of skipped steps, made on first use (before any capture: see GradScaler's).
