@@ -166,6 +166,9 @@ ct_error ct_autocast_enter(int device_type, int dtype, int enabled, ct_guard *ou
   })
 }
 int ct_autocast_enabled(int device_type) { return at::autocast::is_autocast_enabled(static_cast<at::DeviceType>(device_type)) ? 1 : 0; }
+int ct_autocast_dtype(int device_type) {
+  return static_cast<int>(at::autocast::get_autocast_dtype(static_cast<at::DeviceType>(device_type)));
+}
 void ct_set_autocast_cache(int enabled) { at::autocast::set_autocast_cache_enabled(enabled != 0); }
 int ct_autocast_cache(void) { return at::autocast::is_autocast_cache_enabled() ? 1 : 0; }
 

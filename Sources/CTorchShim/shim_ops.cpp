@@ -123,6 +123,15 @@ ct_error ct_slice(ct_tensor t, int64_t dim, int64_t start, int64_t end, int64_t 
 ct_error ct_select(ct_tensor t, int64_t dim, int64_t index, ct_tensor *out) { CT_OUT(t->t.select(dim, index)) }
 ct_error ct_index_select(ct_tensor t, int64_t dim, ct_tensor index, ct_tensor *out) { CT_OUT(t->t.index_select(dim, index->t)) }
 ct_error ct_gather(ct_tensor t, int64_t dim, ct_tensor index, ct_tensor *out) { CT_OUT(t->t.gather(dim, index->t)) }
+ct_error ct_unbind(ct_tensor t, int64_t dim, ct_tensor *outs, int64_t cap, int64_t *count) {
+  CT_TRY({
+    auto parts = t->t.unbind(dim);
+    if ((int64_t)parts.size() > cap)
+      throw std::invalid_argument("unbind: " + std::to_string(parts.size()) + " parts, room for " + std::to_string(cap));
+    for (size_t i = 0; i < parts.size(); ++i) outs[i] = ct_wrap(parts[i]);
+    *count = (int64_t)parts.size();
+  })
+}
 ct_error ct_cat(const ct_tensor *ts, int n, int64_t dim, ct_tensor *out) { CT_OUT(at::cat(ct_list(ts, n), dim)) }
 ct_error ct_stack(const ct_tensor *ts, int n, int64_t dim, ct_tensor *out) { CT_OUT(at::stack(ct_list(ts, n), dim)) }
 ct_error ct_pad(ct_tensor t, const int64_t *pads, int npads, int mode, double value, ct_tensor *out) {
@@ -164,6 +173,9 @@ ct_error ct_masked_fill(ct_tensor t, ct_tensor mask, double value, ct_tensor *ou
 // ---- linear algebra and nn ----
 ct_error ct_matmul(ct_tensor a, ct_tensor b, ct_tensor *out) { CT_OUT(at::matmul(a->t, b->t)) }
 ct_error ct_bmm(ct_tensor a, ct_tensor b, ct_tensor *out) { CT_OUT(at::bmm(a->t, b->t)) }
+ct_error ct_addmm(ct_tensor c, ct_tensor a, ct_tensor b, double beta, double alpha, ct_tensor *out) {
+  CT_OUT(at::addmm(c->t, a->t, b->t, beta, alpha))
+}
 ct_error ct_linear(ct_tensor x, ct_tensor w, ct_tensor b, ct_tensor *out) { CT_OUT(at::linear(x->t, w->t, ct_opt(b))) }
 ct_error ct_conv2d(ct_tensor x, ct_tensor w, ct_tensor b, const int64_t stride[2], const int64_t padding[2], const int64_t dilation[2],
                    int64_t groups, ct_tensor *out) {

@@ -38,6 +38,7 @@ final class OpsParityTests: XCTestCase {
         one("narrow") { try $0[0].narrow(dim: 2, start: 1, length: 2) }
         one("slice_step") { try $0[0].slice(dim: 1, start: 0, end: 3, step: 2) }
         one("select") { try $0[0].select(dim: 1, index: 2) }
+        one("unbind") { try .cat($0[0].unbind(dim: 1), dim: -1) }
         one("index_select") { try $0[0].indexSelect(dim: 2, index: $0[1]) }
         one("gather") { try $0[0].gather(dim: 2, index: $0[1]) }
         one("cat") { try .cat([$0[0], $0[1]], dim: 1) }
@@ -100,6 +101,7 @@ final class OpsParityTests: XCTestCase {
         one("bmm") { try $0[0].bmm($0[1]) }
         one("linear") { try $0[0].linear(weight: $0[1], bias: $0[2]) }
         one("linear_nobias") { try $0[0].linear(weight: $0[1]) }
+        one("linear_adding") { try $0[0].linear(weight: $0[1], adding: $0[2]) }
         one("conv2d") { try $0[0].conv2d(weight: $0[1], bias: $0[2], stride: (2, 2), padding: (1, 1), groups: 2) }
         one("conv2d_dilated") { try $0[0].conv2d(weight: $0[1], padding: (2, 2), dilation: (2, 2)) }
         one("conv_transpose2d") { try $0[0].convTranspose2d(weight: $0[1], bias: $0[2], stride: (2, 2)) }

@@ -46,6 +46,26 @@ final class PEFTTests: XCTestCase {
         }
     }
 
+    /// Under autocast a block casts its normalized tokens once, so the LoRA pairs beside the frozen qkv
+    /// read them as they are: wrapping qkv with q and v pairs adds two casts, of the pairs' stacked A's
+    /// and of their B's block matrix, and no cast of the activations (each would be a copy forward and
+    /// another backward).
+    func testLoRAUnderAutocastCastsOnlyItsOwnWeights() throws {
+        func casts(_ block: Block) throws -> Int {
+            let x = try Tensor.randn([2, 14, 14, 32])
+            let (_, profile) = try Profiler.record(cuda: false) {
+                try Torch.withAutocast(device: .cpu, dtype: .bfloat16) { try block(x) }
+            }
+            return profile.opsBySelfHostTime().first { $0.name == "aten::_to_copy" }?.calls ?? 0
+        }
+        let block = try Block(dim: 32, heads: 2, mlpRatio: 4, windowSize: 7, gridSize: 14)
+        _ = try casts(block)  // the first call also makes the attention's constant key columns
+        let plain = try casts(block)
+        let attn = try XCTUnwrap(block.attn as? Attention)
+        attn.qkv = try LoRAQKV(wrapping: try XCTUnwrap(attn.qkv as? Linear), targets: [.q, .v], rank: 4)
+        XCTAssertEqual(try casts(block), plain + 2)
+    }
+
     func testAdaptersCannotBeMergedAndSayWhy() throws {
         for type in [PEFTConfig.DeltaType.adapter, .both] {
             let model = try randomDeltaModel(PEFTConfig(deltaType: type))

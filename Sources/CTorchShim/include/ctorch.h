@@ -91,6 +91,8 @@ ct_error ct_clone(ct_tensor t, ct_tensor *out);
 ct_error ct_narrow(ct_tensor t, int64_t dim, int64_t start, int64_t length, ct_tensor *out);
 ct_error ct_slice(ct_tensor t, int64_t dim, int64_t start, int64_t end, int64_t step, ct_tensor *out);
 ct_error ct_select(ct_tensor t, int64_t dim, int64_t index, ct_tensor *out);
+/* t.unbind(dim): writes the size(dim) views to outs (cap must be at least that; *count gets it). */
+ct_error ct_unbind(ct_tensor t, int64_t dim, ct_tensor *outs, int64_t cap, int64_t *count);
 ct_error ct_index_select(ct_tensor t, int64_t dim, ct_tensor index, ct_tensor *out);
 ct_error ct_gather(ct_tensor t, int64_t dim, ct_tensor index, ct_tensor *out);
 ct_error ct_cat(const ct_tensor *ts, int n, int64_t dim, ct_tensor *out);
@@ -130,6 +132,8 @@ ct_error ct_masked_fill(ct_tensor t, ct_tensor mask, double value, ct_tensor *ou
 /* ---- linear algebra and nn primitives ---- */
 ct_error ct_matmul(ct_tensor a, ct_tensor b, ct_tensor *out);
 ct_error ct_bmm(ct_tensor a, ct_tensor b, ct_tensor *out);
+/* beta * c + alpha * (a @ b), a and b 2-D (torch.addmm). */
+ct_error ct_addmm(ct_tensor c, ct_tensor a, ct_tensor b, double beta, double alpha, ct_tensor *out);
 ct_error ct_linear(ct_tensor x, ct_tensor w, ct_tensor b /* nullable */, ct_tensor *out);
 ct_error ct_conv2d(ct_tensor x, ct_tensor w, ct_tensor b, const int64_t stride[2], const int64_t padding[2],
                    const int64_t dilation[2], int64_t groups, ct_tensor *out);
@@ -204,6 +208,8 @@ void ct_guard_exit(ct_guard g);
 /* Enters autocast for a device type with a dtype (CT_FLOAT16 / CT_BFLOAT16); exit restores. */
 ct_error ct_autocast_enter(int device_type, int dtype, int enabled, ct_guard *out);
 int ct_autocast_enabled(int device_type);
+/* The dtype autocast casts to on that device type (a CT_ dtype), enabled or not. */
+int ct_autocast_dtype(int device_type);
 /* Autocast's cache of casted weights (on by default; off while a CUDA graph is captured). */
 void ct_set_autocast_cache(int enabled);
 int ct_autocast_cache(void);

@@ -42,15 +42,30 @@ public final class LoRAQKV: Module, UnaryLayer {
         }
     }
 
-    /// base(x) + [Δq | Δk | Δv], a zero block where a slice has no pair. One add over the whole output,
-    /// not an add per slice of it: slicing the output would cost, in the backward, a zero-filled copy of
-    /// the full gradient per slice (ViT-H: 3 × 24M elements per block and step).
+    /// base(x) + [Δq | Δk | Δv], a zero block where a slice has no pair, in two thin products and the
+    /// base product. The pairs run side by side: their A's stacked, (n·r, in), then their B's laid into a
+    /// (3·dim, n·r) block matrix, each in its own slice's rows and its own pair's columns. That product
+    /// comes out in the fused layout with the base bias added, and the base product adds it in its
+    /// epilogue. A delta per pair would write each slice, a zero slice and a concatenation, then a sum
+    /// over the whole output, and its backward would cut the gradient back into strided slices.
     public func forward(_ x: Tensor) throws -> Tensor {
-        let y = try base(x)
-        let deltas = try [PEFTConfig.Target.q, .k, .v].map { try pairs[$0].map { try $0(x) } }
-        guard let some = deltas.compactMap({ $0 }).first else { return y }
-        let blocks = try deltas.map { try $0 ?? Tensor.zeros(some.shape, dtype: some.dtype, device: some.device) }
-        return try y + Tensor.cat(blocks, dim: -1)
+        let present = [PEFTConfig.Target.q, .k, .v].map { pairs[$0] }
+        guard let first = present.compactMap({ $0 }).first else { return try base(x) }
+        let (rank, n) = (first.a.outFeatures, present.compactMap { $0 }.count)
+        let down = try Tensor.cat(present.compactMap { $0?.a.weight.tensor }, dim: 0)  // (n·r, in)
+        var column = 0
+        let up = try Tensor.cat(present.map { pair -> Tensor in  // (3·dim, n·r)
+            guard let b = pair?.b.weight.tensor else {
+                return try Tensor.zeros([dim, n * rank], dtype: first.b.weight.tensor.dtype, device: first.b.weight.tensor.device)
+            }
+            defer { column += rank }
+            return try b.pad([column, n * rank - column - rank])
+        }, dim: 0)
+        let h = try x.linear(weight: down)
+        // Counted as the pairs' own B products, 2·r·dim per token each: the zero blocks are no work of the model.
+        let delta = try FlopCounter.uncounted { try h.linear(weight: up, bias: base.bias?.tensor) }
+        if FlopCounter.isActive { FlopCounter.add(forward: 2 * Double(h.count) * Double(dim), operands: [h, up]) }
+        return try x.linear(weight: base.weight.tensor, adding: delta)
     }
 }
 

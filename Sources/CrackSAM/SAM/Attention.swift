@@ -1,9 +1,13 @@
 /// The image encoder's multi-head self-attention with decomposed relative position bias
 /// (Meta's `image_encoder.blocks.i.attn`): fused `qkv`, `proj`, and `rel_pos_h` / `rel_pos_w`.
 ///
-/// The relative-position term is built as an additive bias and handed to scaled_dot_product_attention
-/// with the logits, so CUDA can still choose a fused kernel; it equals Meta's explicit
-/// softmax(q·kᵀ·scale + rel_h + rel_w)·v (tested).
+/// Meta adds rel_h[i, row(j)] + rel_w[i, col(j)] to the logits, an (L × L) bias per head. That bias is
+/// a product in disguise: rel_h[i, ·] and rel_w[i, ·] are short rows (one entry per grid row / column),
+/// and key j picks one entry of each. So the rows ride along as extra query columns and the keys get
+/// the matching one-hot columns, and plain scaled_dot_product_attention, without any bias, computes
+/// softmax(q·kᵀ·scale + rel_h + rel_w)·v (tested against Meta's explicit graph). No (L × L) tensor is
+/// made or kept for the backward, no bias gradient is written and summed back down, and the fused
+/// kernels, which take no bias (flash) or pad it (efficient), run as they are.
 public final class Attention: Module, UnaryLayer {
     /// Replaceable so PEFT can wrap the fused projection (LoRA on q/k/v).
     public var qkv: UnaryLayer { didSet { register(child: "qkv", qkv) } }
@@ -13,6 +17,7 @@ public final class Attention: Module, UnaryLayer {
     let heads: Int
     let dim: Int
     private var relIndexCache: [Int: Tensor] = [:]
+    private var keyColumnsCache: [String: Tensor] = [:]
 
     /// `gridSize`: the side of what one attention call sees (the window, or the whole token grid).
     public init(dim: Int, heads: Int, gridSize: Int) throws {
@@ -34,37 +39,83 @@ public final class Attention: Module, UnaryLayer {
         let s = x.shape
         let (b, h, w) = (s[0], s[1], s[2])
         let headDim = dim / heads
-        // (B, HW, 3, heads, hd) → (3, B, heads, HW, hd): q, k and v stay strided views of the projection.
-        // Four-dimensional on purpose: libtorch's fused attention kernels take only (B, heads, L, E)
-        // tensors, and a bias of (B, heads, L, L); three-dimensional inputs fall back to the unfused path.
-        let qkv = try self.qkv(x).reshape([b, h * w, 3, heads, headDim]).permute([2, 0, 3, 1, 4])
-        let q = try qkv.select(dim: 0, index: 0)
-        let k = try qkv.select(dim: 0, index: 1)
-        let v = try qkv.select(dim: 0, index: 2)
-        let bias = try relativePositionBias(q: q, height: h, width: w)
-        let out = try Tensor.scaledDotProductAttention(query: q, key: k, value: v, bias: bias)  // (B, heads, HW, hd)
+        // (B, HW, 3, heads, hd) → (3, B, heads, HW, hd): q, k and v stay strided views of the projection,
+        // and unbind's backward stacks their gradients straight into the projection's layout.
+        let qkv = try self.qkv(x).reshape([b, h * w, 3, heads, headDim]).permute([2, 0, 3, 1, 4]).unbind(dim: 0)
+        let (q, k, v) = (qkv[0], qkv[1], qkv[2])
+        let width = Self.operandWidth(headDim: headDim, height: h, width: w)
+        let queries = try extendedQueries(q, height: h, width: w, to: width)
+        let keys = try extendedKeys(k, height: h, width: w, to: width)
+        // The fused kernels want one head dimension for q, k and v: v gets zero columns, which only add
+        // zero columns to the output, sliced off below.
+        let values = try width > headDim ? v.pad([0, width - headDim]) : v
+        let scale = 1 / Double(headDim).squareRoot()
+        var out = try FlopCounter.uncounted {
+            try Tensor.scaledDotProductAttention(query: queries, key: keys, value: values, scale: scale)
+        }
+        if FlopCounter.isActive {
+            // Counted as the model defines it (q·kᵀ and weights·v over hd), as PyTorch counts Meta's graph:
+            // the folded columns stand for the bias add, and the padding is no work of the model.
+            let rows = Double(b * heads * h * w)
+            FlopCounter.attention(forward: 2 * 2 * rows * Double(h * w) * Double(headDim), operands: [q, k, v])
+        }
+        if width > headDim { out = try out.narrow(dim: 3, start: 0, length: headDim) }  // (B, heads, HW, hd)
         return try proj(out.permute([0, 2, 1, 3]).reshape([b, h, w, dim]))
     }
 
-    /// rel_h[b, i, j, k] = q[b, i, j]·R_h[i, k] and rel_w likewise, summed into a (B, heads, HW, HW) bias.
-    /// Uses the unscaled q, as Meta's add_decomposed_rel_pos does. q: (B, heads, HW, hd), any strides.
-    /// Each table row meets its own queries: one batched product per row of the grid (batch h for rel_h,
-    /// w for rel_w) over every (window, head, column), so the tables are never expanded per window and
-    /// q is laid out once for each direction.
-    func relativePositionBias(q: Tensor, height h: Int, width w: Int) throws -> Tensor {
+    /// The head dimension of the extended operands: hd + H + W, rounded up to a multiple of 8, which the
+    /// fused CUDA kernels need for 16-bit inputs.
+    static func operandWidth(headDim: Int, height: Int, width: Int) -> Int { (headDim + height + width + 7) / 8 * 8 }
+
+    /// [q | rel_h/scale | rel_w/scale | 0], (B, heads, HW, width). rel_h[b, i, k] = q[b, i]·R_h[row(i), k]
+    /// with the unscaled q, as in Meta's add_decomposed_rel_pos; dividing the tables by the softmax scale
+    /// makes scale·(these columns · the keys' one-hots) come out as rel_h + rel_w exactly.
+    /// Each table row meets its own queries in one batched product per grid row (for rel_h) or column
+    /// (for rel_w), so the tables are never expanded per window; the products land in place in the cat.
+    func extendedQueries(_ q: Tensor, height h: Int, width w: Int, to width: Int) throws -> Tensor {
         let (b, heads, c) = (q.size(0), q.size(1), q.size(3))
         let bn = b * heads
-        let rh = try relativeTable(relPosH.tensor, size: h)  // (h, kh, c)
-        let rw = try relativeTable(relPosW.tensor, size: w)  // (w, kw, c)
+        let unscale = Double(c).squareRoot()
+        let rh = try relativeTable(relPosH.tensor, size: h) * unscale  // (h, kh, c)
+        let rw = try relativeTable(relPosW.tensor, size: w) * unscale  // (w, kw, c)
         let grid = try q.view([b, heads, h, w, c])
-        // (h, bn·w, c) @ (h, c, kh) → (h, bn·w, kh) → (bn, h, w, kh). The two small products are made
-        // contiguous so that the sum below is laid out (bn, h, w, kh, kw), a view of the bias.
+        // (h, bn·w, c) @ (h, c, kh) → (h, bn·w, kh), seen as (b, heads, h, w, kh)
         let relH = try grid.permute([2, 0, 1, 3, 4]).reshape([h, bn * w, c]).bmm(rh.transpose(1, 2))
-            .view([h, bn, w, h]).permute([1, 0, 2, 3]).contiguous()
-        // (w, bn·h, c) @ (w, c, kw) → (w, bn·h, kw) → (bn, h, w, kw)
+            .view([h, b, heads, w, h]).permute([1, 2, 0, 3, 4])
+        // (w, bn·h, c) @ (w, c, kw) → (w, bn·h, kw), seen as (b, heads, h, w, kw)
         let relW = try grid.permute([3, 0, 1, 2, 4]).reshape([w, bn * h, c]).bmm(rw.transpose(1, 2))
-            .view([w, bn, h, w]).permute([1, 2, 0, 3]).contiguous()
-        return try (relH.unsqueeze(dim: 4) + relW.unsqueeze(dim: 3)).view([b, heads, h * w, h * w])
+            .view([w, b, heads, h, w]).permute([1, 2, 3, 0, 4])
+        var parts = [grid, relH, relW]
+        let pad = width - (c + h + w)
+        if pad > 0 {
+            parts.append(try Tensor.zeros([1, 1, 1, 1, pad], dtype: relH.dtype, device: q.device).expand([b, heads, h, w, pad]))
+        }
+        return try Tensor.cat(parts, dim: 4).view([b, heads, h * w, width])
+    }
+
+    /// [k | onehot(row(j)) | onehot(col(j)) | 0], (B, heads, HW, width): the columns that pick key j's
+    /// entries out of the queries' rel_h and rel_w rows.
+    func extendedKeys(_ k: Tensor, height h: Int, width w: Int, to width: Int) throws -> Tensor {
+        let (b, heads, c) = (k.size(0), k.size(1), k.size(3))
+        let columns = try keyColumns(height: h, width: w, count: width - c, dtype: k.dtype, device: k.device)
+        return try Tensor.cat([k.view([b, heads, h, w, c]), columns.expand([b, heads, h, w, width - c])], dim: 4)
+            .view([b, heads, h * w, width])
+    }
+
+    /// The constant (H, W, n) block of extendedKeys, made once per shape, dtype and device.
+    func keyColumns(height h: Int, width w: Int, count n: Int, dtype: DType, device: Device) throws -> Tensor {
+        let key = "\(h)x\(w)x\(n) \(dtype) \(device)"
+        if let cached = keyColumnsCache[key] { return cached }
+        var ones = [Float](repeating: 0, count: h * w * n)
+        for i in 0..<h {
+            for j in 0..<w {
+                ones[(i * w + j) * n + i] = 1
+                ones[(i * w + j) * n + h + j] = 1
+            }
+        }
+        let columns = try Tensor(ones, shape: [h, w, n]).to(device: device, dtype: dtype)
+        keyColumnsCache[key] = columns
+        return columns
     }
 
     /// Meta's get_rel_pos for equal query and key sizes: rows of the table at (i − j + size − 1),

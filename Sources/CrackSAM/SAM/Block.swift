@@ -41,7 +41,7 @@ public final class Block: Module, UnaryLayer {
     }
 
     public func forward(_ x: Tensor) throws -> Tensor {
-        var h = try norm1(x)
+        var h = try lowered(norm1(x))
         if windowSize > 0 {
             let (height, width) = (x.size(1), x.size(2))
             let (windows, padded) = try windowPartition(h)
@@ -50,7 +50,17 @@ public final class Block: Module, UnaryLayer {
             h = try attn(h)
         }
         let y = try x + h
-        return try y + mlp(norm2(y))
+        return try y + mlp(lowered(norm2(y)))
+    }
+
+    /// Under autocast, the normalized tokens in autocast's dtype. Layer norm hands back float32, and
+    /// every projection that reads them would cast them again on its own (qkv and each LoRA pair beside
+    /// it; lin1 and a parallel adapter), each cast with its own backward, while the window copy would
+    /// move them in float32. Cast once here, the projections compute exactly what they did, and only
+    /// the gradient of these tokens is summed in the lower precision.
+    func lowered(_ t: Tensor) throws -> Tensor {
+        guard t.dtype == .float32, let low = Torch.autocastDType(device: t.device) else { return t }
+        return try t.to(dtype: low)
     }
 
     /// (B, H, W, C) → (B·nWindows, ws, ws, C), zero-padding H and W up to multiples of ws first.

@@ -42,6 +42,13 @@ public enum FlopCounter {
         return (result, box.count)
     }
 
+    /// Runs `body` with counting off on this thread: for a layer that counts its own work because the
+    /// ops it runs are not the products its model defines (attention with folded-in extra columns).
+    static func uncounted<R>(_ body: () throws -> R) rethrows -> R {
+        guard isActive else { return try body() }
+        return try $active.withValue(nil) { try body() }
+    }
+
     @inline(__always)
     static func add(forward: Double, operands: [Tensor]) {
         guard let box = active else { return }

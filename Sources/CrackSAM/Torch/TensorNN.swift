@@ -21,6 +21,17 @@ extension Tensor {
         return out
     }
 
+    /// x·Wᵀ + c, c of the output's shape, as one product whose epilogue adds c (torch.addmm with β = 1):
+    /// no separate pass that reads the product back to add c to it. x may have any leading shape.
+    public func linear(weight: Tensor, adding c: Tensor) throws -> Tensor {
+        let (inputs, outputs) = (weight.size(1), weight.size(0))
+        let flat = try reshape([-1, inputs])
+        let sum = try c.reshape([-1, outputs]), transposed = try weight.transpose(0, 1)
+        let out = try makeTensor { ct_addmm(sum.handle, flat.handle, transposed.handle, 1, 1, $0) }
+        if FlopCounter.isActive { FlopCounter.add(forward: 2 * Double(out.count) * Double(inputs), operands: [self, weight]) }
+        return try out.view(Array(shape.dropLast()) + [outputs])
+    }
+
     public func conv2d(weight: Tensor, bias: Tensor? = nil, stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0),
                        dilation: (Int, Int) = (1, 1), groups: Int = 1) throws -> Tensor {
         let s = [Int64(stride.0), Int64(stride.1)], p = [Int64(padding.0), Int64(padding.1)]

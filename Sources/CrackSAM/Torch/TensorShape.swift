@@ -45,6 +45,16 @@ extension Tensor {
         try makeTensor { ct_select(handle, Int64(dim), Int64(index), $0) }
     }
 
+    /// `t.unbind(dim)`: every slice along `dim`, as views. Its backward stacks the slices' gradients
+    /// into one tensor, where `select` per slice would zero-fill a full-size gradient for each.
+    public func unbind(dim: Int) throws -> [Tensor] {
+        let n = size(dim)
+        var handles = [ct_tensor?](repeating: nil, count: n)
+        var count: Int64 = 0
+        try handles.withUnsafeMutableBufferPointer { try check(ct_unbind(handle, Int64(dim), $0.baseAddress, Int64(n), &count)) }
+        return handles.prefix(Int(count)).map { Tensor(owning: $0!) }
+    }
+
     public func indexSelect(dim: Int, index: Tensor) throws -> Tensor {
         try makeTensor { ct_index_select(handle, Int64(dim), index.handle, $0) }
     }

@@ -67,6 +67,12 @@ public enum Torch {
 
     public static func isAutocastEnabled(device: Device) -> Bool { ct_autocast_enabled(device.shimType) != 0 }
 
+    /// The dtype eligible ops cast to on `device`, or nil where autocast is off there.
+    public static func autocastDType(device: Device) -> DType? {
+        guard isAutocastEnabled(device: device) else { return nil }
+        return DType(rawValue: ct_autocast_dtype(device.shimType))
+    }
+
     /// Autocast's cache of casted weights, reused within one autocast region (on by default). A CUDA
     /// graph is captured with it off, as PyTorch requires: the capture must cast where it uses.
     public static var autocastCache: Bool {
