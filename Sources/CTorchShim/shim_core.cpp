@@ -156,6 +156,7 @@ struct AutocastGuard final : ct_guard_s {
 };
 
 ct_error ct_inference_mode_enter(ct_guard *out) { CT_TRY(*out = new InferenceGuard()) }
+int ct_inference_mode_enabled(void) { return c10::InferenceMode::is_enabled() ? 1 : 0; }
 void ct_guard_exit(ct_guard g) { delete g; }
 ct_error ct_autocast_enter(int device_type, int dtype, int enabled, ct_guard *out) {
   CT_TRY({

@@ -173,9 +173,6 @@ ct_error ct_masked_fill(ct_tensor t, ct_tensor mask, double value, ct_tensor *ou
 // ---- linear algebra and nn ----
 ct_error ct_matmul(ct_tensor a, ct_tensor b, ct_tensor *out) { CT_OUT(at::matmul(a->t, b->t)) }
 ct_error ct_bmm(ct_tensor a, ct_tensor b, ct_tensor *out) { CT_OUT(at::bmm(a->t, b->t)) }
-ct_error ct_addmm(ct_tensor c, ct_tensor a, ct_tensor b, double beta, double alpha, ct_tensor *out) {
-  CT_OUT(at::addmm(c->t, a->t, b->t, beta, alpha))
-}
 ct_error ct_linear(ct_tensor x, ct_tensor w, ct_tensor b, ct_tensor *out) { CT_OUT(at::linear(x->t, w->t, ct_opt(b))) }
 ct_error ct_conv2d(ct_tensor x, ct_tensor w, ct_tensor b, const int64_t stride[2], const int64_t padding[2], const int64_t dilation[2],
                    int64_t groups, ct_tensor *out) {
@@ -245,6 +242,9 @@ ct_error ct_zero_(ct_tensor t) { CT_TRY(t->t.zero_()) }
 ct_error ct_uniform_(ct_tensor t, double low, double high) { CT_TRY(t->t.uniform_(low, high)) }
 ct_error ct_normal_(ct_tensor t, double mean, double std) { CT_TRY(t->t.normal_(mean, std)) }
 ct_error ct_add_(ct_tensor dst, ct_tensor src, double alpha) { CT_TRY(dst->t.add_(src->t, alpha)) }
+ct_error ct_addmm_(ct_tensor dst, ct_tensor a, ct_tensor b, double beta, double alpha) {
+  CT_TRY(dst->t.addmm_(a->t, b->t, beta, alpha))
+}
 ct_error ct_mul_scalar_(ct_tensor t, double s) { CT_TRY(t->t.mul_(s)) }
 ct_error ct_addcmul_(ct_tensor dst, ct_tensor a, ct_tensor b, double value) { CT_TRY(dst->t.addcmul_(a->t, b->t, value)) }
 ct_error ct_addcdiv_(ct_tensor dst, ct_tensor a, ct_tensor b, double value) { CT_TRY(dst->t.addcdiv_(a->t, b->t, value)) }

@@ -41,4 +41,21 @@ final class AttentionTests: XCTestCase {
         XCTAssertNil(calls["aten::_softmax"], "the unfused path ran")
         XCTAssertNotNil(try x.grad)
     }
+
+    /// The attention caches constants (the tables' row indices, the keys' one-hot columns); ones made
+    /// while evaluating in inference mode must not end up in a later training step's graph.
+    func testTrainsAfterEvaluatingInInferenceMode() throws {
+        let attn = try Attention(dim: 32, heads: 2, gridSize: 6)
+        let x = try Tensor.randn([2, 5, 7, 32])
+        let evaluated = try Torch.withInferenceMode {
+            XCTAssertTrue(Torch.isInferenceMode)
+            return try attn(x)
+        }
+        XCTAssertFalse(Torch.isInferenceMode)
+        let input = try x.clone().requiresGrad(true)
+        let trained = try attn(input)
+        try trained.sum().backward()
+        XCTAssertNotNil(try input.grad)
+        try assertClose(trained.detach(), evaluated, rtol: 0, atol: 0, "the same output either way")
+    }
 }

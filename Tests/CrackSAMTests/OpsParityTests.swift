@@ -101,7 +101,11 @@ final class OpsParityTests: XCTestCase {
         one("bmm") { try $0[0].bmm($0[1]) }
         one("linear") { try $0[0].linear(weight: $0[1], bias: $0[2]) }
         one("linear_nobias") { try $0[0].linear(weight: $0[1]) }
-        one("linear_adding") { try $0[0].linear(weight: $0[1], adding: $0[2]) }
+        one("add_linear_inplace") {
+            let c = try $0[0].clone()
+            try c.addLinear_($0[1], weight: $0[2])
+            return c
+        }
         one("conv2d") { try $0[0].conv2d(weight: $0[1], bias: $0[2], stride: (2, 2), padding: (1, 1), groups: 2) }
         one("conv2d_dilated") { try $0[0].conv2d(weight: $0[1], padding: (2, 2), dilation: (2, 2)) }
         one("conv_transpose2d") { try $0[0].convTranspose2d(weight: $0[1], bias: $0[2], stride: (2, 2)) }

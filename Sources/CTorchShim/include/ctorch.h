@@ -132,8 +132,6 @@ ct_error ct_masked_fill(ct_tensor t, ct_tensor mask, double value, ct_tensor *ou
 /* ---- linear algebra and nn primitives ---- */
 ct_error ct_matmul(ct_tensor a, ct_tensor b, ct_tensor *out);
 ct_error ct_bmm(ct_tensor a, ct_tensor b, ct_tensor *out);
-/* beta * c + alpha * (a @ b), a and b 2-D (torch.addmm). */
-ct_error ct_addmm(ct_tensor c, ct_tensor a, ct_tensor b, double beta, double alpha, ct_tensor *out);
 ct_error ct_linear(ct_tensor x, ct_tensor w, ct_tensor b /* nullable */, ct_tensor *out);
 ct_error ct_conv2d(ct_tensor x, ct_tensor w, ct_tensor b, const int64_t stride[2], const int64_t padding[2],
                    const int64_t dilation[2], int64_t groups, ct_tensor *out);
@@ -172,6 +170,8 @@ ct_error ct_uniform_(ct_tensor t, double low, double high);
 ct_error ct_normal_(ct_tensor t, double mean, double std);
 /* dst += alpha * src */
 ct_error ct_add_(ct_tensor dst, ct_tensor src, double alpha);
+/* dst = beta * dst + alpha * (a @ b), all 2-D (torch.Tensor.addmm_). */
+ct_error ct_addmm_(ct_tensor dst, ct_tensor a, ct_tensor b, double beta, double alpha);
 ct_error ct_mul_scalar_(ct_tensor t, double s);
 /* dst += value * a * b ; dst += value * a / b */
 ct_error ct_addcmul_(ct_tensor dst, ct_tensor a, ct_tensor b, double value);
@@ -202,6 +202,7 @@ int ct_grad_enabled(void);
 void ct_set_grad_enabled(int enabled);
 /* Inference mode is a RAII guard in C++: enter returns a guard, exit destroys it. Same thread only. */
 ct_error ct_inference_mode_enter(ct_guard *out);
+int ct_inference_mode_enabled(void);
 void ct_guard_exit(ct_guard g);
 
 /* ---- autocast, precision, devices, RNG, threads ---- */

@@ -45,9 +45,10 @@ public final class LoRAQKV: Module, UnaryLayer {
     /// base(x) + [Δq | Δk | Δv], a zero block where a slice has no pair, in two thin products and the
     /// base product. The pairs run side by side: their A's stacked, (n·r, in), then their B's laid into a
     /// (3·dim, n·r) block matrix, each in its own slice's rows and its own pair's columns. That product
-    /// comes out in the fused layout with the base bias added, and the base product adds it in its
-    /// epilogue. A delta per pair would write each slice, a zero slice and a concatenation, then a sum
-    /// over the whole output, and its backward would cut the gradient back into strided slices.
+    /// comes out in the fused layout with the base bias added, and the base product adds into it in
+    /// place (no autograd needs that product's output). A delta per pair would write each slice, a zero
+    /// slice and a concatenation, then a sum over the whole output, and its backward would cut the
+    /// gradient back into strided slices.
     public func forward(_ x: Tensor) throws -> Tensor {
         let present = [PEFTConfig.Target.q, .k, .v].map { pairs[$0] }
         guard let first = present.compactMap({ $0 }).first else { return try base(x) }
@@ -61,11 +62,15 @@ public final class LoRAQKV: Module, UnaryLayer {
             defer { column += rank }
             return try b.pad([column, n * rank - column - rank])
         }, dim: 0)
-        let h = try x.linear(weight: down)
+        // Two-dimensional, so that the in-place sum is on the product itself, not on a view of it (which
+        // autograd would follow with a copy of the whole gradient).
+        let flat = try x.reshape([-1, base.inFeatures])
+        let h = try flat.linear(weight: down)
         // Counted as the pairs' own B products, 2·r·dim per token each: the zero blocks are no work of the model.
-        let delta = try FlopCounter.uncounted { try h.linear(weight: up, bias: base.bias?.tensor) }
+        let out = try FlopCounter.uncounted { try h.linear(weight: up, bias: base.bias?.tensor) }
         if FlopCounter.isActive { FlopCounter.add(forward: 2 * Double(h.count) * Double(dim), operands: [h, up]) }
-        return try x.linear(weight: base.weight.tensor, adding: delta)
+        try out.addLinear_(flat, weight: base.weight.tensor)
+        return try out.view(Array(x.shape.dropLast()) + [3 * dim])
     }
 }
 

@@ -16,8 +16,8 @@ public final class Attention: Module, UnaryLayer {
     public let relPosW: Parameter
     let heads: Int
     let dim: Int
-    private var relIndexCache: [Int: Tensor] = [:]
-    private var keyColumnsCache: [String: Tensor] = [:]
+    /// Constant tensors (table indices, key columns) made once per shape, dtype and device.
+    private var constants: [String: Tensor] = [:]
 
     /// `gridSize`: the side of what one attention call sees (the window, or the whole token grid).
     public init(dim: Int, heads: Int, gridSize: Int) throws {
@@ -102,20 +102,29 @@ public final class Attention: Module, UnaryLayer {
             .view([b, heads, h * w, width])
     }
 
-    /// The constant (H, W, n) block of extendedKeys, made once per shape, dtype and device.
+    /// The constant (H, W, n) block of extendedKeys.
     func keyColumns(height h: Int, width w: Int, count n: Int, dtype: DType, device: Device) throws -> Tensor {
-        let key = "\(h)x\(w)x\(n) \(dtype) \(device)"
-        if let cached = keyColumnsCache[key] { return cached }
-        var ones = [Float](repeating: 0, count: h * w * n)
-        for i in 0..<h {
-            for j in 0..<w {
-                ones[(i * w + j) * n + i] = 1
-                ones[(i * w + j) * n + h + j] = 1
+        try constant("columns \(h)x\(w)x\(n) \(dtype) \(device)") {
+            var ones = [Float](repeating: 0, count: h * w * n)
+            for i in 0..<h {
+                for j in 0..<w {
+                    ones[(i * w + j) * n + i] = 1
+                    ones[(i * w + j) * n + h + j] = 1
+                }
             }
+            return try Tensor(ones, shape: [h, w, n]).to(device: device, dtype: dtype)
         }
-        let columns = try Tensor(ones, shape: [h, w, n]).to(device: device, dtype: dtype)
-        keyColumnsCache[key] = columns
-        return columns
+    }
+
+    /// A cached constant. One made in inference mode is an inference tensor, which autograd refuses to
+    /// save for a backward (index_select keeps its index): such ones are kept apart, so a model that
+    /// evaluated first still trains.
+    func constant(_ key: String, make: () throws -> Tensor) throws -> Tensor {
+        let key = Torch.isInferenceMode ? key + " inference" : key
+        if let cached = constants[key] { return cached }
+        let made = try make()
+        constants[key] = made
+        return made
     }
 
     /// Meta's get_rel_pos for equal query and key sizes: rows of the table at (i − j + size − 1),
@@ -128,15 +137,11 @@ public final class Attention: Module, UnaryLayer {
             t = try t.transpose(0, 1).reshape([1, t.size(1), 1, t.size(0)])
                 .interpolate(size: (1, rows), mode: .bilinear).reshape([t.size(1), rows]).transpose(0, 1)
         }
-        let index: Tensor
-        if let cached = relIndexCache[size], cached.device == t.device {
-            index = cached
-        } else {
+        let index = try constant("index \(size) \(t.device)") {
             var idx = [Int64]()
             idx.reserveCapacity(size * size)
             for i in 0..<size { for j in 0..<size { idx.append(Int64(i - j + size - 1)) } }
-            index = try Tensor(idx, shape: [size * size]).to(device: t.device)
-            relIndexCache[size] = index
+            return try Tensor(idx, shape: [size * size]).to(device: t.device)
         }
         return try t.indexSelect(dim: 0, index: index).view([size, size, t.size(1)])
     }

@@ -21,17 +21,6 @@ extension Tensor {
         return out
     }
 
-    /// x·Wᵀ + c, c of the output's shape, as one product whose epilogue adds c (torch.addmm with β = 1):
-    /// no separate pass that reads the product back to add c to it. x may have any leading shape.
-    public func linear(weight: Tensor, adding c: Tensor) throws -> Tensor {
-        let (inputs, outputs) = (weight.size(1), weight.size(0))
-        let flat = try reshape([-1, inputs])
-        let sum = try c.reshape([-1, outputs]), transposed = try weight.transpose(0, 1)
-        let out = try makeTensor { ct_addmm(sum.handle, flat.handle, transposed.handle, 1, 1, $0) }
-        if FlopCounter.isActive { FlopCounter.add(forward: 2 * Double(out.count) * Double(inputs), operands: [self, weight]) }
-        return try out.view(Array(shape.dropLast()) + [outputs])
-    }
-
     public func conv2d(weight: Tensor, bias: Tensor? = nil, stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0),
                        dilation: (Int, Int) = (1, 1), groups: Int = 1) throws -> Tensor {
         let s = [Int64(stride.0), Int64(stride.1)], p = [Int64(padding.0), Int64(padding.1)]
@@ -142,6 +131,17 @@ extension Tensor {
     public func normal_(mean: Double, std: Double) throws { try check(ct_normal_(handle, mean, std)) }
     /// self += alpha · other
     public func add_(_ other: Tensor, alpha: Double = 1) throws { try check(ct_add_(handle, other.handle, alpha)) }
+
+    /// self += x·Wᵀ in place, self (N, out), x (N, in), weight (out, in) (torch's addmm_): the product
+    /// adds into this tensor as it writes it, with no copy of it and no separate pass for the sum.
+    /// In-place ops bypass autocast, so x and the weight are cast to this tensor's dtype as autocast
+    /// would have cast them.
+    public func addLinear_(_ x: Tensor, weight: Tensor) throws {
+        let input = x.dtype == dtype ? x : try x.to(dtype: dtype)
+        let transposed = try (weight.dtype == dtype ? weight : weight.to(dtype: dtype)).transpose(0, 1)
+        try check(ct_addmm_(handle, input.handle, transposed.handle, 1, 1))
+        if FlopCounter.isActive { FlopCounter.add(forward: 2 * Double(count) * Double(x.size(-1)), operands: [x, weight]) }
+    }
     public func mul_(_ scalar: Double) throws { try check(ct_mul_scalar_(handle, scalar)) }
     /// self += value · a · b
     public func addcmul_(_ a: Tensor, _ b: Tensor, value: Double = 1) throws {

@@ -55,6 +55,9 @@ public enum Torch {
         return try body()
     }
 
+    /// Whether this thread is inside `withInferenceMode`.
+    public static var isInferenceMode: Bool { ct_inference_mode_enabled() != 0 }
+
     /// Mixed precision as torch.autocast: eligible ops (matmul, conv, linear, sdpa) run in `dtype`,
     /// precision-sensitive ones (softmax, layer norm, losses) in float32.
     public static func withAutocast<R>(device: Device, dtype: DType = .float16, enabled: Bool = true,
