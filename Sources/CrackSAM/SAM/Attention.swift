@@ -71,7 +71,7 @@ public final class Attention: Module, UnaryLayer {
     /// with the unscaled q, as in Meta's add_decomposed_rel_pos; dividing the tables by the softmax scale
     /// makes scale·(these columns · the keys' one-hots) come out as rel_h + rel_w exactly.
     /// Each table row meets its own queries in one batched product per grid row (for rel_h) or column
-    /// (for rel_w), so the tables are never expanded per window; the products land in place in the cat.
+    /// (for rel_w), so the tables are never expanded per window; the cat lays the products out once.
     func extendedQueries(_ q: Tensor, height h: Int, width w: Int, to width: Int) throws -> Tensor {
         let (b, heads, c) = (q.size(0), q.size(1), q.size(3))
         let bn = b * heads
