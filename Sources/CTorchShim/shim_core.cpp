@@ -50,6 +50,7 @@ int ct_requires_grad(ct_tensor t) { return t->t.requires_grad() ? 1 : 0; }
 int ct_is_leaf(ct_tensor t) { return t->t.is_leaf() ? 1 : 0; }
 int ct_is_contiguous(ct_tensor t) { return t->t.is_contiguous() ? 1 : 0; }
 int64_t ct_storage_offset(ct_tensor t) { return t->t.storage_offset(); }
+ct_error ct_version(ct_tensor t, int64_t *out) { CT_TRY(*out = static_cast<int64_t>(t->t._version())) }
 void *ct_data_ptr(ct_tensor t) { return t->t.is_cpu() ? t->t.data_ptr() : nullptr; }
 ct_error ct_item_double(ct_tensor t, double *out) { CT_TRY(*out = t->t.item<double>()) }
 ct_error ct_item_int64(ct_tensor t, int64_t *out) { CT_TRY(*out = t->t.item<int64_t>()) }

@@ -66,6 +66,43 @@ final class PEFTTests: XCTestCase {
         XCTAssertEqual(try casts(block), plain + 2)
     }
 
+    /// A frozen Linear under autocast keeps its weights' cast from one autocast region to the next (a
+    /// training step each), and makes it again when a weight changes in place or is replaced, or when
+    /// inference mode is left, so what it computes is always its current weights'.
+    func testFrozenWeightsKeepTheirCastAcrossSteps() throws {
+        let linear = try Linear(16, 8)
+        try linear.freeze()
+        let x = try Tensor.randn([4, 16])
+        func run() throws -> (y: Tensor, casts: Int) {
+            let (y, profile) = try Profiler.record(cuda: false) {
+                try Torch.withAutocast(device: .cpu, dtype: .bfloat16) { try linear(x) }
+            }
+            return (y, profile.opsBySelfHostTime().first { $0.name == "aten::_to_copy" }?.calls ?? 0)
+        }
+        func expected() throws -> Tensor {
+            try x.to(dtype: .bfloat16).linear(weight: linear.weight.tensor.to(dtype: .bfloat16),
+                                              bias: linear.bias!.tensor.to(dtype: .bfloat16))
+        }
+        XCTAssertEqual(try run().casts, 3, "the first step casts x, the weight and the bias")
+        XCTAssertEqual(try run().casts, 1, "later steps cast only x")
+        try Torch.withNoGrad { try linear.weight.tensor.mul_(2) }
+        var (y, casts) = try run()
+        XCTAssertEqual(casts, 2, "the weight changed in place: cast again")
+        try assertClose(y, try expected(), rtol: 0, atol: 0, "after an in-place change")
+        try linear.loadStateDict(["weight": try Tensor.randn([8, 16]), "bias": try Tensor.randn([8])])
+        (y, casts) = try run()
+        XCTAssertEqual(casts, 3, "both replaced: cast again")
+        try assertClose(y, try expected(), rtol: 0, atol: 0, "after loading")
+        // Evaluated in inference mode, then trained: the copy made in inference mode is not reused.
+        _ = try Torch.withInferenceMode { try Torch.withAutocast(device: .cpu, dtype: .bfloat16) { try linear(x) } }
+        let input = try x.clone().requiresGrad(true)
+        try Torch.withAutocast(device: .cpu, dtype: .bfloat16) { try linear(input).to(dtype: .float32).sum() }.backward()
+        XCTAssertNotNil(try input.grad)
+        // A weight that trains is left to autocast's own cache.
+        try linear.unfreeze()
+        XCTAssertEqual(try run().casts, 3)
+    }
+
     func testAdaptersCannotBeMergedAndSayWhy() throws {
         for type in [PEFTConfig.DeltaType.adapter, .both] {
             let model = try randomDeltaModel(PEFTConfig(deltaType: type))

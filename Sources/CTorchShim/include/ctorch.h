@@ -57,6 +57,8 @@ int ct_is_contiguous(ct_tensor t);
 int64_t ct_storage_offset(ct_tensor t);
 /* Raw data pointer of a CPU tensor (NULL for other devices); valid while the tensor lives. */
 void *ct_data_ptr(ct_tensor t);
+/* The tensor's version counter (bumped by each in-place change; inference tensors have none). */
+ct_error ct_version(ct_tensor t, int64_t *out);
 ct_error ct_item_double(ct_tensor t, double *out);
 ct_error ct_item_int64(ct_tensor t, int64_t *out);
 /* A second handle to the same tensor (shares storage and autograd identity). */

@@ -16,7 +16,7 @@ public final class Linear: Module, UnaryLayer {
     }
 
     public func forward(_ x: Tensor) throws -> Tensor {
-        try x.linear(weight: weight.tensor, bias: bias?.tensor)
+        try x.linear(weight: weight.autocastValue(), bias: bias?.autocastValue())
     }
 }
 

@@ -14,6 +14,35 @@ public final class Parameter {
 
     public var isTrainable: Bool { !isBuffer && tensor.requiresGrad }
     public var count: Int { tensor.count }
+
+    /// The value a product should use: under autocast on its device, a frozen float32 tensor cast to
+    /// autocast's dtype, the cast kept from call to call; otherwise the tensor itself. Autocast's own
+    /// cache keeps only casts of tensors that need a gradient, and only within one autocast region, so
+    /// a frozen encoder's weights would be cast again at every forward (ViT-H: 630M values per training
+    /// step, twice with activation checkpointing). The copy is made again when the tensor is replaced
+    /// or changed in place (its version counter), or inference mode is entered or left (a tensor made
+    /// in inference mode cannot be saved for a backward).
+    public func autocastValue() throws -> Tensor {
+        guard !tensor.requiresGrad, tensor.dtype == .float32, let low = Torch.autocastDType(device: tensor.device) else {
+            return tensor
+        }
+        let key = LowPrecisionCopy(source: tensor, version: try tensor.version(), dtype: low, inferenceMode: Torch.isInferenceMode)
+        if let copy = lowPrecision, copy.key == key { return copy.tensor }
+        let cast = try tensor.to(dtype: low)
+        lowPrecision = (key, cast)
+        return cast
+    }
+
+    struct LowPrecisionCopy: Equatable {
+        let source: Tensor
+        let version: Int
+        let dtype: DType
+        let inferenceMode: Bool
+        static func == (a: Self, b: Self) -> Bool {
+            a.source === b.source && a.version == b.version && a.dtype == b.dtype && a.inferenceMode == b.inferenceMode
+        }
+    }
+    private var lowPrecision: (key: LowPrecisionCopy, tensor: Tensor)?
     public var shape: [Int] { tensor.shape }
 
     func setTrainable(_ flag: Bool) throws {

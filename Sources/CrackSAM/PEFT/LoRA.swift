@@ -67,9 +67,9 @@ public final class LoRAQKV: Module, UnaryLayer {
         let flat = try x.reshape([-1, base.inFeatures])
         let h = try flat.linear(weight: down)
         // Counted as the pairs' own B products, 2·r·dim per token each: the zero blocks are no work of the model.
-        let out = try FlopCounter.uncounted { try h.linear(weight: up, bias: base.bias?.tensor) }
+        let out = try FlopCounter.uncounted { try h.linear(weight: up, bias: base.bias?.autocastValue()) }
         if FlopCounter.isActive { FlopCounter.add(forward: 2 * Double(h.count) * Double(dim), operands: [h, up]) }
-        try out.addLinear_(flat, weight: base.weight.tensor)
+        try out.addLinear_(flat, weight: base.weight.autocastValue())
         return try out.view(Array(x.shape.dropLast()) + [3 * dim])
     }
 }

@@ -56,6 +56,12 @@ public final class Tensor {
     }
     public var isContiguous: Bool { ct_is_contiguous(handle) != 0 }
     public var storageOffset: Int { Int(ct_storage_offset(handle)) }
+    /// The version counter: each in-place change of the tensor (or of a view of it) moves it.
+    public func version() throws -> Int {
+        var v: Int64 = 0
+        try check(ct_version(handle, &v))
+        return Int(v)
+    }
     public var byteCount: Int { count * dtype.itemSize }
 
     // MARK: - Creation
