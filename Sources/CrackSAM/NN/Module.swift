@@ -3,7 +3,9 @@ import OrderedCollections
 /// A tensor slot in the module tree: a learnable parameter or a buffer. A class, so the tree, the
 /// optimizer and checkpoint loading all see the same slot when its tensor is replaced.
 public final class Parameter {
-    public internal(set) var tensor: Tensor
+    public internal(set) var tensor: Tensor {
+        didSet { lowPrecision = nil }  // a replaced tensor's cast must not outlive it (a move to another device)
+    }
     /// Buffers (e.g. the prompt encoder's Gaussian matrix) are saved in checkpoints but never trained.
     public let isBuffer: Bool
 

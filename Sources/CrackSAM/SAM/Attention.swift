@@ -16,7 +16,7 @@ public final class Attention: Module, UnaryLayer {
     public let relPosW: Parameter
     let heads: Int
     let dim: Int
-    /// Constant tensors (table indices, key columns) made once per shape, dtype and device.
+    /// Constant tensors (table indices, key columns, zero padding) made once per shape, dtype and device.
     private var constants: [String: Tensor] = [:]
 
     /// `gridSize`: the side of what one attention call sees (the window, or the whole token grid).
@@ -88,7 +88,10 @@ public final class Attention: Module, UnaryLayer {
         var parts = [grid, relH, relW]
         let pad = width - (c + h + w)
         if pad > 0 {
-            parts.append(try Tensor.zeros([1, 1, 1, 1, pad], dtype: relH.dtype, device: q.device).expand([b, heads, h, w, pad]))
+            let zeros = try constant("zeros \(pad) \(relH.dtype) \(q.device)") {
+                try Tensor.zeros([1, 1, 1, 1, pad], dtype: relH.dtype, device: q.device)
+            }
+            parts.append(try zeros.expand([b, heads, h, w, pad]))
         }
         return try Tensor.cat(parts, dim: 4).view([b, heads, h * w, width])
     }
