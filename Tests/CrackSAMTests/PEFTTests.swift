@@ -101,6 +101,14 @@ final class PEFTTests: XCTestCase {
         // A weight that trains is left to autocast's own cache.
         try linear.unfreeze()
         XCTAssertEqual(try run().casts, 3)
+        // So is one made in inference mode (it has no version counter).
+        let made = try Torch.withInferenceMode { () -> Linear in
+            let l = try Linear(16, 8)
+            try l.freeze()
+            return l
+        }
+        let out = try Torch.withInferenceMode { try Torch.withAutocast(device: .cpu, dtype: .bfloat16) { try made(x) } }
+        XCTAssertEqual(out.dtype, DType.bfloat16)
     }
 
     func testAdaptersCannotBeMergedAndSayWhy() throws {

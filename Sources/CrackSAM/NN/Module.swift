@@ -16,6 +16,7 @@ public final class Parameter {
 
     public var isTrainable: Bool { !isBuffer && tensor.requiresGrad }
     public var count: Int { tensor.count }
+    public var shape: [Int] { tensor.shape }
 
     /// The value a product should use: under autocast on its device, a frozen float32 tensor cast to
     /// autocast's dtype, the cast kept from call to call; otherwise the tensor itself. Autocast's own
@@ -28,7 +29,9 @@ public final class Parameter {
         guard !tensor.requiresGrad, tensor.dtype == .float32, let low = Torch.autocastDType(device: tensor.device) else {
             return tensor
         }
-        let key = LowPrecisionCopy(source: tensor, version: try tensor.version(), dtype: low, inferenceMode: Torch.isInferenceMode)
+        // A tensor made in inference mode has no version counter: it is left to autocast, uncached.
+        guard let version = try? tensor.version() else { return tensor }
+        let key = LowPrecisionCopy(source: tensor, version: version, dtype: low, inferenceMode: Torch.isInferenceMode)
         if let copy = lowPrecision, copy.key == key { return copy.tensor }
         let cast = try tensor.to(dtype: low)
         lowPrecision = (key, cast)
@@ -45,7 +48,6 @@ public final class Parameter {
         }
     }
     private var lowPrecision: (key: LowPrecisionCopy, tensor: Tensor)?
-    public var shape: [Int] { tensor.shape }
 
     func setTrainable(_ flag: Bool) throws {
         guard !isBuffer else { return }
