@@ -63,6 +63,23 @@ final class SAMParityTests: XCTestCase {
         XCTAssertEqual(model.trainableParameterCount, model.promptEncoder.parameterCount + model.maskDecoder.parameterCount)
     }
 
+    /// bfloat16 would merge neighbouring 8-bit levels of a normalized image (8 significant bits), so the
+    /// patch embedding runs in float32 under autocast: the same output as without autocast, bit for bit.
+    func testUnderAutocastTheImageIsEmbeddedInFloat32() throws {
+        let embed = try PatchEmbed(patchSize: 16, embedDim: 32)
+        let levels = try Tensor.randint(0, 256, shape: [2, 3, 32, 32]).to(dtype: .float32)
+        let images = try (levels - 123.675) * (1 / 58.395)
+        let plain = try embed(images)
+        for dtype in [DType.bfloat16, .float16] {
+            let (mixed, after) = try Torch.withAutocast(device: .cpu, dtype: dtype) {
+                (try embed(images), Torch.autocastDType(device: .cpu))
+            }
+            XCTAssertEqual(mixed.dtype, .float32)
+            try assertClose(mixed, plain, rtol: 0, atol: 0, "patch embedding under \(dtype) autocast")
+            XCTAssertEqual(after, dtype, "autocast is back on for the layers after it")
+        }
+    }
+
     func testWrongInputShapeIsAClearError() throws {
         let model = try SAMModel(config: SAMConfig(backbone: .custom, embedDim: 48, depth: 2, heads: 4, globalBlocks: [1],
                                                    imageSize: 64))

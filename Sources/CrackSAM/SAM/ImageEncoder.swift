@@ -8,7 +8,16 @@ public final class PatchEmbed: Module, UnaryLayer {
         register(child: "proj", proj)
     }
 
-    public func forward(_ x: Tensor) throws -> Tensor { try proj(x).permute([0, 2, 3, 1]) }
+    /// Under autocast the image is embedded in float32 all the same. Normalized pixels step by 1/std
+    /// ≈ 0.017 between 8-bit levels, while bfloat16 keeps 8 significant bits (spacing 0.0156 near ±2), so
+    /// neighbouring levels would merge before the first layer saw them. This convolution is under 1 % of
+    /// the encoder's products, and CrackSAM's training needs no backward of it (frozen, on the input).
+    public func forward(_ x: Tensor) throws -> Tensor {
+        guard let low = Torch.autocastDType(device: x.device) else { return try proj(x).permute([0, 2, 3, 1]) }
+        return try Torch.withAutocast(device: x.device, dtype: low, enabled: false) {
+            try proj(x.to(dtype: .float32)).permute([0, 2, 3, 1])
+        }
+    }
 }
 
 /// SAM's ViT image encoder: patch embed + absolute position embedding, window and global blocks, and
