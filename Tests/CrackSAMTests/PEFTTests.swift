@@ -59,7 +59,7 @@ final class PEFTTests: XCTestCase {
             return profile.opsBySelfHostTime().first { $0.name == "aten::_to_copy" }?.calls ?? 0
         }
         let block = try Block(dim: 32, heads: 2, mlpRatio: 4, windowSize: 7, gridSize: 14)
-        _ = try casts(block)  // the first call also makes the attention's constant key columns
+        _ = try casts(block)  // the first call also makes the attention's constants (one-hot key columns, …)
         let plain = try casts(block)
         let attn = try XCTUnwrap(block.attn as? Attention)
         attn.qkv = try LoRAQKV(wrapping: try XCTUnwrap(attn.qkv as? Linear), targets: [.q, .v], rank: 4)
