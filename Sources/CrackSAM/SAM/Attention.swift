@@ -47,8 +47,10 @@ public final class Attention: Module, UnaryLayer {
         let queries = try extendedQueries(q, height: h, width: w, to: width)
         let keys = try extendedKeys(k, height: h, width: w, to: width)
         // The fused kernels want one head dimension for q, k and v: v gets zero columns, which only add
-        // zero columns to the output, sliced off below.
-        let values = try width > headDim ? v.pad([0, width - headDim]) : v
+        // zero columns to the output, sliced off below. (A cat with the cached zeros writes v's copy once;
+        // pad would fill the whole output first.)
+        let values = try width > headDim
+            ? Tensor.cat([v, zeros(width - headDim, like: v).expand([b, heads, h * w, width - headDim])], dim: 3) : v
         let scale = 1 / Double(headDim).squareRoot()
         var out = try FlopCounter.uncounted {
             try Tensor.scaledDotProductAttention(query: queries, key: keys, value: values, scale: scale)
@@ -87,12 +89,7 @@ public final class Attention: Module, UnaryLayer {
             .view([w, b, heads, h, w]).permute([1, 2, 3, 0, 4])
         var parts = [grid, relH, relW]
         let pad = width - (c + h + w)
-        if pad > 0 {
-            let zeros = try constant("zeros \(pad) \(relH.dtype) \(q.device)") {
-                try Tensor.zeros([1, 1, 1, 1, pad], dtype: relH.dtype, device: q.device)
-            }
-            parts.append(try zeros.expand([b, heads, h, w, pad]))
-        }
+        if pad > 0 { parts.append(try zeros(pad, like: relH).expand([b, heads, h, w, pad])) }
         return try Tensor.cat(parts, dim: 4).view([b, heads, h * w, width])
     }
 
@@ -117,6 +114,11 @@ public final class Attention: Module, UnaryLayer {
             }
             return try Tensor(ones, shape: [h, w, n]).to(device: device, dtype: dtype)
         }
+    }
+
+    /// n zeros of t's dtype on t's device, to be expanded into padding columns.
+    func zeros(_ n: Int, like t: Tensor) throws -> Tensor {
+        try constant("zeros \(n) \(t.dtype) \(t.device)") { try Tensor.zeros([n], dtype: t.dtype, device: t.device) }
     }
 
     /// A cached constant. One made in inference mode is an inference tensor, which autograd refuses to
