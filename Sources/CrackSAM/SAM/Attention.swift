@@ -71,7 +71,7 @@ public final class Attention: Module, UnaryLayer {
 
     /// [q | rel_h/scale | rel_w/scale | 0], (B, heads, HW, width). rel_h[b, i, k] = q[b, i]·R_h[row(i), k]
     /// with the unscaled q, as in Meta's add_decomposed_rel_pos; dividing the tables by the softmax scale
-    /// makes scale·(these columns · the keys' one-hots) come out as rel_h + rel_w exactly.
+    /// makes scale·(these columns · the keys' one-hots) come out as rel_h + rel_w (in exact arithmetic).
     /// Each table row meets its own queries in one batched product per grid row (for rel_h) or column
     /// (for rel_w), so the tables are never expanded per window; the cat lays the products out once.
     func extendedQueries(_ q: Tensor, height h: Int, width w: Int, to width: Int) throws -> Tensor {
