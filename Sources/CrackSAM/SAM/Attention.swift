@@ -17,7 +17,16 @@ public final class Attention: Module, UnaryLayer {
     let heads: Int
     let dim: Int
     /// Constant tensors (table indices, key columns, zero padding) made once per shape, dtype and device.
-    private var constants: [String: Tensor] = [:]
+    private var constants: [ConstantKey: Tensor] = [:]
+    /// Hashed rather than spelled out: the cache is looked up a few times in every attention call.
+    struct ConstantKey: Hashable {
+        enum Kind { case index, columns, zeros }
+        let kind: Kind
+        let sizes: [Int]
+        let dtype: DType
+        let device: Device
+        var inferenceMode = false
+    }
 
     /// `gridSize`: the side of what one attention call sees (the window, or the whole token grid).
     public init(dim: Int, heads: Int, gridSize: Int) throws {
@@ -104,7 +113,7 @@ public final class Attention: Module, UnaryLayer {
 
     /// The constant (H, W, n) block of extendedKeys.
     func keyColumns(height h: Int, width w: Int, count n: Int, dtype: DType, device: Device) throws -> Tensor {
-        try constant("columns \(h)x\(w)x\(n) \(dtype) \(device)") {
+        try constant(ConstantKey(kind: .columns, sizes: [h, w, n], dtype: dtype, device: device)) {
             var ones = [Float](repeating: 0, count: h * w * n)
             for i in 0..<h {
                 for j in 0..<w {
@@ -118,14 +127,17 @@ public final class Attention: Module, UnaryLayer {
 
     /// n zeros of t's dtype on t's device, to be expanded into padding columns.
     func zeros(_ n: Int, like t: Tensor) throws -> Tensor {
-        try constant("zeros \(n) \(t.dtype) \(t.device)") { try Tensor.zeros([n], dtype: t.dtype, device: t.device) }
+        try constant(ConstantKey(kind: .zeros, sizes: [n], dtype: t.dtype, device: t.device)) {
+            try Tensor.zeros([n], dtype: t.dtype, device: t.device)
+        }
     }
 
     /// A cached constant. One made in inference mode is an inference tensor, which autograd refuses to
     /// save for a backward (index_select keeps its index): such ones are kept apart, so a model that
     /// evaluated first still trains.
-    func constant(_ key: String, make: () throws -> Tensor) throws -> Tensor {
-        let key = Torch.isInferenceMode ? key + " inference" : key
+    func constant(_ key: ConstantKey, make: () throws -> Tensor) throws -> Tensor {
+        var key = key
+        key.inferenceMode = Torch.isInferenceMode
         if let cached = constants[key] { return cached }
         let made = try make()
         constants[key] = made
@@ -142,7 +154,7 @@ public final class Attention: Module, UnaryLayer {
             t = try t.transpose(0, 1).reshape([1, t.size(1), 1, t.size(0)])
                 .interpolate(size: (1, rows), mode: .bilinear).reshape([t.size(1), rows]).transpose(0, 1)
         }
-        let index = try constant("index \(size) \(t.device)") {
+        let index = try constant(ConstantKey(kind: .index, sizes: [size], dtype: .int64, device: t.device)) {
             var idx = [Int64]()
             idx.reserveCapacity(size * size)
             for i in 0..<size { for j in 0..<size { idx.append(Int64(i - j + size - 1)) } }
