@@ -51,7 +51,11 @@ public final class ImageEncoderViT: Module, UnaryLayer {
 
     /// (B, 3, S, S) → (B, 256, S/16, S/16)
     public func forward(_ x: Tensor) throws -> Tensor {
-        var h = try patchEmbed(x) + posEmbed.tensor
+        // Made contiguous once here: on NCHW convolutions (the CPU's default) the patch embedding is a
+        // permuted view, every residual add would keep that layout, and each layer norm (forward and
+        // backward) and window reshape would copy the tokens to contiguous again. On channels-last
+        // convolutions the tokens are contiguous already and this is free.
+        var h = try (patchEmbed(x) + posEmbed.tensor).contiguous()
         for block in blocks.items { h = try block(h) }
         return try neck(h.permute([0, 3, 1, 2]))
     }
