@@ -3,8 +3,8 @@ import CrackSAM
 
 /// The encoder's token layout: on NCHW convolutions (the CPU's default) the patch embedding is a permuted
 /// view, and a residual stream left in that layout makes every layer norm copy its input (and its
-/// gradient) to contiguous memory. The encoder makes the tokens contiguous once, so the copies that
-/// remain are the neck's, one per block inside the attention's backward.
+/// gradient) to contiguous memory. The encoder makes the tokens contiguous once; of the copies left, only
+/// one per block (inside libtorch's attention backward) grows with the depth.
 final class EncoderLayoutTests: XCTestCase {
     func testLayerNormsDoNotCopyTheResidualStream() throws {
         func contiguousCopies(depth: Int) throws -> Int {

@@ -52,8 +52,8 @@ public final class ImageEncoderViT: Module, UnaryLayer {
     /// (B, 3, S, S) → (B, 256, S/16, S/16)
     public func forward(_ x: Tensor) throws -> Tensor {
         // Made contiguous once here: on NCHW convolutions (the CPU's default) the patch embedding is a
-        // permuted view, every residual add would keep that layout, and each layer norm (forward and
-        // backward) and window reshape would copy the tokens to contiguous again. On channels-last
+        // permuted view, every residual add would keep that layout, and each layer norm would copy the
+        // tokens (and, in the backward, their gradient) to contiguous memory again. On channels-last
         // convolutions the tokens are contiguous already and this is free.
         var h = try (patchEmbed(x) + posEmbed.tensor).contiguous()
         for block in blocks.items { h = try block(h) }
