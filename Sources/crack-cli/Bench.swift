@@ -20,6 +20,11 @@ struct Bench: ParsableCommand {
         @Flag(help: "Print JSON.")
         var json = false
 
+        func validate() throws {
+            try requirePositive(iterations, "--iterations")
+            try requirePositive(threads, "--threads")
+        }
+
         func run() throws {
             Torch.threads = threads
             let us = try Diagnostics.tinyOpOverhead(iterations: iterations)
@@ -54,6 +59,12 @@ struct Bench: ParsableCommand {
 
         @Flag(help: "Print JSON.")
         var json = false
+
+        func validate() throws {
+            try requirePositive(batch, "--batch")
+            try requirePositive(iterations, "--iterations")
+            if let threads { try requirePositive(threads, "--threads") }
+        }
 
         func run() throws {
             if let threads { Torch.threads = threads }
@@ -104,6 +115,13 @@ struct Bench: ParsableCommand {
         @Option(help: "Epochs to time (after one warm-up batch).") var epochs = 2
         @Flag(help: "Disable augmentation.") var noAugment = false
         @Flag(help: "Print JSON.") var json = false
+
+        func validate() throws {
+            try requirePositive(batch, "--batch")
+            try requirePositive(workers, "--workers")
+            try requirePositive(epochs, "--epochs")
+            guard imageSize >= 16 else { throw ValidationError("--image-size must be at least 16 (got \(imageSize))") }
+        }
 
         func run() throws {
             var root = data

@@ -26,6 +26,11 @@ struct StepBenchOptions: ParsableArguments {
     @Flag(help: "Print JSON.") var json = false
 
     func validate() throws {
+        try requirePositive(batch, "--batch")
+        try requirePositive(steps, "--steps")
+        if warmup < 0 { throw ValidationError("--warmup must be 0 or more (got \(warmup))") }
+        if let threads { try requirePositive(threads, "--threads") }
+        if let peakSize { try requirePositive(peakSize, "--peak-size") }
         if profileSteps < 0 { throw ValidationError("--profile-steps must be 0 or more") }
         if trace != nil && profileSteps == 0 { throw ValidationError("--trace needs --profile-steps N") }
     }
@@ -251,6 +256,11 @@ extension Bench {
         @Option(help: "Autocast dtype to compare with float32: bf16 or fp16.") var amp = "bf16"
         @Option(help: "cpu, cuda or cuda:N.") var device = "cpu"
         @Flag(help: "Print JSON.") var json = false
+
+        func validate() throws {
+            try requirePositive(count, "--count")
+            try requirePositive(batch, "--batch")
+        }
 
         func run() throws {
             guard let dev = Device(device) else { throw ValidationError("--device must be cpu, cuda or cuda:N") }

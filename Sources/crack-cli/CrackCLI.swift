@@ -17,3 +17,10 @@ func printJSON(_ object: [String: Any]) throws {
     let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
     print(String(decoding: data, as: UTF8.self))
 }
+
+/// The one wording of "this count must be positive" for every command's counts (batch, steps, threads, …):
+/// a zero batch or step count would reach libtorch as an empty reshape, or time nothing and print
+/// infinities, and a zero thread count would be ignored without a word.
+func requirePositive(_ value: Int, _ option: String) throws {
+    guard value >= 1 else { throw ValidationError("\(option) must be at least 1 (got \(value))") }
+}

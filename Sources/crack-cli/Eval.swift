@@ -35,6 +35,11 @@ struct Eval: ParsableCommand {
     @Option(help: "Run this many data-parallel ranks on this machine.") var nproc: Int?
     @Option(help: "Seconds a rendezvous or collective may wait for the other ranks before failing.") var distTimeout = 300.0
 
+    func validate() throws {
+        try requirePositive(batch, "--batch")
+        if let threads { try requirePositive(threads, "--threads") }
+    }
+
     func run() throws {
         let environment = try DistributedEnvironment.fromEnvironment()
         if try Launcher.launchIfAsked(nproc: nproc, environment: environment) { return }

@@ -63,7 +63,8 @@ struct Predict: ParsableCommand {
         if mode == "tile" && (saveLogits != nil || saveEmbedding != nil) {
             throw ValidationError("--save-logits/--save-embedding describe the S×S forward of resize mode")
         }
-        guard batch > 0 else { throw ValidationError("--batch must be positive") }
+        try requirePositive(batch, "--batch")
+        if let threads { try requirePositive(threads, "--threads") }
         guard Device(device) != nil else { throw ValidationError("--device must be cpu, cuda or cuda:N (got '\(device)')") }
     }
 

@@ -79,6 +79,10 @@ struct Train: ParsableCommand {
         var valList: String?
     }
 
+    func validate() throws {
+        if let threads { try requirePositive(threads, "--threads") }
+    }
+
     func run() throws {
         let environment = try DistributedEnvironment.fromEnvironment()
         if try Launcher.launchIfAsked(nproc: nproc, environment: environment) { return }

@@ -87,6 +87,30 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(out.contains("broken.pth: malformed checkpoint"), out)
     }
 
+    /// A zero or negative count is refused by name before any work, where it used to reach libtorch as an
+    /// empty reshape (`bench train --batch 0`), time nothing and print "inf ms/step" (`--steps 0`), report
+    /// agreement over no images (`bench agree --count 0`), or be clamped to 1 without a word (`eval --batch 0`).
+    func testCommandsRefuseCountsBelowOne() throws {
+        let cases: [([String], String)] = [
+            (["bench", "train", "--batch", "0"], "--batch must be at least 1 (got 0)"),
+            (["bench", "train", "--steps", "0"], "--steps must be at least 1 (got 0)"),
+            (["bench", "infer", "--warmup=-1"], "--warmup must be 0 or more (got -1)"),
+            (["bench", "infer", "--peak-size", "0"], "--peak-size must be at least 1 (got 0)"),
+            (["bench", "graph-agree", "--threads", "0"], "--threads must be at least 1 (got 0)"),
+            (["bench", "agree", "--count", "0"], "--count must be at least 1 (got 0)"),
+            (["bench", "data", "--epochs", "0"], "--epochs must be at least 1 (got 0)"),
+            (["bench", "encoder", "--iterations", "0"], "--iterations must be at least 1 (got 0)"),
+            (["bench", "ops", "--iterations", "0"], "--iterations must be at least 1 (got 0)"),
+            (["eval", "--vit", "b", "--dataset", "a=/nowhere", "--batch", "0"], "--batch must be at least 1 (got 0)"),
+            (["predict", "--vit", "b", "--batch", "0", "x.png"], "--batch must be at least 1 (got 0)"),
+            (["train", "--vit", "b", "--threads=-2", "--data", "/nowhere", "--out", "/nowhere"], "--threads must be at least 1 (got -2)"),
+        ]
+        for (args, message) in cases {
+            let out = try cli(args, expectSuccess: false)
+            XCTAssertTrue(out.contains(message), "\(args): \(out)")
+        }
+    }
+
     func testNonStrictLoadingWarnsWithTheKeys() throws {
         let dir = try Oracle.scratch()
         try Oracle.run("sam_oracle.py", ["vit_b", "448", "1", dir])
