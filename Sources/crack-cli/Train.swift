@@ -81,6 +81,9 @@ struct Train: ParsableCommand {
 
     func validate() throws {
         if let threads { try requirePositive(threads, "--threads") }
+        // Checked on the flag, not in TrainingOptions: a run saved with 0 (which the loader reads as 1)
+        // must still resume.
+        try requirePositive(workers, "--workers")
     }
 
     func run() throws {

@@ -104,6 +104,7 @@ final class CLITests: XCTestCase {
             (["eval", "--vit", "b", "--dataset", "a=/nowhere", "--batch", "0"], "--batch must be at least 1 (got 0)"),
             (["predict", "--vit", "b", "--batch", "0", "x.png"], "--batch must be at least 1 (got 0)"),
             (["train", "--vit", "b", "--threads=-2", "--data", "/nowhere", "--out", "/nowhere"], "--threads must be at least 1 (got -2)"),
+            (["train", "--vit", "b", "--workers", "0", "--data", "/nowhere", "--out", "/nowhere"], "--workers must be at least 1 (got 0)"),
         ]
         for (args, message) in cases {
             let out = try cli(args, expectSuccess: false)

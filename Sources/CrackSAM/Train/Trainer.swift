@@ -56,7 +56,6 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         try require(maxNonFiniteSteps >= 1, "the non-finite-loss limit must be at least 1 (got \(maxNonFiniteSteps))")
         try require((maxSteps ?? 1) >= 1, "--max-steps must be at least 1 (got \(maxSteps ?? 0))")
         try require((syncEvery ?? 1) >= 1, "--sync-every must be at least 1 (got \(syncEvery ?? 0))")
-        try require(workers >= 1, "--workers must be at least 1 (got \(workers))")
     }
 }
 
