@@ -16,6 +16,23 @@ final class ErrorTests: XCTestCase {
         XCTAssertThrowsError(try Tensor.cat([a, b], dim: 0))
     }
 
+    /// A model size of zero (a typo on --heads, or a delta's metadata) is named, not a division trap.
+    func testZeroModelSizesThrowByName() {
+        let base = SAMConfig(backbone: .custom, embedDim: 32, depth: 2, heads: 4, globalBlocks: [1], imageSize: 64)
+        let cases: [(WritableKeyPath<SAMConfig, Int>, String)] = [
+            (\.heads, "heads"), (\.embedDim, "embed dim"), (\.depth, "depth"), (\.patchSize, "patch size"),
+            (\.windowSize, "window size"), (\.mlpRatio, "MLP ratio"), (\.promptDim, "prompt dim"),
+        ]
+        for (path, name) in cases {
+            var config = base
+            config[keyPath: path] = 0
+            XCTAssertThrowsError(try config.validate(), name) { error in
+                XCTAssertTrue("\(error)".contains("\(name) must be at least 1 (got 0)"), "\(error)")
+            }
+        }
+        XCTAssertNoThrow(try base.validate())
+    }
+
     func testBadDTypeThrows() throws {
         let ints = try Tensor.ones([2, 3], dtype: .int64)
         XCTAssertThrowsError(try ints.toArray(of: Float.self)) { error in

@@ -69,6 +69,11 @@ public struct SAMConfig: Equatable, Sendable {
     public var numMaskTokens: Int { numClasses + 1 }
 
     public func validate() throws {
+        // Counts first: the divisibility checks below would trap on a zero.
+        for (name, value) in [("patch size", patchSize), ("embed dim", embedDim), ("depth", depth), ("heads", heads),
+                              ("MLP ratio", mlpRatio), ("prompt dim", promptDim), ("window size", windowSize)] where value < 1 {
+            throw TorchError.invalidArgument("\(name) must be at least 1 (got \(value))")
+        }
         guard imageSize > 0, imageSize % patchSize == 0 else {
             throw TorchError.invalidArgument("image size \(imageSize) is not a positive multiple of the patch size \(patchSize)")
         }
