@@ -28,6 +28,42 @@ final class AttentionTests: XCTestCase {
         }
     }
 
+    /// Frozen tables (CrackSAM's encoder) are resized, gathered and scaled once, not in every forward; a
+    /// checkpoint loaded over them is seen at the next forward, which then equals a fresh module's.
+    func testFrozenTablesAreKeptUntilTheyChange() throws {
+        let o = try oracle()
+        func attention(_ params: StateDict) throws -> Attention {
+            let attn = try Attention(dim: 32, heads: 2, gridSize: 6)
+            try attn.move(to: .cpu, dtype: .float64)
+            try attn.loadStateDict(params, source: "attention_oracle odd")
+            return attn
+        }
+        var params = StateDict()
+        for (key, value) in o where key.hasPrefix("odd.param.") { params[String(key.dropFirst("odd.param.".count))] = value }
+        let attn = try attention(params)
+        try attn.freeze()
+        let x = try XCTUnwrap(o["odd.x"])  // a 5×7 grid with tables made for 6: both are resized
+        let first = try attn(x)
+        try assertClose(first, o["odd.y"]!, rtol: 1e-10, atol: 1e-12, "frozen, first forward")
+        let (second, profile) = try Profiler.record(cuda: false) { try attn(x) }
+        let calls = Dictionary(uniqueKeysWithValues: profile.opsBySelfHostTime().map { ($0.name, $0.calls) })
+        XCTAssertNil(calls["aten::index_select"], "the tables were gathered again")
+        XCTAssertNil(calls["aten::upsample_bilinear2d"], "the tables were resized again")
+        try assertClose(second, first, rtol: 0, atol: 0, "the kept tables give the same output")
+
+        params["rel_pos_h"] = try params["rel_pos_h"]! * 2
+        params["rel_pos_w"] = try params["rel_pos_w"]! - 0.5
+        try attn.loadStateDict(params, source: "changed tables")
+        let changed = try attn(x)
+        try assertClose(changed, try attention(params)(x), rtol: 0, atol: 0, "after a load, as a fresh module")
+        let moved = try (changed - first).abs().amax().to(dtype: .float64).item()
+        XCTAssertGreaterThan(moved, 1e-3, "the changed tables changed nothing")
+
+        // Loading replaces the tensors; a change in place (the same tensor) must be seen too.
+        try attn.relPosW.tensor.mul_(3)
+        try assertClose(try attn(x), try attention(attn.stateDict())(x), rtol: 0, atol: 0, "after an in-place change")
+    }
+
     /// With the bias folded in, training takes the fused kernel (on the CPU: the flash kernel, forward
     /// and backward). A bias that needs a gradient sends libtorch to its unfused path instead (explicit
     /// softmax), and keeps an L × L tensor per head for the backward.

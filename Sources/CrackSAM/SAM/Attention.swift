@@ -18,6 +18,8 @@ public final class Attention: Module, UnaryLayer {
     let dim: Int
     /// Constant tensors (table indices, key columns, zero padding) made once per shape, dtype and device.
     private var constants: [ConstantKey: Tensor] = [:]
+    /// The frozen tables' product operands (productTable), one per table and grid side.
+    private var tables: [TableSlot: (stamp: TableStamp, tensor: Tensor)] = [:]
     /// Hashed rather than spelled out: the cache is looked up a few times in every attention call.
     struct ConstantKey: Hashable {
         enum Kind { case index, columns, zeros }
@@ -86,15 +88,14 @@ public final class Attention: Module, UnaryLayer {
     func extendedQueries(_ q: Tensor, height h: Int, width w: Int, to width: Int) throws -> Tensor {
         let (b, heads, c) = (q.size(0), q.size(1), q.size(3))
         let bn = b * heads
-        let unscale = Double(c).squareRoot()
-        let rh = try relativeTable(relPosH.tensor, size: h) * unscale  // (h, kh, c)
-        let rw = try relativeTable(relPosW.tensor, size: w) * unscale  // (w, kw, c)
+        let rh = try productTable(relPosH, size: h, like: q)  // (h, c, kh)
+        let rw = try productTable(relPosW, size: w, like: q)  // (w, c, kw)
         let grid = try q.view([b, heads, h, w, c])
         // (h, bn·w, c) @ (h, c, kh) → (h, bn·w, kh), seen as (b, heads, h, w, kh)
-        let relH = try grid.permute([2, 0, 1, 3, 4]).reshape([h, bn * w, c]).bmm(rh.transpose(1, 2))
+        let relH = try grid.permute([2, 0, 1, 3, 4]).reshape([h, bn * w, c]).bmm(rh)
             .view([h, b, heads, w, h]).permute([1, 2, 0, 3, 4])
         // (w, bn·h, c) @ (w, c, kw) → (w, bn·h, kw), seen as (b, heads, h, w, kw)
-        let relW = try grid.permute([3, 0, 1, 2, 4]).reshape([w, bn * h, c]).bmm(rw.transpose(1, 2))
+        let relW = try grid.permute([3, 0, 1, 2, 4]).reshape([w, bn * h, c]).bmm(rw)
             .view([w, b, heads, h, w]).permute([1, 2, 3, 0, 4])
         var parts = [grid, relH, relW]
         let pad = width - (c + h + w)
@@ -142,6 +143,45 @@ public final class Attention: Module, UnaryLayer {
         let made = try make()
         constants[key] = made
         return made
+    }
+
+    /// A table as the products take it: Meta's get_rel_pos rows for a grid side of `size`, times √hd
+    /// (the columns are divided by the softmax scale), as (size, c, size). A frozen table (CrackSAM's
+    /// encoder) gives the same operand at every step, so it is kept, in autocast's dtype when autocast
+    /// is on, rather than resized, gathered, scaled and cast again in every block of every forward
+    /// (twice per step with activation checkpointing). It is made again when the table is replaced or
+    /// changed in place (its version counter), autocast's dtype changes, or inference mode is entered or
+    /// left. A table that trains is derived afresh, so that its gradient flows.
+    func productTable(_ table: Parameter, size: Int, like q: Tensor) throws -> Tensor {
+        let source = table.tensor
+        func make() throws -> Tensor {
+            try (relativeTable(source, size: size) * Double(source.size(1)).squareRoot()).transpose(1, 2)
+        }
+        // A tensor made in inference mode has no version counter: it is derived afresh every time.
+        guard !source.requiresGrad, let version = try? source.version() else { return try make() }
+        let low = Torch.autocastDType(device: q.device)
+        let stamp = TableStamp(source: source, version: version, dtype: low, inferenceMode: Torch.isInferenceMode)
+        let slot = TableSlot(rows: table === relPosH, size: size)
+        if let kept = tables[slot], kept.stamp == stamp { return kept.tensor }
+        var made = try make()
+        if let low { made = try made.to(dtype: low) }
+        tables[slot] = (stamp, made)
+        return made
+    }
+
+    struct TableSlot: Hashable {
+        let rows: Bool
+        let size: Int
+    }
+
+    struct TableStamp: Equatable {
+        let source: Tensor
+        let version: Int
+        let dtype: DType?
+        let inferenceMode: Bool
+        static func == (a: Self, b: Self) -> Bool {
+            a.source === b.source && a.version == b.version && a.dtype == b.dtype && a.inferenceMode == b.inferenceMode
+        }
     }
 
     /// Meta's get_rel_pos for equal query and key sizes: rows of the table at (i − j + size − 1),
