@@ -89,8 +89,7 @@ struct Predict: ParsableCommand {
         }
         guard !images.isEmpty else { throw ValidationError("no PNG or JPEG files in \(inputs.joined(separator: ", "))") }
         if let out { try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true) }
-        let method = resize
-        let predictor = SAMPredictor(model: net, device: device, resize: method)
+        let predictor = SAMPredictor(model: net, device: device, resize: resize)
         let s = config.imageSize
         var logits: [Tensor] = []
         var embeddings: [Tensor] = []
@@ -105,13 +104,13 @@ struct Predict: ParsableCommand {
                     masks.append(try plan.run(image, with: predictor, batch: batch).map { $0 > 0.5 ? 1 : 0 })
                 }
             } else {
-                let batchTensor = try Tensor.stack(originals.map { try Preprocess.image($0, size: s, resize: method) }).to(device: device)
+                let batchTensor = try Tensor.stack(originals.map { try Preprocess.image($0, size: s, resize: resize) }).to(device: device)
                 let output = try Torch.withInferenceMode { try net(batchTensor) }
                 if saveLogits != nil { logits.append(try output.logits.to(device: .cpu, dtype: .float32)) }
                 if saveEmbedding != nil { embeddings.append(try output.imageEmbedding.to(device: .cpu, dtype: .float32)) }
                 let pred = try output.logits.argmax(dim: 1).gt(0).to(device: .cpu).to(dtype: .uint8).toArray(of: UInt8.self)
                 for (j, image) in originals.enumerated() {
-                    masks.append(method.maskBack(Array(pred[(j * s * s)..<((j + 1) * s * s)]), from: (s, s), to: (image.width, image.height)))
+                    masks.append(resize.maskBack(Array(pred[(j * s * s)..<((j + 1) * s * s)]), from: (s, s), to: (image.width, image.height)))
                 }
             }
             for (j, path) in paths.enumerated() {

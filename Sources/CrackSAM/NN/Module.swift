@@ -30,24 +30,13 @@ public final class Parameter {
             return tensor
         }
         // A tensor made in inference mode has no version counter: it is left to autocast, uncached.
-        guard let version = try? tensor.version() else { return tensor }
-        let key = LowPrecisionCopy(source: tensor, version: version, dtype: low, inferenceMode: Torch.isInferenceMode)
-        if let copy = lowPrecision, copy.key == key { return copy.tensor }
+        guard let stamp = DerivedStamp(of: tensor, dtype: low) else { return tensor }
+        if let copy = lowPrecision, copy.stamp == stamp { return copy.tensor }
         let cast = try tensor.to(dtype: low)
-        lowPrecision = (key, cast)
+        lowPrecision = (stamp, cast)
         return cast
     }
-
-    struct LowPrecisionCopy: Equatable {
-        let source: Tensor
-        let version: Int
-        let dtype: DType
-        let inferenceMode: Bool
-        static func == (a: Self, b: Self) -> Bool {
-            a.source === b.source && a.version == b.version && a.dtype == b.dtype && a.inferenceMode == b.inferenceMode
-        }
-    }
-    private var lowPrecision: (key: LowPrecisionCopy, tensor: Tensor)?
+    private var lowPrecision: (stamp: DerivedStamp, tensor: Tensor)?
 
     func setTrainable(_ flag: Bool) throws {
         guard !isBuffer else { return }
@@ -258,4 +247,28 @@ public enum ParameterInit {
     static func zeros(_ shape: [Int]) throws -> Tensor { try Tensor.zeros(shape, device: device) }
     static func ones(_ shape: [Int]) throws -> Tensor { try Tensor.ones(shape, device: device) }
     static func normal(_ shape: [Int], std: Double = 1) throws -> Tensor { try Tensor.normal(shape, std: std, device: device) }
+}
+
+/// What a value kept from a frozen tensor (its autocast cast, a table derived from it) was made from:
+/// the tensor itself, its version counter (moved by every in-place change), autocast's dtype, and
+/// whether inference mode was on (a tensor made there cannot be saved for a backward). The kept value
+/// stands while the stamp of now equals its own.
+struct DerivedStamp: Equatable {
+    let source: Tensor
+    let version: Int
+    let dtype: DType?
+    let inferenceMode: Bool
+
+    /// nil for a tensor with no version counter (one made in inference mode): nothing can be kept for it.
+    init?(of source: Tensor, dtype: DType?) {
+        guard let version = try? source.version() else { return nil }
+        self.source = source
+        self.version = version
+        self.dtype = dtype
+        inferenceMode = Torch.isInferenceMode
+    }
+
+    static func == (a: Self, b: Self) -> Bool {
+        a.source === b.source && a.version == b.version && a.dtype == b.dtype && a.inferenceMode == b.inferenceMode
+    }
 }

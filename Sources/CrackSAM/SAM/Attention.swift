@@ -19,7 +19,7 @@ public final class Attention: Module, UnaryLayer {
     /// Constant tensors (table indices, key columns, zero padding) made once per shape, dtype and device.
     private var constants: [ConstantKey: Tensor] = [:]
     /// The frozen tables' product operands (productTable), one per table and grid side.
-    private var tables: [TableSlot: (stamp: TableStamp, tensor: Tensor)] = [:]
+    private var tables: [TableSlot: (stamp: DerivedStamp, tensor: Tensor)] = [:]
     /// Hashed rather than spelled out: the cache is looked up a few times in every attention call.
     struct ConstantKey: Hashable {
         enum Kind { case index, columns, zeros }
@@ -157,10 +157,9 @@ public final class Attention: Module, UnaryLayer {
         func make() throws -> Tensor {
             try (relativeTable(source, size: size) * Double(source.size(1)).squareRoot()).transpose(1, 2)
         }
-        // A tensor made in inference mode has no version counter: it is derived afresh every time.
-        guard !source.requiresGrad, let version = try? source.version() else { return try make() }
         let low = Torch.autocastDType(device: q.device)
-        let stamp = TableStamp(source: source, version: version, dtype: low, inferenceMode: Torch.isInferenceMode)
+        // A tensor made in inference mode has no version counter (no stamp): it is derived afresh every time.
+        guard !source.requiresGrad, let stamp = DerivedStamp(of: source, dtype: low) else { return try make() }
         let slot = TableSlot(rows: table === relPosH, size: size)
         if let kept = tables[slot], kept.stamp == stamp { return kept.tensor }
         var made = try make()
@@ -172,16 +171,6 @@ public final class Attention: Module, UnaryLayer {
     struct TableSlot: Hashable {
         let rows: Bool
         let size: Int
-    }
-
-    struct TableStamp: Equatable {
-        let source: Tensor
-        let version: Int
-        let dtype: DType?
-        let inferenceMode: Bool
-        static func == (a: Self, b: Self) -> Bool {
-            a.source === b.source && a.version == b.version && a.dtype == b.dtype && a.inferenceMode == b.inferenceMode
-        }
     }
 
     /// Meta's get_rel_pos for equal query and key sizes: rows of the table at (i − j + size − 1),
