@@ -31,7 +31,7 @@ struct Bench: ParsableCommand {
             if json {
                 try printJSON(["us_per_op": us, "iterations": iterations, "threads": threads, "libtorch": Torch.version])
             } else {
-                print(String(format: "swift: %.3f µs/op (%d iterations × 4 ops, %d thread(s))", us, iterations, threads))
+                print(String(format: "swift: %.3f µs/op (%ld iterations × 4 ops, %ld thread(s))", us, iterations, threads))
             }
         }
     }
@@ -95,7 +95,7 @@ struct Bench: ParsableCommand {
                 try printJSON(["backbone": config.backbone.rawValue, "image_size": config.imageSize, "batch": batch,
                                "threads": Torch.threads, "device": "\(device)", "median_seconds": median, "times": times])
             } else {
-                print(String(format: "%@ encoder at %d px, batch %d, %@, %d thread(s): median %.3f s over %d runs",
+                print(String(format: "%@ encoder at %ld px, batch %ld, %@, %ld thread(s): median %.3f s over %ld runs",
                              config.backbone.rawValue, config.imageSize, batch, "\(device)", Torch.threads, median, iterations))
             }
         }
@@ -145,7 +145,7 @@ struct Bench: ParsableCommand {
                 try printJSON(["images_per_s": rate, "images": images, "seconds": seconds, "workers": workers, "batch": batch,
                                "image_size": imageSize, "augment": !noAugment])
             } else {
-                print(String(format: "%.1f images/s (%d images in %.2f s, %d workers, batch %d, %d px, augmentation %@)", rate, images,
+                print(String(format: "%.1f images/s (%ld images in %.2f s, %ld workers, batch %ld, %ld px, augmentation %@)", rate, images,
                              seconds, workers, batch, imageSize, noAugment ? "off" : "on"))
             }
         }

@@ -117,14 +117,14 @@ struct StepBenchOptions: ParsableArguments {
         if device == .cpu {
             let rows = profile.opsBySelfHostTime()
             let total = rows.map(\.ns).reduce(0, +)
-            let head = String(format: "profile of %d steps: %d ops/step, %.1f ms/step of host time in ops", profileSteps,
+            let head = String(format: "profile of %ld steps: %ld ops/step, %.1f ms/step of host time in ops", profileSteps,
                               Int((Double(profile.opCount) / n).rounded()), Double(total) / 1e6 / n)
             return ([head, Profile.table(rows, title: "self host time by op", steps: profileSteps, total: total, top: 25)].joined(separator: "\n"),
                     json(rows))
         }
         let busy = Double(profile.deviceTimeNs) / 1e6 / n
-        let head = String(format: "profile of %d steps: the device is busy %.2f ms/step (%.0f%% of the timed %.2f ms/step), %d kernels "
-            + "and copies/step, %d ops/step", profileSteps, busy, 100 * busy / stepMs, stepMs,
+        let head = String(format: "profile of %ld steps: the device is busy %.2f ms/step (%.0f%% of the timed %.2f ms/step), %ld kernels "
+            + "and copies/step, %ld ops/step", profileSteps, busy, 100 * busy / stepMs, stepMs,
             Int((Double(profile.deviceEventCount) / n).rounded()), Int((Double(profile.opCount) / n).rounded()))
         let ops = profile.opsBySelfDeviceTime()
         return ([head, Profile.table(ops, title: "self device time by op", steps: profileSteps, total: profile.deviceTimeNs, top: 25),
@@ -158,7 +158,7 @@ struct StepBenchOptions: ParsableArguments {
         if json {
             try printJSON(out)
         } else {
-            print(String(format: "%@ %@ at %d px, batch %d, amp %@, %@: %.2f images/s, %.1f ms/step, %.2f TFLOP/s achieved "
+            print(String(format: "%@ %@ at %ld px, batch %ld, amp %@, %@: %.2f images/s, %.1f ms/step, %.2f TFLOP/s achieved "
                 + "(%.3g TFLOP/step), matmul peak %.2f TFLOP/s (%@), MFU %.1f%%%@", mode, c.backbone.rawValue, c.imageSize, batch,
                 amp.rawValue, "\(device)", imagesPerSecond, perStep * 1000, tflops, flopsPerStep / 1e12, peak.tflops, "\(peak.dtype)",
                 100 * tflops / peak.tflops, memoryGiB.map { String(format: ", peak CUDA memory %.2f GiB", $0) } ?? ""))
@@ -305,7 +305,7 @@ extension Bench {
                 try printJSON(["images": images.count, "amp": amp, "device": "\(dev)", "pooled_iou": pooled, "min_image_iou": worst,
                                "differing_pixel_fraction": fraction, "crack_pixels_fp32_or_amp": union])
             } else {
-                print(String(format: "%d images, %@ vs float32 on %@: mask IoU %.4f pooled, %.4f worst image; %.5f%% of pixels differ",
+                print(String(format: "%ld images, %@ vs float32 on %@: mask IoU %.4f pooled, %.4f worst image; %.5f%% of pixels differ",
                              images.count, amp, "\(dev)", pooled, worst, 100 * fraction))
                 if union == 0 { print("both precisions predict no crack anywhere: nothing was compared (use a model that finds cracks)") }
             }
@@ -381,7 +381,7 @@ extension Bench {
                                "graph_vs_eager_weight_rel": graphWeights, "eager_vs_eager_weight_rel": noiseWeights,
                                "losses_graph": values[0], "losses_eager": values[1], "agree": agree])
             } else {
-                print(String(format: "%d steps (%d replayed from the graph), %@ %@: losses differ by %.3g relative (eager vs eager %.3g), "
+                print(String(format: "%ld steps (%ld replayed from the graph), %@ %@: losses differ by %.3g relative (eager vs eager %.3g), "
                     + "trained weights by %.3g (eager vs eager %.3g): %@", options.steps, replayed, graphNet.config.backbone.rawValue,
                     amp.rawValue, graphLoss, noiseLoss, graphWeights, noiseWeights, agree ? "agree" : "DISAGREE"))
             }

@@ -38,6 +38,7 @@ struct Eval: ParsableCommand {
     func validate() throws {
         try requirePositive(batch, "--batch")
         if let threads { try requirePositive(threads, "--threads") }
+        try ProcessGroup.validate(timeout: distTimeout)
     }
 
     func run() throws {
@@ -88,7 +89,7 @@ struct Eval: ParsableCommand {
                     let start = DispatchTime.now().uptimeNanoseconds
                     let r = try evaluator.evaluate(ds, name: datasetName, degradation: variant, savePredictions: save)
                     let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-                    print(String(format: "%@ on %@ (%@): IoU %.4f, F1 %.4f, pooled IoU %.4f — %d images, %.1f images/s", name, datasetName,
+                    print(String(format: "%@ on %@ (%@): IoU %.4f, F1 %.4f, pooled IoU %.4f — %ld images, %.1f images/s", name, datasetName,
                                  r.variant, r.iou, r.f1, r.pooledIoU, r.images, Double(r.images) / seconds))
                     results.append(r)
                 }

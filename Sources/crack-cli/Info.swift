@@ -71,7 +71,7 @@ struct Info: ParsableCommand {
         for d in devices {
             let name = d["device"] as! String
             var parts: [String] = []
-            if let g = d["matmul_gflops"] as? Double { parts.append(String(format: "matmul %d² fp32: %.1f GFLOP/s", matmulSize, g)) }
+            if let g = d["matmul_gflops"] as? Double { parts.append(String(format: "matmul %ld² fp32: %.1f GFLOP/s", matmulSize, g)) }
             if let g = d["matmul_gflops_fp32"] as? Double { parts.append(String(format: "fp32 %.0f GFLOP/s", g)) }
             if let g = d["matmul_gflops_fp16"] as? Double { parts.append(String(format: "fp16 %.0f GFLOP/s", g)) }
             if let t = d["memory_total_bytes"] as? Int { parts.append(String(format: "%.1f GiB", Double(t) / 1_073_741_824)) }

@@ -91,6 +91,10 @@ struct Predict: ParsableCommand {
         if let out { try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true) }
         let predictor = SAMPredictor(model: net, device: device, resize: resize)
         let s = config.imageSize
+        // Tiles step by S − overlap: an overlap outside 0..<S has no such step.
+        guard mode != "tile" || (0..<s).contains(overlap) else {
+            throw ValidationError("--overlap must be from 0 to \(s - 1), below the tile size S = \(s) (got \(overlap))")
+        }
         var logits: [Tensor] = []
         var embeddings: [Tensor] = []
         var measurements: [ImageMeasurement] = []
@@ -130,7 +134,7 @@ struct Predict: ParsableCommand {
                     try Image(width: image.width, height: image.height, channels: 3, pixels: overlay).write(to: "\(out)/\(stem)_overlay.png")
                     let m = CrackGeometry.measure(mask, width: image.width, height: image.height, image: path, mmPerPixel: mmPerPixel)
                     measurements.append(m)
-                    line += String(format: ", %d crack(s), length %.1f %@, mean width %.2f %@", m.cracks.count, m.totalLength, m.unit,
+                    line += String(format: ", %ld crack(s), length %.1f %@, mean width %.2f %@", m.cracks.count, m.totalLength, m.unit,
                                    m.meanWidth, m.unit)
                 }
                 print(line)
@@ -143,10 +147,10 @@ struct Predict: ParsableCommand {
             try encoder.encode(measurements).write(to: URL(fileURLWithPath: out + "/measurements.json"))
             var csv = ["image,crack,unit,area,length,mean_width,max_width,orientation_deg,pixels"]
             for m in measurements {
-                csv.append(String(format: "%@,all,%@,%.4f,%.4f,%.4f,%.4f,,%d", m.image, m.unit, m.totalArea, m.totalLength, m.meanWidth, m.maxWidth,
+                csv.append(String(format: "%@,all,%@,%.4f,%.4f,%.4f,%.4f,,%ld", m.image, m.unit, m.totalArea, m.totalLength, m.meanWidth, m.maxWidth,
                                   m.cracks.reduce(0) { $0 + $1.pixels }))
                 for c in m.cracks {
-                    csv.append(String(format: "%@,%d,%@,%.4f,%.4f,%.4f,%.4f,%.2f,%d", m.image, c.id, m.unit, c.area, c.length, c.meanWidth, c.maxWidth,
+                    csv.append(String(format: "%@,%ld,%@,%.4f,%.4f,%.4f,%.4f,%.2f,%ld", m.image, c.id, m.unit, c.area, c.length, c.meanWidth, c.maxWidth,
                                       c.orientation, c.pixels))
                 }
             }

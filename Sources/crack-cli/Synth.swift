@@ -25,6 +25,7 @@ struct SynthCommand: ParsableCommand {
 
     func run() throws {
         guard count > 0, size >= 16 else { throw ValidationError("--count must be positive and --size at least 16") }
+        guard (0...1).contains(crackFree) else { throw ValidationError("--crack-free must be a fraction from 0 to 1 (got \(crackFree))") }
         var o = SynthOptions()
         o.size = size
         guard let s = SynthStyle(rawValue: style) else { throw ValidationError("--style must be pavement, concrete, facade or mixed") }
@@ -47,7 +48,7 @@ struct SynthCommand: ParsableCommand {
         let start = DispatchTime.now().uptimeNanoseconds
         try Synth.write(to: out, count: count, options: o)
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-        print(String(format: "%d %@ images (%d px) → %@ in %.1f s", count, style, size, out, seconds))
+        print(String(format: "%ld %@ images (%ld px) → %@ in %.1f s", count, style, size, out, seconds))
         if let montage {
             try Synth.montage((0..<min(16, count)).map { Synth.render(index: $0, options: o) }).write(to: montage)
             print("montage → \(montage)")

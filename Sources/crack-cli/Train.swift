@@ -84,6 +84,7 @@ struct Train: ParsableCommand {
         // Checked on the flag, not in TrainingOptions: a run saved with 0 (which the loader reads as 1)
         // must still resume.
         try requirePositive(workers, "--workers")
+        try ProcessGroup.validate(timeout: distTimeout)
     }
 
     func run() throws {

@@ -112,6 +112,28 @@ final class CLITests: XCTestCase {
         }
     }
 
+    /// Values whose use would trap (Int64 of a NaN timeout, epochs × steps past Int) or that were
+    /// silently clamped or ignored (tile overlap, the crack-free fraction) are refused by name.
+    func testCommandsRefuseValuesOutOfRange() throws {
+        let tiny = ["--vit", "custom", "--embed-dim", "32", "--depth", "1", "--heads", "2", "--global-blocks", "0", "--image-size", "32"]
+        let cases: [([String], String)] = [
+            (["train", "--vit", "b", "--epochs", "5000000000", "--data", "/nowhere", "--out", "/nowhere"],
+             "--epochs must be between 1 and 1000000 (got 5000000000)"),
+            (["train", "--vit", "b", "--dist-timeout", "nan", "--data", "/nowhere", "--out", "/nowhere"],
+             "--dist-timeout must be a number of seconds above 0 and at most 604800 (got nan)"),
+            (["eval", "--vit", "b", "--dataset", "a=/nowhere", "--dist-timeout", "0"],
+             "--dist-timeout must be a number of seconds above 0 and at most 604800 (got 0.0)"),
+            (["synth", "--out", "/nowhere", "--count", "2", "--crack-free", "1.5"], "--crack-free must be a fraction from 0 to 1 (got 1.5)"),
+            (["predict"] + tiny + ["--mode", "tile", "--overlap", "32", "x.png"], "--overlap must be from 0 to 31, below the tile size S = 32 (got 32)"),
+            (["predict"] + tiny + ["--mode", "tile", "--overlap=-1", "x.png"], "--overlap must be from 0 to 31, below the tile size S = 32 (got -1)"),
+        ]
+        for (args, message) in cases {
+            let out = try cli(args, expectSuccess: false)
+            XCTAssertTrue(out.contains(message), "\(args): \(out)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "/nowhere"))
+    }
+
     func testNonStrictLoadingWarnsWithTheKeys() throws {
         let dir = try Oracle.scratch()
         try Oracle.run("sam_oracle.py", ["vit_b", "448", "1", dir])

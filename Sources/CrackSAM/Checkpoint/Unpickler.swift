@@ -208,7 +208,7 @@ struct Unpickler {
                 guard let i = Int(s) else { throw malformed("bad GET '\(s)'") }
                 stack.append(try recall(i))
             default:
-                throw malformed(String(format: "unsupported pickle opcode 0x%02X at byte %d", op, pos - 1))
+                throw malformed(String(format: "unsupported pickle opcode 0x%02X at byte %ld", op, pos - 1))
             }
         }
     }

@@ -20,6 +20,16 @@ public final class ProcessGroup {
     private let store: ct_store
     private let group: ct_group
 
+    /// The longest timeout taken, in seconds: a week.
+    public static let maxTimeout = 7.0 * 24 * 3600
+
+    /// Throws, naming --dist-timeout, unless `timeout` is a number of seconds in (0, maxTimeout].
+    public static func validate(timeout: Double) throws {
+        guard timeout.isFinite, timeout > 0, timeout <= maxTimeout else {
+            throw TorchError.invalidArgument("--dist-timeout must be a number of seconds above 0 and at most \(Int(maxTimeout)) (got \(timeout))")
+        }
+    }
+
     /// Whether this build has NCCL compiled in (the GPU bundle does; the CPU build has Gloo only).
     public static var ncclAvailable: Bool { ct_nccl_compiled() != 0 }
 
@@ -28,6 +38,8 @@ public final class ProcessGroup {
     /// rendezvous and every later collective.
     public init(environment env: DistributedEnvironment, backend: Backend = .gloo, timeout: Double = 300,
                 processEnvironment: [String: String] = ProcessInfo.processInfo.environment) throws {
+        // Checked before the conversion to milliseconds, which traps on NaN and on values past Int64.
+        try ProcessGroup.validate(timeout: timeout)
         rank = env.rank
         worldSize = env.worldSize
         self.backend = backend

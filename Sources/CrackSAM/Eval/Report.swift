@@ -22,7 +22,7 @@ public enum EvaluationReport {
         lines += ["", "All figures (Pr, Re, F1, IoU: means over images; pooled IoU: over all pixels):", "",
                   "| model | dataset | variant | images | Pr | Re | F1 | IoU | pooled IoU |", "|---|---|---|---|---|---|---|---|---|"]
         for r in results {
-            lines.append(String(format: "| %@ | %@ | %@ | %d | %.4f | %.4f | %.4f | %.4f | %.4f |", r.model, r.dataset, r.variant, r.images,
+            lines.append(String(format: "| %@ | %@ | %@ | %ld | %.4f | %.4f | %.4f | %.4f | %.4f |", r.model, r.dataset, r.variant, r.images,
                                 r.precision, r.recall, r.f1, r.iou, r.pooledIoU))
         }
         return lines.joined(separator: "\n") + "\n"
@@ -31,7 +31,7 @@ public enum EvaluationReport {
     public static func csv(_ results: [EvaluationResult]) -> String {
         var lines = ["model,dataset,variant,images,precision,recall,f1,iou,pooled_iou"]
         for r in results {
-            lines.append(String(format: "%@,%@,%@,%d,%.6f,%.6f,%.6f,%.6f,%.6f", r.model, r.dataset, r.variant, r.images, r.precision,
+            lines.append(String(format: "%@,%@,%@,%ld,%.6f,%.6f,%.6f,%.6f,%.6f", r.model, r.dataset, r.variant, r.images, r.precision,
                                 r.recall, r.f1, r.iou, r.pooledIoU))
         }
         return lines.joined(separator: "\n") + "\n"

@@ -9,7 +9,7 @@ extension SAMModel {
         guard let delta else { return [] }
         var out: [(key: String, parameter: Parameter)] = []
         func k(_ letter: String, _ index: Int, _ suffix: String = "") -> String {
-            "w_\(letter)_" + String(format: "%03d", index) + suffix
+            "w_\(letter)_" + String(format: "%03ld", index) + suffix
         }
         if delta.config.usesAdapter {
             for (letter, adapters, layer) in [("a", delta.attentionAdapters, \Adapter.down), ("b", delta.attentionAdapters, \Adapter.up),

@@ -95,11 +95,11 @@ public enum Synth {
         try fm.createDirectory(atPath: dir + "/masks", withIntermediateDirectories: true)
         _ = try concurrentMap(count) { i in
             let s = render(index: i, options: options)
-            let name = String(format: "synth_%05d", i)
+            let name = String(format: "synth_%05ld", i)
             try s.image.write(to: "\(dir)/images/\(name).png")
             try Image(width: options.size, height: options.size, channels: 1, pixels: s.mask).write(to: "\(dir)/masks/\(name).png")
         }
-        let names = (0..<count).map { String(format: "synth_%05d", $0) }
+        let names = (0..<count).map { String(format: "synth_%05ld", $0) }
         let nTrain = Int((Double(count) * 0.8).rounded()), nVal = Int((Double(count) * 0.1).rounded())
         try (names[0..<nTrain].joined(separator: "\n") + "\n").write(toFile: dir + "/train.txt", atomically: true, encoding: .utf8)
         try (names[nTrain..<min(nTrain + nVal, count)].joined(separator: "\n") + "\n").write(toFile: dir + "/val.txt", atomically: true, encoding: .utf8)

@@ -150,7 +150,7 @@ public final class Profile {
         if rows.count > top {
             let rest = rows.dropFirst(top)
             let ns = rest.map(\.ns).reduce(0, +)
-            lines.append(String(format: "%10.3f %6.1f%% %9.1f   (%d more)", Double(ns) / 1e6 / n,
+            lines.append(String(format: "%10.3f %6.1f%% %9.1f   (%ld more)", Double(ns) / 1e6 / n,
                                 total > 0 ? 100 * Double(ns) / Double(total) : 0, Double(rest.map(\.calls).reduce(0, +)) / n, rest.count))
         }
         return lines.joined(separator: "\n")

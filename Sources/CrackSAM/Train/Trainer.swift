@@ -41,10 +41,13 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
 
     public var lastEpoch: Int { min(stopEpoch ?? epochs, epochs) }
 
+    public static let maxEpochs = 1_000_000
+
     /// Values no run can use, named by their command-line flag.
     public func validate() throws {
         func require(_ ok: Bool, _ message: String) throws { if !ok { throw TorchError.invalidArgument(message) } }
-        try require(epochs >= 1, "--epochs must be at least 1 (got \(epochs))")
+        // The bound keeps epochs × steps per epoch (the schedule's length) far from Int overflow.
+        try require((1...TrainingOptions.maxEpochs).contains(epochs), "--epochs must be between 1 and \(TrainingOptions.maxEpochs) (got \(epochs))")
         try require((stopEpoch ?? 1) >= 1, "--stop-epoch must be at least 1 (got \(stopEpoch ?? 0))")
         try require(batch >= 1, "--batch must be at least 1 (got \(batch))")
         try require(lr.isFinite && lr > 0, "--lr must be a positive number (got \(lr))")
@@ -300,7 +303,7 @@ public final class Trainer {
     private func record(step: Int, epoch: Int, loss: Double, ce: Double, dice: Double, lr: Double, imagesPerSecond: Double,
                         batches: Int) throws {
         try append("metrics.csv", header: "step,epoch,loss,ce,dice,lr,images_per_s,skipped_steps",
-                   String(format: "%d,%d,%.6f,%.6f,%.6f,%.8g,%.2f,%d", step, epoch + 1, loss, ce, dice, lr, imagesPerSecond, skippedSteps))
+                   String(format: "%ld,%ld,%.6f,%.6f,%.6f,%.8g,%.2f,%ld", step, epoch + 1, loss, ce, dice, lr, imagesPerSecond, skippedSteps))
         lossHistory.append((Double(step), loss))
         report(loss, imagesPerSecond, batches)
     }
@@ -383,7 +386,7 @@ public final class Trainer {
                 }
                 if let parallel, verifySync {
                     let worst = try parallel.divergence(optimizer.parameters)
-                    log(String(format: "step %d: trainable weights of %d ranks differ by at most %g", step, worldSize, worst))
+                    log(String(format: "step %ld: trainable weights of %ld ranks differ by at most %g", step, worldSize, worst))
                     if worst != 0 {
                         throw DistributedError.collective(operation: "weight check", rank: parallel.rank, worldSize: worldSize,
                                                           message: "ranks hold different weights after step \(step) (max |Δ| \(worst))")
@@ -406,9 +409,9 @@ public final class Trainer {
             if let validation, epoch % options.valEvery == 0 || epoch == lastEpoch {
                 let scores = try validate(validation)
                 try append("val.csv", header: "epoch,precision,recall,f1,iou",
-                           String(format: "%d,%.6f,%.6f,%.6f,%.6f", epoch, scores.precision, scores.recall, scores.f1, scores.iou))
+                           String(format: "%ld,%.6f,%.6f,%.6f,%.6f", epoch, scores.precision, scores.recall, scores.f1, scores.iou))
                 iouHistory.append((Double(epoch), scores.iou))
-                log(String(format: "epoch %d validation: Pr %.4f  Re %.4f  F1 %.4f  IoU %.4f", epoch, scores.precision,
+                log(String(format: "epoch %ld validation: Pr %.4f  Re %.4f  F1 %.4f  IoU %.4f", epoch, scores.precision,
                            scores.recall, scores.f1, scores.iou))
                 if scores.iou > bestIoU {
                     bestIoU = scores.iou
@@ -470,7 +473,7 @@ public final class Trainer {
         let total = options.lastEpoch * batches
         let elapsed = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
         let eta = elapsed / Double(max(stepsThisRun, 1)) * Double(max(total - step, 0))
-        let line = String(format: "epoch %d/%d  step %d/%d  loss %.4f  %.1f img/s  ETA %@", epoch + 1, options.lastEpoch, step, total,
+        let line = String(format: "epoch %ld/%ld  step %ld/%ld  loss %.4f  %.1f img/s  ETA %@", epoch + 1, options.lastEpoch, step, total,
                           loss, imagesPerSecond, Trainer.duration(eta))
         if let progress {
             let done = Double(step) / Double(max(total, 1))
@@ -489,7 +492,7 @@ public final class Trainer {
     static func duration(_ s: Double) -> String {
         guard s.isFinite else { return "?" }
         let t = Int(s)
-        return t >= 3600 ? String(format: "%dh%02dm", t / 3600, t % 3600 / 60) : String(format: "%dm%02ds", t / 60, t % 60)
+        return t >= 3600 ? String(format: "%ldh%02ldm", t / 3600, t % 3600 / 60) : String(format: "%ldm%02lds", t / 60, t % 60)
     }
 
     func writePlots() throws {
