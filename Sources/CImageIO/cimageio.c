@@ -31,6 +31,76 @@ void cimg_free(cimg_image *img) {
   }
 }
 
+/* ---- EXIF orientation ---- */
+
+/* The orientation (TIFF tag 0x0112 of IFD0, 1...8) recorded in an EXIF block: the TIFF structure, with or
+   without the "Exif\0\0" prefix of a JPEG APP1 segment. A missing, malformed or out-of-range value is
+   1 (as stored), as OpenCV treats it: a damaged EXIF block must not make a readable photo unreadable. */
+static int exif_orientation(const uint8_t *t, size_t n) {
+  if (n >= 6 && memcmp(t, "Exif\0\0", 6) == 0) {
+    t += 6;
+    n -= 6;
+  }
+  if (n < 8) return 1;
+  int le;
+  if (t[0] == 'I' && t[1] == 'I') le = 1;
+  else if (t[0] == 'M' && t[1] == 'M') le = 0;
+  else return 1;
+#define U16(p) (le ? (uint32_t)(p)[0] | (uint32_t)(p)[1] << 8 : (uint32_t)(p)[0] << 8 | (uint32_t)(p)[1])
+#define U32(p) (le ? U16(p) | U16((p) + 2) << 16 : U16(p) << 16 | U16((p) + 2))
+  if (U16(t + 2) != 42) return 1;
+  size_t ifd = U32(t + 4);
+  if (ifd > n || n - ifd < 2) return 1;
+  size_t count = U16(t + ifd);
+  for (size_t i = 0; i < count; i++) {
+    size_t e = ifd + 2 + 12 * i;
+    if (e > n || n - e < 12) break;
+    if (U16(t + e) == 0x0112 && U16(t + e + 2) == 3 /* SHORT */) {
+      uint32_t v = U16(t + e + 8);
+      return v >= 1 && v <= 8 ? (int)v : 1;
+    }
+  }
+#undef U32
+#undef U16
+  return 1;
+}
+
+/* Turns stored pixels upright: output pixel (x, y) comes from stored pixel src(x, y) of the EXIF
+   orientation (2 mirrored, 3 rotated 180°, 4 flipped, 5 transposed, 6 to be turned 90° clockwise,
+   7 transversed, 8 to be turned 90° counter-clockwise). Orientations 5-8 swap width and height. */
+static int apply_orientation(cimg_image *img, int orientation, char *err, size_t cap) {
+  if (orientation <= 1 || orientation > 8) return 0;
+  const int w = img->width, h = img->height, c = img->channels;
+  const int swap = orientation >= 5;
+  const int ow = swap ? h : w, oh = swap ? w : h;
+  uint8_t *out = malloc((size_t)w * h * c);
+  if (!out) {
+    cimg_free(img); /* a failed decode hands nothing back */
+    return fail(err, cap, "out of memory turning the image upright");
+  }
+  for (int y = 0; y < oh; y++) {
+    for (int x = 0; x < ow; x++) {
+      int sx, sy;
+      switch (orientation) {
+        case 2: sx = w - 1 - x; sy = y; break;
+        case 3: sx = w - 1 - x; sy = h - 1 - y; break;
+        case 4: sx = x; sy = h - 1 - y; break;
+        case 5: sx = y; sy = x; break;
+        case 6: sx = y; sy = h - 1 - x; break;
+        case 7: sx = w - 1 - y; sy = h - 1 - x; break;
+        default: sx = w - 1 - y; sy = x; break; /* 8 */
+      }
+      memcpy(out + ((size_t)y * ow + x) * c, img->pixels + ((size_t)sy * w + sx) * c, (size_t)c);
+    }
+  }
+  free(img->pixels);
+  img->pixels = out;
+  img->width = ow;
+  img->height = oh;
+  img->orientation = orientation;
+  return 0;
+}
+
 /* ---- PNG ---- */
 
 typedef struct {
@@ -106,14 +176,18 @@ static int decode_png(const uint8_t *bytes, size_t n, cimg_image *out, char *err
   if (!pixels || !rows) png_error(png, "out of memory");
   for (png_uint_32 y = 0; y < h; y++) rows[y] = pixels + (size_t)y * w * channels;
   png_read_image(png, rows);
-  png_read_end(png, NULL);
+  png_read_end(png, info); /* into info: an eXIf chunk may also follow the image data */
   free(rows);
+  int orientation = 1;
+  png_uint_32 exif_size = 0;
+  png_bytep exif = NULL;
+  if (png_get_eXIf_1(png, info, &exif_size, &exif) != 0 && exif) orientation = exif_orientation(exif, exif_size);
   png_destroy_read_struct(&png, &info, NULL);
   out->width = (int)w;
   out->height = (int)h;
   out->channels = channels;
   out->pixels = pixels;
-  return 0;
+  return apply_orientation(out, orientation, err, cap);
 }
 
 /* ---- JPEG ---- */
@@ -155,7 +229,15 @@ static int decode_jpeg(const uint8_t *bytes, size_t n, cimg_image *out, char *er
   }
   jpeg_create_decompress(&cinfo);
   jpeg_mem_src(&cinfo, (unsigned char *)bytes, (unsigned long)n);
+  jpeg_save_markers(&cinfo, JPEG_APP0 + 1, 0xFFFF); /* APP1: EXIF, for the orientation */
   jpeg_read_header(&cinfo, TRUE);
+  int orientation = 1;
+  for (jpeg_saved_marker_ptr m = cinfo.marker_list; m; m = m->next) {
+    if (m->marker == JPEG_APP0 + 1 && m->data_length >= 6 && memcmp(m->data, "Exif\0\0", 6) == 0) {
+      orientation = exif_orientation(m->data, m->data_length);
+      break;
+    }
+  }
   if (cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK) {
     jpeg_destroy_decompress(&cinfo);
     return fail(err, cap, "CMYK JPEG is not supported (save it as RGB)");
@@ -188,11 +270,12 @@ static int decode_jpeg(const uint8_t *bytes, size_t n, cimg_image *out, char *er
   out->height = h;
   out->channels = c;
   out->pixels = pixels;
-  return 0;
+  return apply_orientation(out, orientation, err, cap);
 }
 
 int cimg_decode(const uint8_t *bytes, size_t n, cimg_image *out, char *err, size_t cap) {
   memset(out, 0, sizeof(*out));
+  out->orientation = 1;
   switch (cimg_sniff(bytes, n)) {
     case CIMG_PNG: return decode_png(bytes, n, out, err, cap);
     case CIMG_JPEG: return decode_jpeg(bytes, n, out, err, cap);

@@ -85,6 +85,30 @@ final class DatasetTests: XCTestCase {
         }
     }
 
+    /// A photo whose EXIF orientation turns it sideways is read upright (ImageTests checks this against
+    /// OpenCV); a mask drawn on its stored pixels has the transposed size, and the error says why.
+    func testAMaskOfTheSidewaysPhotoIsExplained() throws {
+        let dir = try Oracle.scratch()
+        try makeTestDataset(dir, count: 2)
+        let oracle = try Oracle.scratch("img")
+        try Oracle.run("image_oracle.py", [oracle])
+        // oriented_6.jpg stores 80×60 pixels and reads as 60×80; the mask has the stored size.
+        try FileManager.default.removeItem(atPath: dir + "/images/s0.png")
+        try FileManager.default.copyItem(atPath: oracle + "/oriented_6.jpg", toPath: dir + "/images/s0.jpg")
+        try Image(width: 80, height: 60, channels: 1, pixels: [UInt8](repeating: 0, count: 4800)).write(to: dir + "/masks/s0.png")
+        let ds = try CrackDataset(root: dir)
+        assertDatasetError(.maskSizeMismatch(mask: dir + "/masks/s0.png", maskSize: [80, 60], imageSize: [60, 80])) {
+            _ = try ds.load(0, size: 32)
+        }
+        let message = "\(DatasetError.maskSizeMismatch(mask: "m.png", maskSize: [80, 60], imageSize: [60, 80]))"
+        XCTAssertTrue(message.contains("EXIF orientation"), message)
+        // A mask of another size altogether gets no such hint.
+        XCTAssertFalse("\(DatasetError.maskSizeMismatch(mask: "m.png", maskSize: [20, 30], imageSize: [40, 30]))".contains("EXIF"))
+        // The mask drawn on the upright photo loads.
+        try Image(width: 60, height: 80, channels: 1, pixels: [UInt8](repeating: 255, count: 4800)).write(to: dir + "/masks/s0.png")
+        XCTAssertEqual(try CrackDataset(root: dir).load(0, size: 32).label.shape, [32, 32])
+    }
+
     /// The small-angle rotation is scipy.ndimage.rotate(order=0, reshape=False), as the authors' loader
     /// rotates, pixel for pixel, the zero-filled border included.
     func testRotationIsSciPys() throws {

@@ -19,6 +19,27 @@ final class ImageTests: XCTestCase {
         }
     }
 
+    /// Phone photos keep the sensor's pixel order and an EXIF tag saying how to turn them. Reading turns
+    /// them upright, as OpenCV's imread does (JPEG APP1 in either byte order, grey or RGB; PNG eXIf before
+    /// or after the image data); a damaged or meaningless EXIF block leaves the photo as stored.
+    func testEXIFOrientationIsAppliedAsOpenCVDoes() throws {
+        let d = try Oracle.scratch()
+        try Oracle.run("image_oracle.py", [d])
+        let cv = try SafeTensors.load(at: d + "/decoded.safetensors").tensors
+        let names = cv.keys.filter { $0.hasPrefix("oriented_") || $0.hasPrefix("bad_exif_") }.sorted()
+        XCTAssertEqual(names.count, 44)
+        for name in names {
+            let image = try Image.read(at: d + "/" + name)
+            let theirs = try cv[name]!.to(dtype: .float32)
+            // Orientations 5-8 swap width and height: 60 × 80 stored, 80 × 60 upright.
+            XCTAssertEqual([image.height, image.width], Array(theirs.shape.prefix(2)), name)
+            guard [image.height, image.width] == Array(theirs.shape.prefix(2)) else { continue }
+            let ours = try image.tensor().permute([1, 2, 0]).reshape(theirs.shape).to(dtype: .float32)
+            // PNG is lossless: identical. JPEG decoders may round the IDCT differently by a grey level or two.
+            XCTAssertLessThanOrEqual(try (ours - theirs).abs().amax().item(), name.hasSuffix(".png") ? 0 : 2, name)
+        }
+    }
+
     func testUnsupportedAndBrokenFilesAreNamedErrors() throws {
         let d = try Oracle.scratch()
         try Oracle.run("image_oracle.py", [d])

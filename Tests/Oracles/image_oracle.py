@@ -1,10 +1,14 @@
 """Oracle for image decoding: OpenCV writes PNG/JPEG files and records how it decodes them.
 
 Usage: python image_oracle.py DIR
-Writes DIR/{rgb.png, grey.png, photo.jpg, grey.jpg, deep.png, truncated.png, truncated.jpg} and
-DIR/decoded.safetensors (OpenCV's RGB/grey uint8 arrays).
+Writes DIR/{rgb.png, grey.png, photo.jpg, grey.jpg, deep.png, truncated.png, truncated.jpg}, the files
+with an EXIF orientation (oriented_N.jpg, oriented_N_be.jpg, oriented_N.png, oriented_N_late.png,
+oriented_grey_N.jpg, N = 1...8, and bad_exif_*.jpg) and DIR/decoded.safetensors (OpenCV's RGB/grey uint8
+arrays, read with imread's default flags, which turn a photo upright by its EXIF orientation).
 """
+import struct
 import sys
+import zlib
 
 import cv2
 import numpy as np
@@ -30,11 +34,53 @@ for name in ("rgb.png", "photo.jpg"):
     data = open(f"{d}/{name}", "rb").read()
     open(f"{d}/truncated.{name.split('.')[1]}", "wb").write(data[: len(data) * 2 // 3])
 
+
+
+def exif(orientation, little=True):
+    """A TIFF block (IFD0: image width, then the orientation) as cameras write it."""
+    e = "<" if little else ">"
+    entries = struct.pack(e + "HHII", 0x0100, 4, 1, 80) + struct.pack(e + "HHIHH", 0x0112, 3, 1, orientation, 0)
+    return (b"II*\0" if little else b"MM\0*") + struct.pack(e + "IH", 8, 2) + entries + struct.pack(e + "I", 0)
+
+
+def jpeg_with(data, payload):
+    """The JPEG with an APP1 segment holding payload, after its JFIF APP0 segment."""
+    assert data[2:4] == b"\xff\xe0"
+    end = 4 + struct.unpack(">H", data[4:6])[0]
+    return data[:end] + b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload + data[end:]
+
+
+def png_with(data, tiff, late=False):
+    """The PNG with an eXIf chunk after IHDR, or after the image data (late)."""
+    chunk = struct.pack(">I", len(tiff)) + b"eXIf" + tiff + struct.pack(">I", zlib.crc32(b"eXIf" + tiff))
+    at = data.rfind(b"IEND") - 4 if late else 33
+    return data[:at] + chunk + data[at:]
+
+
+photo, grey_photo, png = (open(f"{d}/{n}", "rb").read() for n in ("photo.jpg", "grey.jpg", "rgb.png"))
+oriented = {}
+for o in range(1, 9):
+    for name, data in ((f"oriented_{o}.jpg", jpeg_with(photo, b"Exif\0\0" + exif(o))),
+                       (f"oriented_{o}_be.jpg", jpeg_with(photo, b"Exif\0\0" + exif(o, little=False))),
+                       (f"oriented_grey_{o}.jpg", jpeg_with(grey_photo, b"Exif\0\0" + exif(o))),
+                       (f"oriented_{o}.png", png_with(png, exif(o))),
+                       (f"oriented_{o}_late.png", png_with(png, exif(o, little=False), late=True))):
+        open(f"{d}/{name}", "wb").write(data)
+        oriented[name] = "grey" in name
+# EXIF blocks that say nothing usable: the photo is read as stored.
+for name, payload in (("bad_exif_truncated.jpg", b"Exif\0\0" + exif(6)[:14]), ("bad_exif_value.jpg", b"Exif\0\0" + exif(9)),
+                      ("bad_exif_offset.jpg", b"Exif\0\0II*\0\xff\xff\xff\x7f"), ("bad_exif_magic.jpg", b"Exif\0\0XX*\0\0\0\0\0")):
+    open(f"{d}/{name}", "wb").write(jpeg_with(photo, payload))
+    oriented[name] = False
+
 decoded = {
     "rgb.png": cv2.cvtColor(cv2.imread(f"{d}/rgb.png"), cv2.COLOR_BGR2RGB),
     "grey.png": cv2.imread(f"{d}/grey.png", cv2.IMREAD_UNCHANGED),
     "photo.jpg": cv2.cvtColor(cv2.imread(f"{d}/photo.jpg"), cv2.COLOR_BGR2RGB),
     "grey.jpg": cv2.imread(f"{d}/grey.jpg", cv2.IMREAD_UNCHANGED),
 }
+for name, is_grey in oriented.items():
+    read = cv2.imread(f"{d}/{name}", cv2.IMREAD_GRAYSCALE if is_grey else cv2.IMREAD_COLOR)
+    decoded[name] = read if is_grey else cv2.cvtColor(read, cv2.COLOR_BGR2RGB)
 save_file({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in decoded.items()}, f"{d}/decoded.safetensors")
 print("written")

@@ -22,6 +22,8 @@ typedef struct {
   int channels;
   /* width * height * channels bytes, row-major, interleaved; release with cimg_free. */
   uint8_t *pixels;
+  /* The EXIF orientation (1...8) the pixels were turned upright from; 1 when the file has none. */
+  int orientation;
 } cimg_image;
 
 enum { CIMG_UNKNOWN = 0, CIMG_PNG = 1, CIMG_JPEG = 2 };
@@ -29,7 +31,8 @@ enum { CIMG_UNKNOWN = 0, CIMG_PNG = 1, CIMG_JPEG = 2 };
 /* Recognises PNG and JPEG by their first bytes. */
 int cimg_sniff(const uint8_t *bytes, size_t n);
 
-/* Decodes an 8-bit PNG or JPEG held in memory. 16-bit PNGs and CMYK/YCCK JPEGs are refused by name. */
+/* Decodes an 8-bit PNG or JPEG held in memory, upright: an EXIF orientation (JPEG APP1, PNG eXIf) is
+   applied, as OpenCV's imread does. 16-bit PNGs and CMYK/YCCK JPEGs are refused by name. */
 int cimg_decode(const uint8_t *bytes, size_t n, cimg_image *out, char *err, size_t err_cap);
 void cimg_free(cimg_image *img);
 

@@ -14,7 +14,11 @@ public enum DatasetError: Error, Equatable, CustomStringConvertible, LocalizedEr
         case .empty(let path): return "\(path): the dataset has no images"
         case .missingMask(let image, let folder): return "\(image): no mask with the same name in \(folder)"
         case .maskSizeMismatch(let mask, let m, let i):
+            // Images are read upright by their EXIF orientation (as OpenCV reads them); a mask drawn on the
+            // stored, sideways pixels then has the image's size transposed.
+            let turned = m.count == 2 && m == [i[1], i[0]] && m[0] != m[1]
             return "\(mask): mask is \(m[0])×\(m[1]) but its image is \(i[0])×\(i[1])"
+                + (turned ? " (images are read upright by their EXIF orientation, as OpenCV reads them: was the mask drawn on the sideways pixels?)" : "")
         case .listNamesMissingSample(let list, let line, let name): return "\(list):\(line): '\(name)' is not in the dataset"
         }
     }
