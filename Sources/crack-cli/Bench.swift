@@ -64,6 +64,7 @@ struct Bench: ParsableCommand {
             try requirePositive(batch, "--batch")
             try requirePositive(iterations, "--iterations")
             if let threads { try requirePositive(threads, "--threads") }
+            _ = try autocastDType(amp)
         }
 
         func run() throws {
@@ -73,7 +74,7 @@ struct Bench: ParsableCommand {
             config.numClasses = model.numClasses
             let encoder = try ParameterInit.withDevice(device) { try ImageEncoderViT(config: config) }
             let input = try Tensor.rand([batch, 3, config.imageSize, config.imageSize], device: device)
-            let dtype: DType? = amp == "off" ? nil : DType(name: amp)
+            let dtype = try autocastDType(amp)
             func forward() throws {
                 if let dtype, device != .cpu {
                     _ = try Torch.withAutocast(device: device, dtype: dtype) { try encoder(input) }

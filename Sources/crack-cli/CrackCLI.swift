@@ -24,3 +24,25 @@ func printJSON(_ object: [String: Any]) throws {
 func requirePositive(_ value: Int, _ option: String) throws {
     guard value >= 1 else { throw ValidationError("\(option) must be at least 1 (got \(value))") }
 }
+
+/// --amp's autocast dtype: nil for off. Anything else is refused rather than run silently in float32.
+func autocastDType(_ amp: String) throws -> DType? {
+    switch amp {
+    case "off": return nil
+    case "fp16": return .float16
+    case "bf16": return .bfloat16
+    default: throw ValidationError("--amp must be fp16, bf16 or off (got '\(amp)')")
+    }
+}
+
+/// Creates the folder an output file will be written to, before any work is done: an evaluation or a
+/// prediction over many images must not end in "no such folder" and lose its results.
+func prepareFolder(for path: String, _ option: String) throws {
+    let folder = (path as NSString).deletingLastPathComponent
+    guard !folder.isEmpty else { return }
+    do {
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+    } catch {
+        throw ValidationError("\(option) \(path): cannot create the folder \(folder): \(error.localizedDescription)")
+    }
+}

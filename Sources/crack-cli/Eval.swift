@@ -39,6 +39,17 @@ struct Eval: ParsableCommand {
         try requirePositive(batch, "--batch")
         if let threads { try requirePositive(threads, "--threads") }
         try ProcessGroup.validate(timeout: distTimeout)
+        _ = try autocastDType(amp)
+        var names: Set<String> = []
+        for spec in dataset {
+            guard let eq = spec.firstIndex(of: "="), eq != spec.startIndex, spec.index(after: eq) != spec.endIndex else {
+                throw ValidationError("--dataset must be NAME=DIR with a name and a folder (got '\(spec)')")
+            }
+            // The name labels the tables' rows and the saved predictions' folders: two the same would mix them.
+            guard names.insert(String(spec[..<eq])).inserted else {
+                throw ValidationError("--dataset names must differ: '\(spec[..<eq])' is given twice")
+            }
+        }
     }
 
     func run() throws {
@@ -53,14 +64,24 @@ struct Eval: ParsableCommand {
         if let environment, environment.worldSize > 1, device == "cuda" { dev = .cuda(environment.localRank) }
         var datasets: [(String, CrackDataset)] = []
         for spec in dataset {
-            guard let eq = spec.firstIndex(of: "=") else { throw ValidationError("--dataset must be NAME=DIR (got '\(spec)')") }
+            let eq = spec.firstIndex(of: "=")!  // validate() checked the form
             let name = String(spec[..<eq])
             var dir = String(spec[spec.index(after: eq)...]), list: String?
-            if let colon = dir.lastIndex(of: ":"), FileManager.default.fileExists(atPath: String(dir[dir.index(after: colon)...])) {
+            // DIR:LIST, unless the whole of it is a folder (a folder name may hold a colon).
+            var isFolder: ObjCBool = false
+            let whole = FileManager.default.fileExists(atPath: dir, isDirectory: &isFolder) && isFolder.boolValue
+            if !whole, let colon = dir.lastIndex(of: ":") {
                 list = String(dir[dir.index(after: colon)...])
                 dir = String(dir[..<colon])
+                guard FileManager.default.fileExists(atPath: list!) else {
+                    throw ValidationError("--dataset \(spec): no list file \(list!)")
+                }
             }
             datasets.append((name, try CrackDataset(root: dir, list: list)))
+        }
+        // Where the results go exists before hours of evaluation, not after.
+        for (path, option) in [(json, "--json"), (csv, "--csv"), (markdown, "--markdown"), (blurSweep == nil ? nil : blurPlot, "--blur-plot")] {
+            if let path { try prepareFolder(for: path, option) }
         }
         var variants: [Degradation?] = [nil]
         for v in (noise ?? "").split(separator: ",") {
@@ -73,7 +94,7 @@ struct Eval: ParsableCommand {
             sweep.append(d)
         }
         let deltas = delta.isEmpty ? ["none"] : delta
-        let ampType: DType? = amp == "off" ? nil : DType(name: amp)
+        let ampType = try autocastDType(amp)
         var results: [EvaluationResult] = []
         for d in deltas {
             let file = d == "none" ? nil : d
@@ -99,9 +120,9 @@ struct Eval: ParsableCommand {
         let table = EvaluationReport.markdown(results)
         print("")
         print(table)
-        if let json { try EvaluationReport.json(results).write(to: URL(fileURLWithPath: json)) }
-        if let csv { try EvaluationReport.csv(results).write(toFile: csv, atomically: true, encoding: .utf8) }
-        if let markdown { try table.write(toFile: markdown, atomically: true, encoding: .utf8) }
+        if let json { try AtomicFile.write(try EvaluationReport.json(results), to: json) }
+        if let csv { try AtomicFile.write(Data(EvaluationReport.csv(results).utf8), to: csv) }
+        if let markdown { try AtomicFile.write(Data(table.utf8), to: markdown) }
         if !sweep.isEmpty {
             try EvaluationReport.blurPlot(results).write(to: blurPlot)
             print("blur sweep plot → \(blurPlot)")

@@ -70,6 +70,9 @@ struct Predict: ParsableCommand {
 
     func run() throws {
         if let threads { Torch.threads = threads }
+        // The tensors are written after every image has run: their folders exist first.
+        if let saveLogits { try prepareFolder(for: saveLogits, "--save-logits") }
+        if let saveEmbedding { try prepareFolder(for: saveEmbedding, "--save-embedding") }
         let device = Device(device)!
         let net = try ModelBuilder(model: model, peft: peft, sam: sam, delta: delta, keepDecoderHead: keepDecoderHead,
                                    nonStrict: nonStrict, seed: seed).build()

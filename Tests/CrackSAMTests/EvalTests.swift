@@ -92,15 +92,25 @@ final class EvalTests: XCTestCase {
                                         "--save-every", "1"])
         let out = try crackCLI(["eval"] + tiny + ["--delta", "none", "--delta", dir + "/run/epoch_1.pth", "--dataset", "A=" + dir + "/a",
                                                  "--dataset", "B=" + dir + "/b", "--noise", "case1,case2", "--blur-sweep", "1,5",
-                                                 "--json", dir + "/r.json", "--csv", dir + "/r.csv", "--markdown", dir + "/r.md",
+                                                 "--json", dir + "/results/r.json", "--csv", dir + "/r.csv", "--markdown", dir + "/tables/md/r.md",
                                                  "--blur-plot", dir + "/blur.png", "--batch", "3"])
         XCTAssertTrue(out.contains("| model | A | A (case1) | A (case2) | A (blur:1) | A (blur:5) | B |"), out)
         XCTAssertTrue(out.contains("| untrained |") && out.contains("| epoch_1 |"), out)
-        let results = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/r.json"))) as! [[String: Any]]
+        // Output folders that did not exist are made (before the evaluation, so it cannot end in "no such folder").
+        XCTAssertTrue(try String(contentsOfFile: dir + "/tables/md/r.md", encoding: .utf8).contains("| epoch_1 |"))
+        let results = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/results/r.json"))) as! [[String: Any]]
         XCTAssertEqual(results.count, 2 * 2 * 5)
         XCTAssertNotNil(results[0]["pooled_iou"])
         XCTAssertEqual(try String(contentsOfFile: dir + "/r.csv", encoding: .utf8).split(separator: "\n").count, 21)
         XCTAssertEqual(try Image.read(at: dir + "/blur.png").width, 640)
         XCTAssertTrue(try crackCLI(["eval"] + tiny + ["--dataset", "X"], expectSuccess: false).contains("NAME=DIR"))
+        // Specs that would mislabel rows or silently change the run are refused by name.
+        for (args, message) in [(["--dataset", "=" + dir + "/a"], "NAME=DIR with a name and a folder (got '=\(dir)/a')"),
+                                (["--dataset", "A=" + dir + "/a", "--dataset", "A=" + dir + "/b"], "--dataset names must differ: 'A' is given twice"),
+                                (["--dataset", "A=" + dir + "/a:" + dir + "/none.txt"], "no list file \(dir)/none.txt"),
+                                (["--dataset", "A=" + dir + "/a", "--amp", "bf17"], "--amp must be fp16, bf16 or off (got 'bf17')")] {
+            let out = try crackCLI(["eval"] + tiny + args, expectSuccess: false)
+            XCTAssertTrue(out.contains(message), "\(args): \(out)")
+        }
     }
 }

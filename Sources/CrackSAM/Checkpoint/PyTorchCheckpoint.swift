@@ -153,7 +153,14 @@ public enum AtomicFile {
         } catch {
             unlink(tmp)
             if case TorchError.libtorch(let message) = error { throw TorchError.io(path: path, reason: message) }
-            throw error
+            if error is TorchError { throw error }
+            // Foundation's errors (disk full, permissions) come back naming the file, as ours do.
+            throw TorchError.io(path: path, reason: error.localizedDescription)
         }
+    }
+
+    /// Writes `data` to `path` atomically.
+    public static func write(_ data: Data, to path: String) throws {
+        try write(to: path) { tmp in try data.write(to: URL(fileURLWithPath: tmp)) }
     }
 }
