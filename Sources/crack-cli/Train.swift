@@ -25,7 +25,7 @@ struct Train: ParsableCommand {
     @Option(help: "List file selecting validation samples.") var valList: String?
     @Option(help: "Official SAM checkpoint (sam_vit_*.pth); not needed for --vit custom.") var sam: String?
     @Option(help: "Run directory to create.") var out: String?
-    @Option(help: "Continue the run in this directory (its config.json is used).") var resume: String?
+    @Option(help: "Continue the run in this directory, as its config.json describes it (flags that would change it are refused; --workers, --threads, --max-steps, --nproc, --checkpoint-activations may differ).") var resume: String?
 
     @Option(help: "Epochs the schedule spans.") var epochs = 140
     @Option(help: "Stop after this epoch (the authors stop at 100 of 140).") var stopEpoch: Int?
@@ -79,7 +79,63 @@ struct Train: ParsableCommand {
         var valList: String?
     }
 
+    /// A resumed run keeps the recipe its config.json records. A flag that would change it (given, and
+    /// not what the run has) is refused rather than ignored; flags left at their defaults say nothing.
+    func refuseChangesToTheRecipe(of run: RunConfig, at directory: String) throws {
+        let o = run.options
+        var changed: [(flag: String, given: String, saved: String)] = []
+        func check<T: Equatable>(_ flag: String, _ given: T?, _ saved: T?, isDefault: Bool = false) {
+            guard let given, !isDefault, given != saved else { return }
+            changed.append((flag, "\(given)", saved.map { "\($0)" } ?? "none"))
+        }
+        check("--data", data, run.data)
+        check("--data-list", dataList, run.dataList)
+        check("--val", val, run.val)
+        check("--val-list", valList, run.valList)
+        check("--sam", sam, run.sam)
+        check("--epochs", epochs, o.epochs, isDefault: epochs == 140)
+        check("--stop-epoch", stopEpoch, o.stopEpoch)
+        check("--batch", batch, o.batch, isDefault: batch == 8)
+        check("--lr", lr, o.lr, isDefault: lr == 4e-4)
+        check("--warmup", warmup, o.warmup, isDefault: warmup == 300)
+        check("--poly-power", polyPower, o.polyPower, isDefault: polyPower == 6)
+        check("--weight-decay", weightDecay, o.weightDecay, isDefault: weightDecay == 0.01)
+        check("--amp", amp, o.amp.rawValue)
+        check("--tf32", tf32, o.tf32 ? "on" : "off", isDefault: tf32 == "on")
+        check("--val-every", valEvery, o.valEvery, isDefault: valEvery == 5)
+        check("--save-every", saveEvery, o.saveEvery, isDefault: saveEvery == 5)
+        check("--seed", seed, o.seed, isDefault: seed == 3407)
+        check("--device", device, o.device, isDefault: device == "cpu")
+        check("--no-augment", noAugment, !o.augment, isDefault: !noAugment)
+        check("--sync-every", syncEvery, o.syncEvery)
+        check("--random-weights", randomWeights, run.randomWeights ?? false, isDefault: !randomWeights)
+        if let config = try model.config() {
+            check("--vit", config.backbone.rawValue, run.backbone)
+            check("--image-size", model.imageSize, run.imageSize)
+            check("--num-classes", config.numClasses, run.numClasses, isDefault: model.numClasses == 1)
+        }
+        let peftGiven = [peft.deltaType, peft.loraTargets].contains { $0 != nil } || peft.rank != nil || peft.adapterDim != nil
+            || peft.adapterScale != nil
+        if peftGiven {
+            let given = try peft.resolve(over: run.peft)
+            check("--delta-type", peft.deltaType.map { _ in given.deltaType.rawValue }, run.peft.deltaType.rawValue)
+            check("--rank", peft.rank, run.peft.rank)
+            check("--lora-targets", peft.loraTargets.map { _ in given.targetString }, run.peft.targetString)
+            check("--adapter-dim", peft.adapterDim, run.peft.adapterDim)
+            check("--adapter-scale", peft.adapterScale, run.peft.adapterScale)
+        }
+        guard changed.isEmpty else {
+            let list = changed.map { "\($0.flag) \($0.given) (the run has \($0.saved))" }.joined(separator: ", ")
+            throw ValidationError("--resume \(directory) continues the run as its config.json describes it; these flags would change it: "
+                + "\(list). Start a new run with --out to change them.")
+        }
+    }
+
     func validate() throws {
+        if let resume, let out, out != resume {
+            throw ValidationError("--out \(out) starts a new run and --resume \(resume) continues one: give one of them")
+        }
+        guard ["on", "off"].contains(tf32) else { throw ValidationError("--tf32 must be on or off (got '\(tf32)')") }
         if let threads { try requirePositive(threads, "--threads") }
         // Checked on the flag, not in TrainingOptions: a run saved with 0 (which the loader reads as 1)
         // must still resume.
@@ -99,7 +155,11 @@ struct Train: ParsableCommand {
                 throw TrainingError.notARun(path: resume, reason: "no config.json")
             }
             var c = try JSONDecoder().decode(RunConfig.self, from: json)
+            try refuseChangesToTheRecipe(of: c, at: resume)
             c.options.maxSteps = maxSteps
+            // What depends on the machine, not the recipe, may change when a run moves.
+            if workers != 2 { c.options.workers = workers }
+            if checkpointActivations { c.options.checkpointActivations = true }
             // The GPU is this rank's own, whatever device the run was saved from.
             if let environment, c.options.device.hasPrefix("cuda") { c.options.device = "cuda:\(environment.localRank)" }
             runConfig = c

@@ -14,7 +14,16 @@ final class TrainCLITests: XCTestCase {
         var out = try crackCLI(["train"] + tiny + ["--data", dir + "/data", "--val", dir + "/data", "--out", run, "--epochs", "3",
                                                    "--val-every", "1", "--max-steps", "4"])
         XCTAssertTrue(out.contains("resume with: crack-cli train --resume \(run)"), out)
-        out = try crackCLI(["train", "--resume", run, "--max-steps", "100"])
+        // Flags that would change the recipe are refused by name, not ignored; nothing is run or written.
+        out = try crackCLI(["train", "--resume", run, "--lr", "1", "--epochs", "5", "--rank", "8"], expectSuccess: false)
+        XCTAssertTrue(out.contains("these flags would change it: --epochs 5 (the run has 3), --lr 1.0 (the run has 0.0004), "
+            + "--rank 8 (the run has 4)"), out)
+        XCTAssertEqual(try String(contentsOfFile: run + "/metrics.csv", encoding: .utf8).split(separator: "\n").count, 5)
+        out = try crackCLI(["train", "--resume", run, "--out", dir + "/other"], expectSuccess: false)
+        XCTAssertTrue(out.contains("give one of them"), out)
+        // The run's own command again, with --resume: the same values change nothing, and it continues.
+        out = try crackCLI(["train"] + tiny + ["--data", dir + "/data", "--val", dir + "/data", "--resume", run, "--epochs", "3",
+                                               "--val-every", "1", "--max-steps", "100"])
         XCTAssertTrue(out.contains("resuming at epoch 2, step 4"), out)
         XCTAssertTrue(out.contains("done: 9 steps"), out)
         let rows = try String(contentsOfFile: run + "/metrics.csv", encoding: .utf8).split(separator: "\n")
