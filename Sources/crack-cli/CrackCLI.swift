@@ -25,6 +25,12 @@ func requirePositive(_ value: Int, _ option: String) throws {
     guard value >= 1 else { throw ValidationError("\(option) must be at least 1 (got \(value))") }
 }
 
+/// A command that did its work but must still exit non-zero (e.g. inputs it had to skip): printed as
+/// "Error: <message>", without the usage text a ValidationError brings.
+struct CommandFailure: Error, CustomStringConvertible {
+    let description: String
+}
+
 /// --amp's autocast dtype: nil for off. Anything else is refused rather than run silently in float32.
 func autocastDType(_ amp: String) throws -> DType? {
     switch amp {

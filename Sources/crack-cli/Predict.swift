@@ -21,8 +21,8 @@ struct Predict: ParsableCommand {
     @Option(help: "resize: each image resized to S and the mask back (as the paper); tile: S×S windows at full resolution.")
     var mode = "resize"
 
-    @Option(help: "Tile overlap in pixels (tile mode).")
-    var overlap = 64
+    @Option(help: "Tile overlap in pixels (tile mode; default 64, or S/4 when that is less).")
+    var overlap: Int?
 
     @Option(help: "Resize mode's resampling of an image that is not S×S: spline (the authors' scipy.ndimage.zoom, cubic spline on [0, 1] floats, the mask back with its order 0) or opencv (8-bit bicubic, nearest back).")
     var resize: ResizeMethod = .spline
@@ -91,19 +91,43 @@ struct Predict: ParsableCommand {
             }
         }
         guard !images.isEmpty else { throw ValidationError("no PNG or JPEG files in \(inputs.joined(separator: ", "))") }
-        if let out { try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true) }
+        if let out {
+            // <stem>_mask.png and <stem>_overlay.png: two inputs of one stem would overwrite each other's.
+            var byStem: [String: String] = [:]
+            for path in images {
+                let stem = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
+                if let other = byStem.updateValue(path, forKey: stem) {
+                    throw ValidationError("\(other) and \(path) would both write \(out)/\(stem)_mask.png: predict them into different --out folders")
+                }
+            }
+            try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        }
         let predictor = SAMPredictor(model: net, device: device, resize: resize)
         let s = config.imageSize
         // Tiles step by S − overlap: an overlap outside 0..<S has no such step.
+        let overlap = self.overlap ?? min(64, s / 4)
         guard mode != "tile" || (0..<s).contains(overlap) else {
             throw ValidationError("--overlap must be from 0 to \(s - 1), below the tile size S = \(s) (got \(overlap))")
         }
         var logits: [Tensor] = []
         var embeddings: [Tensor] = []
         var measurements: [ImageMeasurement] = []
+        // An unreadable image is reported and skipped: the others' results are still written, and the
+        // command fails at the end, naming it.
+        var done: [String] = [], unreadable: [String] = []
         for start in stride(from: 0, to: images.count, by: batch) {
-            let paths = Array(images[start..<min(start + batch, images.count)])
-            let originals = try paths.map { try Image.read(at: $0).rgb() }
+            var paths: [String] = [], originals: [Image] = []
+            for path in images[start..<min(start + batch, images.count)] {
+                do {
+                    originals.append(try Image.read(at: path).rgb())
+                    paths.append(path)
+                } catch {
+                    FileHandle.standardError.write(Data("skipped: \(error)\n".utf8))
+                    unreadable.append(path)
+                }
+            }
+            guard !paths.isEmpty else { continue }
+            done += paths
             var masks: [[UInt8]] = []
             if mode == "tile" {
                 for image in originals {
@@ -147,7 +171,7 @@ struct Predict: ParsableCommand {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             encoder.keyEncodingStrategy = .convertToSnakeCase
-            try encoder.encode(measurements).write(to: URL(fileURLWithPath: out + "/measurements.json"))
+            try AtomicFile.write(try encoder.encode(measurements), to: out + "/measurements.json")
             var csv = ["image,crack,unit,area,length,mean_width,max_width,orientation_deg,pixels"]
             for m in measurements {
                 csv.append(String(format: "%@,all,%@,%.4f,%.4f,%.4f,%.4f,,%ld", m.image, m.unit, m.totalArea, m.totalLength, m.meanWidth, m.maxWidth,
@@ -157,18 +181,22 @@ struct Predict: ParsableCommand {
                                       c.orientation, c.pixels))
                 }
             }
-            try (csv.joined(separator: "\n") + "\n").write(toFile: out + "/measurements.csv", atomically: true, encoding: .utf8)
+            try AtomicFile.write(Data((csv.joined(separator: "\n") + "\n").utf8), to: out + "/measurements.csv")
             print("masks, overlays and measurements → \(out)")
         }
-        let names = String(decoding: try JSONSerialization.data(withJSONObject: images), as: UTF8.self)
+        let names = String(decoding: try JSONSerialization.data(withJSONObject: done), as: UTF8.self)
         let metadata = ["images": names, "backbone": config.backbone.rawValue, "image_size": String(config.imageSize)]
-        if let saveLogits {
+        if let saveLogits, !logits.isEmpty {
             try SafeTensors.save(["logits": try Tensor.cat(logits)], metadata: metadata, to: saveLogits)
             print("logits → \(saveLogits)")
         }
-        if let saveEmbedding {
+        if let saveEmbedding, !embeddings.isEmpty {
             try SafeTensors.save(["embedding": try Tensor.cat(embeddings)], metadata: metadata, to: saveEmbedding)
             print("embeddings → \(saveEmbedding)")
+        }
+        guard unreadable.isEmpty else {
+            throw CommandFailure(description: "\(unreadable.count) of \(images.count) images could not be read and were skipped: "
+                + unreadable.joined(separator: ", ") + (done.isEmpty ? "" : " (the other \(done.count) were predicted)"))
         }
     }
 }

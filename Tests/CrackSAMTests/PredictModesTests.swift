@@ -53,4 +53,32 @@ final class PredictModesTests: XCTestCase {
         XCTAssertTrue(try crackCLI(["predict"] + tiny + ["--mode", "tile", "--save-logits", dir + "/x.safetensors", dir + "/photos"],
                                    expectSuccess: false).contains("resize mode"))
     }
+
+    /// A folder of photos with one broken file: the others are predicted and written (masks, measurements,
+    /// logits naming exactly the images they hold), and the command fails at the end naming the broken one.
+    func testAnUnreadableImageIsSkippedNamedAndTheRestKept() throws {
+        let dir = try Oracle.scratch()
+        try makeTestDataset(dir + "/data", count: 3)
+        let photos = dir + "/data/images"
+        let good = try Data(contentsOf: URL(fileURLWithPath: photos + "/s1.png"))
+        try good.prefix(good.count / 2).write(to: URL(fileURLWithPath: photos + "/s1.png"))
+        let out = try crackCLI(["predict"] + tiny + ["--batch", "2", "--out", dir + "/out", "--save-logits", dir + "/logits/l.safetensors", photos],
+                               expectSuccess: false)
+        XCTAssertTrue(out.contains("skipped: \(photos)/s1.png: cannot read image"), out)
+        XCTAssertTrue(out.contains("1 of 3 images could not be read and were skipped: \(photos)/s1.png (the other 2 were predicted)"), out)
+        XCTAssertFalse(out.contains("Usage:"), out)
+        for stem in ["s0", "s2"] { XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/out/\(stem)_mask.png"), stem) }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/out/s1_mask.png"))
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/out/measurements.json"))) as! [[String: Any]]
+        XCTAssertEqual(json.map { $0["image"] as? String }, [photos + "/s0.png", photos + "/s2.png"])
+        let saved = try SafeTensors.load(at: dir + "/logits/l.safetensors")
+        XCTAssertEqual(saved.tensors["logits"]?.shape, [2, 2, 32, 32])
+        let names = try JSONSerialization.jsonObject(with: Data(try XCTUnwrap(saved.metadata["images"]).utf8)) as? [String]
+        XCTAssertEqual(names, [photos + "/s0.png", photos + "/s2.png"])
+        // Two inputs of one stem would overwrite each other's outputs: refused before any work.
+        try Image(width: 8, height: 8, channels: 3, pixels: [UInt8](repeating: 7, count: 192)).write(to: dir + "/s0.jpg")
+        let clash = try crackCLI(["predict"] + tiny + ["--out", dir + "/out2", photos + "/s0.png", dir + "/s0.jpg"], expectSuccess: false)
+        XCTAssertTrue(clash.contains("would both write \(dir)/out2/s0_mask.png"), clash)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/out2"))
+    }
 }
