@@ -41,6 +41,14 @@ func autocastDType(_ amp: String) throws -> DType? {
     }
 }
 
+/// An image output named by the option: checked before the work that makes it (a dataset, an evaluation).
+func requireImageExtension(_ path: String, _ option: String) throws {
+    let ext = (path as NSString).pathExtension.lowercased()
+    guard Image.writableExtensions.contains(ext) else {
+        throw ValidationError("\(option) \(path): images are written as .png, .jpg or .jpeg")
+    }
+}
+
 /// Creates the folder an output file will be written to, before any work is done: an evaluation or a
 /// prediction over many images must not end in "no such folder" and lose its results.
 func prepareFolder(for path: String, _ option: String) throws {

@@ -40,6 +40,7 @@ struct Eval: ParsableCommand {
         if let threads { try requirePositive(threads, "--threads") }
         try ProcessGroup.validate(timeout: distTimeout)
         _ = try autocastDType(amp)
+        if blurSweep != nil { try requireImageExtension(blurPlot, "--blur-plot") }
         var names: Set<String> = []
         for spec in dataset {
             guard let eq = spec.firstIndex(of: "="), eq != spec.startIndex, spec.index(after: eq) != spec.endIndex else {

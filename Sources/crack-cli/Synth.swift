@@ -25,6 +25,7 @@ struct SynthCommand: ParsableCommand {
 
     func run() throws {
         guard count > 0, size >= 16 else { throw ValidationError("--count must be positive and --size at least 16") }
+        if let montage { try requireImageExtension(montage, "--montage") }
         guard (0...1).contains(crackFree) else { throw ValidationError("--crack-free must be a fraction from 0 to 1 (got \(crackFree))") }
         var o = SynthOptions()
         o.size = size

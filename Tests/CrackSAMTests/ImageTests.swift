@@ -71,6 +71,17 @@ final class ImageTests: XCTestCase {
         try smooth.write(to: d + "/s.jpg", jpegQuality: 100)
         let back = try Image.read(at: d + "/s.jpg")
         XCTAssertLessThanOrEqual(zip(back.pixels, smooth.pixels).map { abs(Int($0) - Int($1)) }.max()!, 4)
+        // The extension names the format: PNG bytes are not written under another format's name.
+        for name in ["a.gif", "a.tif", "noextension"] {
+            XCTAssertThrowsError(try grey.write(to: d + "/" + name), name) { error in
+                XCTAssertTrue("\(error)".contains("images are written as .png, .jpg or .jpeg"), "\(error)")
+            }
+            XCTAssertFalse(FileManager.default.fileExists(atPath: d + "/" + name))
+        }
+        // A missing folder is named once, not twice.
+        XCTAssertThrowsError(try grey.write(to: d + "/none/a.png")) { error in
+            XCTAssertEqual("\(error)", "\(d)/none/a.png: cannot write: folder \(d)/none does not exist")
+        }
     }
 
     func testPreprocessScalesAndResizesToTheInputSize() throws {

@@ -52,10 +52,17 @@ public struct Image: Equatable, Sendable {
                      pixels: Array(UnsafeBufferPointer(start: image.pixels, count: n)))
     }
 
-    /// Writes PNG (or JPEG when the path ends in .jpg/.jpeg), atomically.
+    /// The extensions `write(to:)` takes.
+    public static let writableExtensions = ["png", "jpg", "jpeg"]
+
+    /// Writes PNG (.png) or JPEG (.jpg/.jpeg), as the path's extension says, atomically. Any other
+    /// extension is refused: PNG bytes under a .gif or .tif name would mislead every other program.
     public func write(to path: String, jpegQuality: Int = 95) throws {
-        let lower = path.lowercased()
-        let jpeg = lower.hasSuffix(".jpg") || lower.hasSuffix(".jpeg")
+        let ext = (path as NSString).pathExtension.lowercased()
+        guard Image.writableExtensions.contains(ext) else {
+            throw DataError.cannotWrite(path: path, reason: "images are written as .png, .jpg or .jpeg, not '\(ext.isEmpty ? "no extension" : "." + ext)'")
+        }
+        let jpeg = ext != "png"
         var out: UnsafeMutablePointer<UInt8>? = nil
         var length = 0
         var err = [CChar](repeating: 0, count: 512)
@@ -68,6 +75,8 @@ public struct Image: Equatable, Sendable {
         let data = Data(bytes: out, count: length)
         do {
             try AtomicFile.write(to: path) { tmp in try data.write(to: URL(fileURLWithPath: tmp)) }
+        } catch TorchError.io(_, let reason) {
+            throw DataError.cannotWrite(path: path, reason: reason)
         } catch let error as TorchError {
             throw DataError.cannotWrite(path: path, reason: "\(error)")
         } catch {
