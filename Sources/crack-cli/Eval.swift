@@ -17,7 +17,7 @@ struct Eval: ParsableCommand {
     @OptionGroup var peft: PEFTOptions
 
     @Option(help: "Official SAM checkpoint; not needed for --vit custom.") var sam: String?
-    @Option(help: "A trained delta (repeatable), or 'none'.") var delta: [String] = []
+    @Option(help: "A trained delta (repeatable), NAME=FILE to name its rows, or 'none' (the untrained model).") var delta: [String] = []
     @Option(help: "NAME=DIR (images/ and masks/), repeatable; NAME=DIR:LIST to select samples.") var dataset: [String] = []
     @Option(help: "Noisy variants, comma separated: case1,case2.") var noise: String?
     @Option(help: "Gaussian kernel sizes to sweep, comma separated (odd), e.g. 1,5,9,13,17,21,25.") var blurSweep: String?
@@ -35,11 +35,51 @@ struct Eval: ParsableCommand {
     @Option(help: "Run this many data-parallel ranks on this machine.") var nproc: Int?
     @Option(help: "Seconds a rendezvous or collective may wait for the other ranks before failing.") var distTimeout = 300.0
 
+    /// The models of the --delta specs and the names their rows and saved predictions go under: NAME=FILE
+    /// as given; otherwise the file's stem, with as many of its folders as make it unique (runs/lora/best.pth
+    /// and runs/adapter/best.pth are lora/best and adapter/best, not best twice); "none" is the untrained model.
+    static func models(_ specs: [String]) throws -> [(name: String, file: String?)] {
+        var named: [(name: String?, file: String?)] = specs.map { spec in
+            if spec == "none" { return ("untrained", nil) }
+            if let eq = spec.firstIndex(of: "="), eq != spec.startIndex, !FileManager.default.fileExists(atPath: spec),
+               !spec[..<eq].contains("/") {
+                return (String(spec[..<eq]), String(spec[spec.index(after: eq)...]))
+            }
+            return (nil, spec)
+        }
+        // Path components of the unnamed files, stem last.
+        let parts = named.map { m in
+            m.name == nil ? (URL(fileURLWithPath: m.file!).deletingPathExtension().path.split(separator: "/").map(String.init)) : []
+        }
+        var depth = named.indices.map { _ in 1 }
+        func auto(_ i: Int) -> String { parts[i].suffix(depth[i]).joined(separator: "/") }
+        var grew = true
+        while grew {
+            grew = false
+            let unnamed = named.indices.filter { named[$0].name == nil }
+            let taken = named.compactMap(\.name)
+            let names = unnamed.map { auto($0) }  // this round's names: every clashing one grows together
+            for (k, i) in unnamed.enumerated() where depth[i] < parts[i].count {
+                if names.enumerated().contains(where: { $0.offset != k && $0.element == names[k] }) || taken.contains(names[k]) {
+                    depth[i] += 1
+                    grew = true
+                }
+            }
+        }
+        for i in named.indices where named[i].name == nil { named[i].name = auto(i) }
+        var seen: Set<String> = []
+        for (i, m) in named.enumerated() where !seen.insert(m.name!).inserted {
+            throw ValidationError("--delta \(specs[i]): another model is already named '\(m.name!)' (name them with NAME=FILE)")
+        }
+        return named.map { ($0.name!, $0.file) }
+    }
+
     func validate() throws {
         try requirePositive(batch, "--batch")
         if let threads { try requirePositive(threads, "--threads") }
         try ProcessGroup.validate(timeout: distTimeout)
         _ = try autocastDType(amp)
+        _ = try Eval.models(delta.isEmpty ? ["none"] : delta)
         if blurSweep != nil { try requireImageExtension(blurPlot, "--blur-plot") }
         var names: Set<String> = []
         for spec in dataset {
@@ -94,16 +134,13 @@ struct Eval: ParsableCommand {
             guard let n = Int(k), let d = Degradation("blur:\(n)") else { throw ValidationError("--blur-sweep sizes must be odd (got '\(k)')") }
             sweep.append(d)
         }
-        let deltas = delta.isEmpty ? ["none"] : delta
         let ampType = try autocastDType(amp)
         var results: [EvaluationResult] = []
-        for d in deltas {
-            let file = d == "none" ? nil : d
+        for (name, file) in try Eval.models(delta.isEmpty ? ["none"] : delta) {
             var peftOptions = peft
             if file == nil && peft.deltaType == nil { peftOptions.deltaType = "none" }
             let net = try ModelBuilder(model: model, peft: peftOptions, sam: sam, delta: file).build()
             if dev != .cpu { try net.move(to: dev) }
-            let name = file.map { URL(fileURLWithPath: $0).deletingPathExtension().lastPathComponent } ?? "untrained"
             let evaluator = Evaluator(predictor: SAMPredictor(model: net, device: dev, amp: ampType, resize: resize), name: name, batch: batch, group: group)
             for (datasetName, ds) in datasets {
                 for variant in variants + sweep.map(Optional.some) {

@@ -104,6 +104,16 @@ final class EvalTests: XCTestCase {
         XCTAssertEqual(try String(contentsOfFile: dir + "/r.csv", encoding: .utf8).split(separator: "\n").count, 21)
         XCTAssertEqual(try Image.read(at: dir + "/blur.png").width, 640)
         XCTAssertTrue(try crackCLI(["eval"] + tiny + ["--dataset", "X"], expectSuccess: false).contains("NAME=DIR"))
+        // Models are named by their files' stems, with as many folders as make them unique, or as given.
+        for run in ["lora", "adapter"] {
+            try FileManager.default.createDirectory(atPath: dir + "/runs/" + run, withIntermediateDirectories: true)
+            for ext in ["", ".json"] { try FileManager.default.copyItem(atPath: dir + "/run/epoch_1.pth" + ext, toPath: dir + "/runs/\(run)/best.pth" + ext) }
+        }
+        let named = try crackCLI(["eval"] + tiny + ["--dataset", "A=" + dir + "/a", "--delta", dir + "/runs/lora/best.pth",
+                                                   "--delta", dir + "/runs/adapter/best.pth", "--delta", "mine=" + dir + "/run/epoch_1.pth"])
+        for row in ["| lora/best | A | clean |", "| adapter/best | A | clean |", "| mine | A | clean |"] { XCTAssertTrue(named.contains(row), named) }
+        XCTAssertTrue(try crackCLI(["eval"] + tiny + ["--dataset", "A=" + dir + "/a", "--delta", "untrained=" + dir + "/run/epoch_1.pth",
+                                                     "--delta", "none"], expectSuccess: false).contains("another model is already named 'untrained'"))
         // Specs that would mislabel rows or silently change the run are refused by name.
         for (args, message) in [(["--dataset", "=" + dir + "/a"], "NAME=DIR with a name and a folder (got '=\(dir)/a')"),
                                 (["--dataset", "A=" + dir + "/a", "--dataset", "A=" + dir + "/b"], "--dataset names must differ: 'A' is given twice"),
