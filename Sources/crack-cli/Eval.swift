@@ -103,6 +103,7 @@ struct Eval: ParsableCommand {
         guard !dataset.isEmpty else { throw ValidationError("give at least one --dataset NAME=DIR") }
         guard var dev = Device(device) else { throw ValidationError("--device must be cpu, cuda or cuda:N") }
         if let environment, environment.worldSize > 1, device == "cuda" { dev = .cuda(environment.localRank) }
+        try dev.requireAvailable()
         var datasets: [(String, CrackDataset)] = []
         for spec in dataset {
             let eq = spec.firstIndex(of: "=")!  // validate() checked the form

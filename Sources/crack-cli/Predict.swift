@@ -74,6 +74,7 @@ struct Predict: ParsableCommand {
         if let saveLogits { try prepareFolder(for: saveLogits, "--save-logits") }
         if let saveEmbedding { try prepareFolder(for: saveEmbedding, "--save-embedding") }
         let device = Device(device)!
+        try device.requireAvailable()
         let net = try ModelBuilder(model: model, peft: peft, sam: sam, delta: delta, keepDecoderHead: keepDecoderHead,
                                    nonStrict: nonStrict, seed: seed).build()
         let config = net.config

@@ -197,6 +197,8 @@ struct Train: ParsableCommand {
                                   patchSize: config.patchSize, peft: try peft.resolve(), sam: sam, randomWeights: randomWeights ? true : nil, data: data, dataList: dataList, val: val, valList: valList)
             runDirectory = out
         }
+        // Before the run directory is made: a run that cannot start must leave nothing to --resume.
+        try Device(runConfig.options.device)?.requireAvailable()
 
         let onCUDA = runConfig.options.device.hasPrefix("cuda")
         Torch.channelsLastConvolutions = channelsLast ?? onCUDA

@@ -86,6 +86,10 @@ final class TrainCLITests: XCTestCase {
             XCTAssertTrue(out.contains("\(flag) must be"), "\(flag) \(value): \(out)")
             XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/run3"), "\(flag) \(value)")
         }
+        // A device that is not there (no CUDA here; past the last GPU on a CUDA machine) leaves no run to resume.
+        out = try crackCLI(["train"] + tiny + ["--data", dir + "/ok", "--out", dir + "/run4", "--device", "cuda:99"], expectSuccess: false)
+        XCTAssertTrue(out.contains("cuda:99 requested but"), out)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/run4"))
     }
 
     /// A run without a validation set has no best.pth, and the final line says where its deltas are.

@@ -79,6 +79,16 @@ public enum Device: Equatable, Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// Throws unless tensors can be made here: CUDA loaded and the index one of its devices. Commands
+    /// call it first, before a run directory is made or a checkpoint is read.
+    public func requireAvailable() throws {
+        guard case .cuda(let i) = self else { return }
+        guard CUDA.isAvailable else { throw TorchError.invalidArgument("\(self) requested but CUDA is not available in this libtorch") }
+        guard i < CUDA.deviceCount else {
+            throw TorchError.invalidArgument("\(self) requested but this machine has \(CUDA.deviceCount) CUDA device(s), cuda:0…cuda:\(CUDA.deviceCount - 1)")
+        }
+    }
+
     /// "cpu", "cuda", "cuda:1".
     public init?(_ text: String) {
         let t = text.lowercased()

@@ -136,9 +136,7 @@ public final class Tensor {
     /// CUDA is registered with ATen only once libtorch_cuda is loaded (see `CUDA.isAvailable`).
     @inline(__always)
     static func prepare(_ device: Device) throws {
-        if case .cuda = device, !CUDA.isAvailable {
-            throw TorchError.invalidArgument("\(device) requested but CUDA is not available in this libtorch")
-        }
+        if case .cuda = device, !CUDA.isAvailable { try device.requireAvailable() }
     }
 
     /// A CPU tensor holding a copy of `values`, laid out row-major in `shape`.
