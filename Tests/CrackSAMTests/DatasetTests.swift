@@ -63,6 +63,12 @@ final class DatasetTests: XCTestCase {
         assertDatasetError(.listNamesMissingSample(list: dir + "/val.txt", line: 3, name: "nope")) {
             _ = try CrackDataset(root: dir, list: dir + "/val.txt")
         }
+        // A list file that is not there.
+        assertDatasetError(.unreadableList(path: dir + "/none.txt")) { _ = try CrackDataset(root: dir, list: dir + "/none.txt") }
+        // Two images of one name: which mask, which list entry, which saved prediction would be ambiguous.
+        try FileManager.default.copyItem(atPath: dir + "/images/s0.png", toPath: dir + "/images/s0.jpg")
+        assertDatasetError(.duplicateName(name: "s0", images: [dir + "/images/s0.jpg", dir + "/images/s0.png"])) { _ = try CrackDataset(root: dir) }
+        try FileManager.default.removeItem(atPath: dir + "/images/s0.jpg")
         // Empty dataset, and a folder that is not one.
         let empty = try Oracle.scratch("empty")
         try FileManager.default.createDirectory(atPath: empty + "/images", withIntermediateDirectories: true)

@@ -7,6 +7,9 @@ public enum DatasetError: Error, Equatable, CustomStringConvertible, LocalizedEr
     case missingMask(image: String, masksFolder: String)
     case maskSizeMismatch(mask: String, maskSize: [Int], imageSize: [Int])
     case listNamesMissingSample(list: String, line: Int, name: String)
+    case unreadableList(path: String)
+    /// Two images of one name (a.jpg and a.png): masks, list files and saved predictions go by name.
+    case duplicateName(name: String, images: [String])
 
     public var description: String {
         switch self {
@@ -20,6 +23,9 @@ public enum DatasetError: Error, Equatable, CustomStringConvertible, LocalizedEr
             return "\(mask): mask is \(m[0])×\(m[1]) but its image is \(i[0])×\(i[1])"
                 + (turned ? " (images are read upright by their EXIF orientation, as OpenCV reads them: was the mask drawn on the sideways pixels?)" : "")
         case .listNamesMissingSample(let list, let line, let name): return "\(list):\(line): '\(name)' is not in the dataset"
+        case .unreadableList(let path): return "\(path): cannot read the list file"
+        case .duplicateName(let name, let images):
+            return "\(images.joined(separator: " and ")) share the name '\(name)': samples are matched with masks and list files by name"
         }
     }
 
@@ -69,8 +75,12 @@ public struct CrackDataset: Sendable {
         var maskByStem: [String: String] = [:]
         for m in masks { maskByStem[(m as NSString).deletingPathExtension] = maskByStem[(m as NSString).deletingPathExtension] ?? m }
         var all: [Sample] = []
+        var imageByStem: [String: String] = [:]
         for file in images {
             let stem = (file as NSString).deletingPathExtension
+            if let other = imageByStem.updateValue(file, forKey: stem) {
+                throw DatasetError.duplicateName(name: stem, images: [imagesDir + "/" + other, imagesDir + "/" + file])
+            }
             guard let mask = maskByName.contains(file) ? file : maskByStem[stem] else {
                 throw DatasetError.missingMask(image: imagesDir + "/" + file, masksFolder: masksDir)
             }
@@ -78,9 +88,9 @@ public struct CrackDataset: Sendable {
         }
         if let list {
             guard let text = fm.contents(atPath: list).map({ String(decoding: $0, as: UTF8.self) }) else {
-                throw DataError.unreadableImage(path: list, reason: "cannot read the list file")
+                throw DatasetError.unreadableList(path: list)
             }
-            let byName = Dictionary(all.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+            let byName = Dictionary(uniqueKeysWithValues: all.map { ($0.name, $0) })
             var chosen: [Sample] = []
             // Any line ending (Windows list files end in "\r\n", which Swift reads as one Character).
             for (i, raw) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
