@@ -35,6 +35,40 @@ final class TrainCLITests: XCTestCase {
         XCTAssertTrue(out.contains("\(run) holds another run; pass --resume \(run)"), out)
     }
 
+    /// A run stopped by an error (here an unreadable image) resumes without losing or repeating work: before
+    /// its first checkpoint it starts again; after one, the rows logged past the checkpoint are dropped and
+    /// run again, so metrics.csv holds each step once.
+    func testARunStoppedByAnErrorResumesWithEachStepLoggedOnce() throws {
+        let dir = try Oracle.scratch()
+        try makeTestDataset(dir + "/data", count: 6)
+        let run = dir + "/run", image = dir + "/data/images/s5.png"
+        let good = try Data(contentsOf: URL(fileURLWithPath: image))
+        func breakImage() throws { try good.prefix(good.count / 2).write(to: URL(fileURLWithPath: image)) }
+        func mendImage() throws { try good.write(to: URL(fileURLWithPath: image)) }
+        func steps() throws -> [Int] {
+            try String(contentsOfFile: run + "/metrics.csv", encoding: .utf8).split(separator: "\n").dropFirst()
+                .map { Int($0.split(separator: ",")[0])! }
+        }
+        try breakImage()
+        var out = try crackCLI(["train"] + tiny + ["--data", dir + "/data", "--out", run, "--epochs", "3"], expectSuccess: false)
+        XCTAssertTrue(out.contains("\(image): cannot read image"), out)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: run + "/state.safetensors"))
+        try mendImage()
+        out = try crackCLI(["train", "--resume", run, "--max-steps", "3"])  // one epoch: 6 images, batch 2
+        XCTAssertTrue(out.contains("was stopped before its first checkpoint: the run starts from its first step"), out)
+        XCTAssertEqual(try steps(), [1, 2, 3])
+        try breakImage()
+        out = try crackCLI(["train", "--resume", run], expectSuccess: false)
+        XCTAssertTrue(out.contains("\(image): cannot read image"), out)
+        let logged = try steps()
+        XCTAssertGreaterThan(logged.count, 3, "steps of epoch 2 were logged past the checkpoint at step 3: \(logged)")
+        try mendImage()
+        out = try crackCLI(["train", "--resume", run])
+        XCTAssertTrue(out.contains("metrics.csv: \(logged.count - 3) row(s) after step 3 were written after the last checkpoint"), out)
+        XCTAssertTrue(out.contains("done: 9 steps"), out)
+        XCTAssertEqual(try steps(), Array(1...9))
+    }
+
     func testCtrlCFinishesTheStepAndCheckpoints() throws {
         let dir = try Oracle.scratch()
         try makeTestDataset(dir + "/data", count: 6)

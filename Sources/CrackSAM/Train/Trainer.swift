@@ -239,6 +239,10 @@ public final class Trainer {
         step = try int("step")
         savedStep = step
         epoch = try int("epoch")
+        // Rows written after this state (steps of a crashed epoch, a validation whose epoch was not saved)
+        // are run again from here: dropped, so metrics.csv and val.csv hold each step and epoch once.
+        try dropRows(of: "metrics.csv", column: "step", after: step)
+        try dropRows(of: "val.csv", column: "epoch", after: epoch)
         batchInEpoch = try int("batch_in_epoch")
         bestEpoch = try int("best_epoch")
         skippedSteps = try int("skipped_steps")
@@ -260,6 +264,22 @@ public final class Trainer {
         }
         lossHistory = Trainer.readCSV(runDirectory + "/metrics.csv", x: "step", y: "loss")
         iouHistory = Trainer.readCSV(runDirectory + "/val.csv", x: "epoch", y: "iou")
+    }
+
+    /// Rewrites a log CSV of the run without its rows whose `column` is above `limit` (rank 0 only).
+    func dropRows(of file: String, column: String, after limit: Int) throws {
+        guard isLeader else { return }
+        let path = runDirectory + "/" + file
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return }
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: true)
+        guard let header = lines.first, let index = header.split(separator: ",").firstIndex(where: { $0 == column }) else { return }
+        let kept = lines.dropFirst().filter { row in
+            let fields = row.split(separator: ",", omittingEmptySubsequences: false)
+            return fields.count > index && (Int(fields[index]) ?? Int.max) <= limit
+        }
+        guard kept.count < lines.count - 1 else { return }
+        try AtomicFile.write(Data(([header] + kept).map { $0 + "\n" }.joined().utf8), to: path)
+        log("\(file): \(lines.count - 1 - kept.count) row(s) after \(column) \(limit) were written after the last checkpoint; dropped, they run again")
     }
 
     static func readCSV(_ path: String, x: String, y: String) -> [(x: Double, y: Double)] {
@@ -522,10 +542,15 @@ public final class Trainer {
         }
     }
 
-    /// Continues a run from its state file.
+    /// Continues a run from its state file. A run stopped before its first checkpoint (a bad image or an
+    /// out-of-memory error in the first epoch) has nothing to continue from: it starts again at step 0,
+    /// and the rows it had logged are dropped.
     public func resume() throws {
         guard FileManager.default.fileExists(atPath: statePath) else {
-            throw TrainingError.notARun(path: runDirectory, reason: "no state.safetensors (nothing was checkpointed yet)")
+            try dropRows(of: "metrics.csv", column: "step", after: 0)
+            try dropRows(of: "val.csv", column: "epoch", after: 0)
+            log("\(runDirectory) was stopped before its first checkpoint: the run starts from its first step")
+            return
         }
         try loadState()
         log("resuming at epoch \(epoch + 1), step \(step)")
