@@ -25,7 +25,12 @@ struct ModelOptions: ParsableArguments {
         let config: SAMConfig
         if vit.lowercased() == "custom" {
             // A small SAM-shaped backbone (random init): for demos and tests without SAM weights.
-            let globals = globalBlocks.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+            let globals = try globalBlocks.split(separator: ",").map { item in
+                guard let i = Int(item.trimmingCharacters(in: .whitespaces)) else {
+                    throw ValidationError("--global-blocks takes block indices, comma separated (got '\(globalBlocks)')")
+                }
+                return i
+            }
             var c = SAMConfig(backbone: .custom, embedDim: embedDim, depth: depth, heads: heads, globalBlocks: globals,
                               imageSize: imageSize ?? 448, numClasses: numClasses)
             c.patchSize = patchSize

@@ -124,6 +124,7 @@ final class CLITests: XCTestCase {
             (["eval", "--vit", "b", "--dataset", "a=/nowhere", "--dist-timeout", "0"],
              "--dist-timeout must be a number of seconds above 0 and at most 604800 (got 0.0)"),
             (["synth", "--out", "/nowhere", "--count", "2", "--crack-free", "1.5"], "--crack-free must be a fraction from 0 to 1 (got 1.5)"),
+            (["info", "--vit", "custom", "--global-blocks", "1,x"], "--global-blocks takes block indices, comma separated (got '1,x')"),
             (["synth", "--out", "/nowhere", "--count", "2", "--montage", "m.gif"], "--montage m.gif: images are written as .png, .jpg or .jpeg"),
             (["predict"] + tiny + ["--mode", "tile", "--overlap", "32", "x.png"], "--overlap must be from 0 to 31, below the tile size S = 32 (got 32)"),
             (["predict"] + tiny + ["--mode", "tile", "--overlap=-1", "x.png"], "--overlap must be from 0 to 31, below the tile size S = 32 (got -1)"),
