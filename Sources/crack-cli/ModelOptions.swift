@@ -103,6 +103,19 @@ struct ModelBuilder {
     /// Official backbones without --sam: random weights (speed measurements only).
     var randomWeights = false
 
+    /// Meta's checkpoint file of each official backbone.
+    static let officialFileNames: [SAMConfig.Backbone: String] = [
+        .vitB: "sam_vit_b_01ec64.pth", .vitL: "sam_vit_l_0b3195.pth", .vitH: "sam_vit_h_4b8939.pth",
+    ]
+
+    /// The backbone's checkpoint in weights/ (of the working directory), where users put Meta's files, when
+    /// it is there: the checkpoint used when no --sam is given.
+    static func weightsInFolder(_ backbone: SAMConfig.Backbone) -> String? {
+        guard let name = officialFileNames[backbone], FileManager.default.fileExists(atPath: "weights/" + name) else { return nil }
+        FileHandle.standardError.write(Data("using weights/\(name) (no --sam given)\n".utf8))
+        return "weights/" + name
+    }
+
     func build() throws -> SAMModel {
         var description: DeltaDescription?
         var deltaTensors: StateDict?
@@ -125,13 +138,15 @@ struct ModelBuilder {
         let peftConfig = try peft.resolve(over: description?.peft ?? PEFTConfig(deltaType: delta == nil ? .none : .lora))
         Torch.manualSeed(seed)
         let net = try SAMModel(config: config)
+        let sam = self.sam ?? (config.backbone == .custom || randomWeights ? nil : ModelBuilder.weightsInFolder(config.backbone))
         if let sam {
             let report = try net.loadSAMCheckpoint(at: sam, strict: !nonStrict, keepDecoderHead: keepDecoderHead)
             if !report.isClean {
                 FileHandle.standardError.write(Data("warning: \(sam) does not fully fit the model:\n\(report)\n".utf8))
             }
         } else if config.backbone != .custom && !randomWeights {
-            throw ValidationError("--sam FILE is required for --vit \(config.backbone.rawValue) (official SAM weights)")
+            throw ValidationError("--sam FILE is required for --vit \(config.backbone.rawValue) (official SAM weights), "
+                + "or \(ModelBuilder.officialFileNames[config.backbone]!) in weights/")
         }
         if peftConfig.deltaType != .none { try net.applyPEFT(peftConfig) }
         if let deltaTensors, let delta { try net.loadDelta(deltaTensors, source: delta) }

@@ -194,7 +194,8 @@ struct Train: ParsableCommand {
             do { try o.validate() } catch { throw ValidationError("\(error)") }
             runConfig = RunConfig(options: o, backbone: config.backbone.rawValue, imageSize: config.imageSize, numClasses: config.numClasses,
                                   embedDim: config.embedDim, depth: config.depth, heads: config.heads, globalBlocks: config.globalBlocks,
-                                  patchSize: config.patchSize, peft: try peft.resolve(), sam: sam, randomWeights: randomWeights ? true : nil, data: data, dataList: dataList, val: val, valList: valList)
+                                  patchSize: config.patchSize, peft: try peft.resolve(),
+                                  sam: sam ?? (config.backbone == .custom || randomWeights ? nil : ModelBuilder.weightsInFolder(config.backbone)), randomWeights: randomWeights ? true : nil, data: data, dataList: dataList, val: val, valList: valList)
             runDirectory = out
         }
         // Before the run directory is made: a run that cannot start must leave nothing to --resume.

@@ -149,5 +149,15 @@ final class CLITests: XCTestCase {
         out = try cli(["predict", "--vit", "b", "--sam", dir + "/partial.pth", "--non-strict", dir + "/a.png"])
         XCTAssertTrue(out.contains("warning:") && out.contains("image_encoder.neck.1.bias"), out)
         XCTAssertTrue(out.contains("crack pixels"), out)
+        // Without --sam, Meta's file in weights/ (where the README has users put it) is used, and named.
+        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("crack-cli").path
+        var (status, text) = try Oracle.runProcess(binary, ["predict", "--vit", "b", dir + "/a.png"], in: dir)
+        XCTAssertNotEqual(status, 0)
+        XCTAssertTrue(text.contains("--sam FILE is required for --vit vit_b (official SAM weights), or sam_vit_b_01ec64.pth in weights/"), text)
+        try FileManager.default.createDirectory(atPath: dir + "/weights", withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: dir + "/sam.pth", toPath: dir + "/weights/sam_vit_b_01ec64.pth")
+        (status, text) = try Oracle.runProcess(binary, ["predict", "--vit", "b", dir + "/a.png"], in: dir)
+        XCTAssertEqual(status, 0, text)
+        XCTAssertTrue(text.contains("using weights/sam_vit_b_01ec64.pth (no --sam given)") && text.contains("crack pixels"), text)
     }
 }

@@ -56,10 +56,11 @@ enum Oracle {
     }
 
     /// Runs a program to completion; returns its exit status and its stdout and stderr together.
-    static func runProcess(_ executable: String, _ args: [String]) throws -> (status: Int32, output: String) {
+    static func runProcess(_ executable: String, _ args: [String], in folder: String? = nil) throws -> (status: Int32, output: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = args
+        if let folder { process.currentDirectoryURL = URL(fileURLWithPath: folder) }
         var env = ProcessInfo.processInfo.environment
         env["OMP_NUM_THREADS"] = env["OMP_NUM_THREADS"] ?? "2"
         process.environment = env
