@@ -137,32 +137,46 @@ struct Eval: ParsableCommand {
         }
         let ampType = try autocastDType(amp)
         var results: [EvaluationResult] = []
-        for (name, file) in try Eval.models(delta.isEmpty ? ["none"] : delta) {
-            var peftOptions = peft
-            if file == nil && peft.deltaType == nil { peftOptions.deltaType = "none" }
-            let net = try ModelBuilder(model: model, peft: peftOptions, sam: sam, delta: file).build()
-            if dev != .cpu { try net.move(to: dev) }
-            let evaluator = Evaluator(predictor: SAMPredictor(model: net, device: dev, amp: ampType, resize: resize), name: name, batch: batch, group: group)
-            for (datasetName, ds) in datasets {
-                for variant in variants + sweep.map(Optional.some) {
-                    let save = savePredictions.map { "\($0)/\(name)/\(datasetName)/\(variant?.description.replacingOccurrences(of: ":", with: "") ?? "clean")" }
-                    let start = DispatchTime.now().uptimeNanoseconds
-                    let r = try evaluator.evaluate(ds, name: datasetName, degradation: variant, savePredictions: save)
-                    let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-                    print(String(format: "%@ on %@ (%@): IoU %.4f, F1 %.4f, pooled IoU %.4f — %ld images, %.1f images/s", name, datasetName,
-                                 r.variant, r.iou, r.f1, r.pooledIoU, r.images, Double(r.images) / seconds))
-                    results.append(r)
+        do {
+            for (name, file) in try Eval.models(delta.isEmpty ? ["none"] : delta) {
+                var peftOptions = peft
+                if file == nil && peft.deltaType == nil { peftOptions.deltaType = "none" }
+                let net = try ModelBuilder(model: model, peft: peftOptions, sam: sam, delta: file).build()
+                if dev != .cpu { try net.move(to: dev) }
+                let evaluator = Evaluator(predictor: SAMPredictor(model: net, device: dev, amp: ampType, resize: resize), name: name, batch: batch, group: group)
+                for (datasetName, ds) in datasets {
+                    for variant in variants + sweep.map(Optional.some) {
+                        let save = savePredictions.map { "\($0)/\(name)/\(datasetName)/\(variant?.description.replacingOccurrences(of: ":", with: "") ?? "clean")" }
+                        let start = DispatchTime.now().uptimeNanoseconds
+                        let r = try evaluator.evaluate(ds, name: datasetName, degradation: variant, savePredictions: save)
+                        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+                        print(String(format: "%@ on %@ (%@): IoU %.4f, F1 %.4f, pooled IoU %.4f — %ld images, %.1f images/s", name, datasetName,
+                                     r.variant, r.iou, r.f1, r.pooledIoU, r.images, Double(r.images) / seconds))
+                        results.append(r)
+                    }
                 }
             }
+        } catch {
+            // What finished is kept: an unreadable image in the last dataset must not cost the hours before it.
+            guard leader, !results.isEmpty else { throw error }
+            print("")
+            print("stopped by an error; the \(results.count) evaluation(s) that finished are reported and written:")
+            try report(results, partial: true, plot: !sweep.isEmpty)
+            throw error
         }
         guard leader else { return }
-        let table = EvaluationReport.markdown(results)
+        try report(results, partial: false, plot: !sweep.isEmpty)
+    }
+
+    /// Prints the tables and writes --json, --csv, --markdown and the blur plot.
+    func report(_ results: [EvaluationResult], partial: Bool, plot: Bool) throws {
+        let table = (partial ? "(partial: the evaluation was stopped by an error)\n\n" : "") + EvaluationReport.markdown(results)
         print("")
         print(table)
         if let json { try AtomicFile.write(try EvaluationReport.json(results), to: json) }
         if let csv { try AtomicFile.write(Data(EvaluationReport.csv(results).utf8), to: csv) }
         if let markdown { try AtomicFile.write(Data(table.utf8), to: markdown) }
-        if !sweep.isEmpty {
+        if plot {
             try EvaluationReport.blurPlot(results).write(to: blurPlot)
             print("blur sweep plot → \(blurPlot)")
         }
