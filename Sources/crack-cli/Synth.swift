@@ -26,6 +26,13 @@ struct SynthCommand: ParsableCommand {
     func run() throws {
         guard count > 0, size >= 16 else { throw ValidationError("--count must be positive and --size at least 16") }
         if let montage { try requireImageExtension(montage, "--montage") }
+        // Writing into a dataset would mix the two (and leave the old one's extra samples behind).
+        for sub in ["images", "masks"] {
+            let files = (try? FileManager.default.contentsOfDirectory(atPath: out + "/" + sub)) ?? []
+            guard files.isEmpty else {
+                throw ValidationError("\(out) already holds a dataset (\(sub)/ has \(files.count) files): choose another --out, or remove it first")
+            }
+        }
         guard (0...1).contains(crackFree) else { throw ValidationError("--crack-free must be a fraction from 0 to 1 (got \(crackFree))") }
         var o = SynthOptions()
         o.size = size

@@ -64,6 +64,10 @@ final class SynthTests: XCTestCase {
         let out = try crackCLI(["synth", "--out", dir + "/d", "--count", "4", "--size", "64", "--style", "concrete", "--montage", dir + "/m.png"])
         XCTAssertTrue(out.contains("4 concrete images"), out)
         XCTAssertEqual(try Image.read(at: dir + "/m.png").width, 4 * 160 + 5 * 4)
+        // A second dataset is not written into the first.
+        XCTAssertTrue(try crackCLI(["synth", "--out", dir + "/d", "--count", "2"], expectSuccess: false)
+            .contains("\(dir)/d already holds a dataset (images/ has 4 files)"))
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir + "/d/images").count, 4)
         XCTAssertTrue(try crackCLI(["synth", "--out", dir + "/e", "--count", "2", "--distractors", "fog"], expectSuccess: false)
             .contains("unknown distractor 'fog'"))
     }
