@@ -84,8 +84,11 @@ struct Predict: ParsableCommand {
         for input in inputs {
             var isDir: ObjCBool = false
             if FileManager.default.fileExists(atPath: input, isDirectory: &isDir), isDir.boolValue {
-                let files = try FileManager.default.contentsOfDirectory(atPath: input).sorted()
-                    .filter { ["png", "jpg", "jpeg"].contains(($0 as NSString).pathExtension.lowercased()) }
+                // Other image formats are kept in the list: reading them fails, and they are reported as skipped.
+                let files = try FileManager.default.contentsOfDirectory(atPath: input).sorted().filter {
+                    let ext = ($0 as NSString).pathExtension.lowercased()
+                    return Image.readableExtensions.contains(ext) || Image.unreadableImageExtensions.contains(ext)
+                }
                 images += files.map { input + "/" + $0 }
             } else {
                 images.append(input)

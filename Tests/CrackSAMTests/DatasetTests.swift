@@ -63,6 +63,12 @@ final class DatasetTests: XCTestCase {
         assertDatasetError(.listNamesMissingSample(list: dir + "/val.txt", line: 3, name: "nope")) {
             _ = try CrackDataset(root: dir, list: dir + "/val.txt")
         }
+        // Files of a format that is not read are named, not skipped (the dataset would shrink unseen).
+        for name in ["x.bmp", "y.BMP"] { try Data([0x42, 0x4D]).write(to: URL(fileURLWithPath: dir + "/masks/" + name)) }
+        assertDatasetError(.unsupportedFormat(file: dir + "/masks/x.bmp", count: 2)) { _ = try CrackDataset(root: dir) }
+        XCTAssertEqual("\(DatasetError.unsupportedFormat(file: "m/x.bmp", count: 2))",
+                       "m/x.bmp: only PNG and JPEG are read; convert it (and the 1 other such files in its folder)")
+        for name in ["x.bmp", "y.BMP"] { try FileManager.default.removeItem(atPath: dir + "/masks/" + name) }
         // A list file that is not there.
         assertDatasetError(.unreadableList(path: dir + "/none.txt")) { _ = try CrackDataset(root: dir, list: dir + "/none.txt") }
         // Two images of one name: which mask, which list entry, which saved prediction would be ambiguous.

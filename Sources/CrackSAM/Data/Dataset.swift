@@ -8,6 +8,8 @@ public enum DatasetError: Error, Equatable, CustomStringConvertible, LocalizedEr
     case maskSizeMismatch(mask: String, maskSize: [Int], imageSize: [Int])
     case listNamesMissingSample(list: String, line: Int, name: String)
     case unreadableList(path: String)
+    /// Image files of a format that is not read (BMP, TIFF, …): skipping them would shrink the dataset unseen.
+    case unsupportedFormat(file: String, count: Int)
     /// Two images of one name (a.jpg and a.png): masks, list files and saved predictions go by name.
     case duplicateName(name: String, images: [String])
 
@@ -24,6 +26,8 @@ public enum DatasetError: Error, Equatable, CustomStringConvertible, LocalizedEr
                 + (turned ? " (images are read upright by their EXIF orientation, as OpenCV reads them: was the mask drawn on the sideways pixels?)" : "")
         case .listNamesMissingSample(let list, let line, let name): return "\(list):\(line): '\(name)' is not in the dataset"
         case .unreadableList(let path): return "\(path): cannot read the list file"
+        case .unsupportedFormat(let file, let count):
+            return "\(file): only PNG and JPEG are read; convert it" + (count > 1 ? " (and the \(count - 1) other such files in its folder)" : "")
         case .duplicateName(let name, let images):
             return "\(images.joined(separator: " and ")) share the name '\(name)': samples are matched with masks and list files by name"
         }
@@ -45,7 +49,8 @@ public struct CrackDataset: Sendable {
     public let root: String
     public let samples: [Sample]
 
-    static let extensions: Set<String> = ["png", "jpg", "jpeg"]
+    static let extensions = Image.readableExtensions
+    static let unsupportedExtensions = Image.unreadableImageExtensions
 
     init(root: String, samples: [Sample]) {
         self.root = root
@@ -67,7 +72,10 @@ public struct CrackDataset: Sendable {
             throw DatasetError.notADataset(path: root)
         }
         func files(_ dir: String) throws -> [String] {
-            try fm.contentsOfDirectory(atPath: dir).filter { Self.extensions.contains(($0 as NSString).pathExtension.lowercased()) }.sorted()
+            let all = try fm.contentsOfDirectory(atPath: dir)
+            let unsupported = all.filter { Self.unsupportedExtensions.contains(($0 as NSString).pathExtension.lowercased()) }.sorted()
+            if let first = unsupported.first { throw DatasetError.unsupportedFormat(file: dir + "/" + first, count: unsupported.count) }
+            return all.filter { Self.extensions.contains(($0 as NSString).pathExtension.lowercased()) }.sorted()
         }
         let images = try files(imagesDir)
         let masks = try files(masksDir)

@@ -52,6 +52,12 @@ public struct Image: Equatable, Sendable {
                      pixels: Array(UnsafeBufferPointer(start: image.pixels, count: n)))
     }
 
+    /// The extensions of files `read(at:)` decodes.
+    public static let readableExtensions: Set<String> = ["png", "jpg", "jpeg"]
+    /// Image formats found among crack photos and datasets (CrackTree's BMP, TIFF scans, …) that are not
+    /// read: commands name such files rather than pass over them.
+    public static let unreadableImageExtensions: Set<String> = ["bmp", "tif", "tiff", "webp", "gif", "jp2", "pgm", "ppm"]
+
     /// The extensions `write(to:)` takes.
     public static let writableExtensions = ["png", "jpg", "jpeg"]
 
