@@ -21,6 +21,7 @@ static int fail(char *err, size_t cap, const char *fmt, ...) {
 int cimg_sniff(const uint8_t *b, size_t n) {
   if (n >= 8 && png_sig_cmp((png_const_bytep)b, 0, 8) == 0) return CIMG_PNG;
   if (n >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF) return CIMG_JPEG;
+  if (n >= 2 && b[0] == 'B' && b[1] == 'M') return CIMG_BMP;
   return CIMG_UNKNOWN;
 }
 
@@ -273,13 +274,107 @@ static int decode_jpeg(const uint8_t *bytes, size_t n, cimg_image *out, char *er
   return apply_orientation(out, orientation, err, cap);
 }
 
+/* ---- BMP ---- */
+
+/* Uncompressed Windows bitmaps (crack datasets such as CrackTree260 ship their masks so): 1, 4 and 8 bits
+   through a palette, 24-bit BGR and 32-bit BGRX, bottom-up or top-down rows padded to 4 bytes. A palette
+   of greys gives a grey image, anything else RGB. RLE and 16-bit bitmaps are refused by name. */
+static uint32_t le32(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
+static uint32_t le16(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8; }
+
+static int decode_bmp(const uint8_t *b, size_t n, cimg_image *out, char *err, size_t cap) {
+  if (n < 26) return fail(err, cap, "BMP: file is truncated");
+  size_t data = le32(b + 10), header = le32(b + 14);
+  int64_t w, h;
+  int bpp;
+  uint32_t compression = 0, colours = 0;
+  size_t entry = 4; /* palette entry size */
+  if (header == 12) { /* BITMAPCOREHEADER */
+    w = le16(b + 18);
+    h = (int16_t)le16(b + 20);
+    bpp = (int)le16(b + 24);
+    entry = 3;
+  } else if (header >= 40 && n >= 14 + 40) {
+    w = (int32_t)le32(b + 18);
+    h = (int32_t)le32(b + 22);
+    bpp = (int)le16(b + 28);
+    compression = le32(b + 30);
+    colours = le32(b + 46);
+  } else {
+    return fail(err, cap, "BMP: unknown header (size %zu) or file is truncated", header);
+  }
+  /* BI_BITFIELDS with 32 bits: the usual BGRX layout is read; other masks are refused below. */
+  if (compression == 3 && bpp == 32 && header >= 52 && n >= 14 + 52) {
+    if (le32(b + 54) != 0x00FF0000u || le32(b + 58) != 0x0000FF00u || le32(b + 62) != 0x000000FFu)
+      return fail(err, cap, "BMP with unusual 32-bit channel masks is not supported (save it as PNG)");
+  } else if (compression != 0) {
+    return fail(err, cap, "compressed BMP (RLE or bit fields, type %u) is not supported (save it as PNG)", compression);
+  }
+  if (bpp != 1 && bpp != 4 && bpp != 8 && bpp != 24 && bpp != 32)
+    return fail(err, cap, "%d-bit BMP is not supported (save it as PNG)", bpp);
+  int top_down = h < 0;
+  if (h < 0) h = -h;
+  if (w <= 0 || h <= 0) return fail(err, cap, "BMP: bad size %lldx%lld", (long long)w, (long long)h);
+  if ((uint64_t)w * (uint64_t)h > (uint64_t)1 << 28) return fail(err, cap, "BMP of %lldx%lld pixels is too large", (long long)w, (long long)h);
+  uint8_t palette[256][3];
+  int grey = 1;
+  if (bpp <= 8) {
+    size_t count = colours ? colours : (size_t)1 << bpp;
+    if (count > 256) return fail(err, cap, "BMP: palette of %zu colours", count);
+    size_t at = 14 + header;
+    if (at > n || (n - at) / entry < count) return fail(err, cap, "BMP: file is truncated (palette)");
+    memset(palette, 0, sizeof(palette));
+    for (size_t i = 0; i < count; i++) {
+      const uint8_t *p = b + at + i * entry;
+      palette[i][0] = p[2];
+      palette[i][1] = p[1];
+      palette[i][2] = p[0];
+      if (p[0] != p[1] || p[1] != p[2]) grey = 0;
+    }
+  } else {
+    grey = 0;
+  }
+  size_t stride = ((size_t)w * bpp + 31) / 32 * 4;
+  if (data > n || (n - data) / stride < (size_t)h) return fail(err, cap, "BMP: file is truncated");
+  int c = grey ? 1 : 3;
+  uint8_t *pixels = malloc((size_t)w * h * c);
+  if (!pixels) return fail(err, cap, "BMP: out of memory");
+  for (int64_t y = 0; y < h; y++) {
+    const uint8_t *row = b + data + (size_t)(top_down ? y : h - 1 - y) * stride;
+    uint8_t *dst = pixels + (size_t)y * w * c;
+    for (int64_t x = 0; x < w; x++) {
+      const uint8_t *rgb;
+      uint8_t direct[3];
+      if (bpp <= 8) {
+        int bit = (int)(x * bpp);
+        int index = (row[bit / 8] >> (8 - bpp - bit % 8)) & ((1 << bpp) - 1);
+        rgb = palette[index];
+      } else {
+        const uint8_t *p = row + x * (bpp / 8);
+        direct[0] = p[2];
+        direct[1] = p[1];
+        direct[2] = p[0];
+        rgb = direct;
+      }
+      if (grey) dst[x] = rgb[0];
+      else memcpy(dst + x * 3, rgb, 3);
+    }
+  }
+  out->width = (int)w;
+  out->height = (int)h;
+  out->channels = c;
+  out->pixels = pixels;
+  return 0;
+}
+
 int cimg_decode(const uint8_t *bytes, size_t n, cimg_image *out, char *err, size_t cap) {
   memset(out, 0, sizeof(*out));
   out->orientation = 1;
   switch (cimg_sniff(bytes, n)) {
     case CIMG_PNG: return decode_png(bytes, n, out, err, cap);
     case CIMG_JPEG: return decode_jpeg(bytes, n, out, err, cap);
-    default: return fail(err, cap, "not a PNG or JPEG file");
+    case CIMG_BMP: return decode_bmp(bytes, n, out, err, cap);
+    default: return fail(err, cap, "not a PNG, JPEG or BMP file");
   }
 }
 

@@ -8,7 +8,7 @@ struct DegradeCommand: ParsableCommand {
         discussion: "case1: HSV value − 50, then Gaussian blur 9. case2: Gaussian blur 21, ½ bicubic down and up. blur:K: Gaussian blur K (odd).")
 
     @Option(help: "case1, case2 or blur:K.") var `case`: String
-    @Argument(help: "Input PNG or JPEG.") var input: String
+    @Argument(help: "Input PNG, JPEG or BMP.") var input: String
     @Argument(help: "Output (.png, or .jpg/.jpeg).") var output: String
 
     func run() throws {

@@ -15,7 +15,7 @@ struct Predict: ParsableCommand {
     @Option(help: "A trained delta (authors' format .pth, or .safetensors); its recorded settings are used unless flags say otherwise.")
     var delta: String?
 
-    @Argument(help: "PNG or JPEG images, or folders of them.")
+    @Argument(help: "PNG, JPEG or BMP images, or folders of them.")
     var inputs: [String]
 
     @Option(help: "resize: each image resized to S and the mask back (as the paper); tile: S×S windows at full resolution.")
@@ -94,7 +94,7 @@ struct Predict: ParsableCommand {
                 images.append(input)
             }
         }
-        guard !images.isEmpty else { throw ValidationError("no PNG or JPEG files in \(inputs.joined(separator: ", "))") }
+        guard !images.isEmpty else { throw ValidationError("no PNG, JPEG or BMP files in \(inputs.joined(separator: ", "))") }
         if let out {
             // <stem>_mask.png and <stem>_overlay.png: two inputs of one stem would overwrite each other's.
             var byStem: [String: String] = [:]

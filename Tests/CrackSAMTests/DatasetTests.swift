@@ -64,11 +64,11 @@ final class DatasetTests: XCTestCase {
             _ = try CrackDataset(root: dir, list: dir + "/val.txt")
         }
         // Files of a format that is not read are named, not skipped (the dataset would shrink unseen).
-        for name in ["x.bmp", "y.BMP"] { try Data([0x42, 0x4D]).write(to: URL(fileURLWithPath: dir + "/masks/" + name)) }
-        assertDatasetError(.unsupportedFormat(file: dir + "/masks/x.bmp", count: 2)) { _ = try CrackDataset(root: dir) }
-        XCTAssertEqual("\(DatasetError.unsupportedFormat(file: "m/x.bmp", count: 2))",
-                       "m/x.bmp: only PNG and JPEG are read; convert it (and the 1 other such files in its folder)")
-        for name in ["x.bmp", "y.BMP"] { try FileManager.default.removeItem(atPath: dir + "/masks/" + name) }
+        for name in ["x.tif", "y.TIFF"] { try Data([0x49, 0x49]).write(to: URL(fileURLWithPath: dir + "/masks/" + name)) }
+        assertDatasetError(.unsupportedFormat(file: dir + "/masks/x.tif", count: 2)) { _ = try CrackDataset(root: dir) }
+        XCTAssertEqual("\(DatasetError.unsupportedFormat(file: "m/x.tif", count: 2))",
+                       "m/x.tif: only PNG, JPEG and BMP are read; convert it (and the 1 other such files in its folder)")
+        for name in ["x.tif", "y.TIFF"] { try FileManager.default.removeItem(atPath: dir + "/masks/" + name) }
         // A list file that is not there.
         assertDatasetError(.unreadableList(path: dir + "/none.txt")) { _ = try CrackDataset(root: dir, list: dir + "/none.txt") }
         // Two images of one name: which mask, which list entry, which saved prediction would be ambiguous.

@@ -40,6 +40,30 @@ final class ImageTests: XCTestCase {
         }
     }
 
+    /// Uncompressed BMP, as crack datasets ship their masks (CrackTree260, CRKWH100): every bit depth
+    /// OpenCV's and Pillow's writers make, a 4-bit and a top-down file, against OpenCV's decoding; a grey
+    /// palette reads as grey. RLE and truncated files are refused by name.
+    func testBMPDecodingMatchesOpenCV() throws {
+        let d = try Oracle.scratch()
+        try Oracle.run("image_oracle.py", [d])
+        let cv = try SafeTensors.load(at: d + "/decoded.safetensors").tensors
+        let names = cv.keys.filter { $0.hasPrefix("bmp_") }.sorted()
+        XCTAssertEqual(names.count, 7)
+        for name in names {
+            let image = try Image.read(at: d + "/" + name)
+            let theirs = try cv[name]!.to(dtype: .float32)
+            XCTAssertEqual([image.height, image.width, image.channels], [60, 80, theirs.shape.count == 2 ? 1 : 3], name)
+            let ours = try image.tensor().permute([1, 2, 0]).reshape(theirs.shape).to(dtype: .float32)
+            XCTAssertEqual(try (ours - theirs).abs().amax().item(), 0, name)
+        }
+        for (name, fragment) in [("bad_rle.bmp", "compressed BMP (RLE or bit fields, type 1) is not supported"),
+                                 ("bad_truncated.bmp", "BMP: file is truncated")] {
+            XCTAssertThrowsError(try Image.read(at: d + "/" + name), name) { error in
+                XCTAssertTrue("\(error)".contains(d + "/" + name) && "\(error)".contains(fragment), "\(error)")
+            }
+        }
+    }
+
     func testUnsupportedAndBrokenFilesAreNamedErrors() throws {
         let d = try Oracle.scratch()
         try Oracle.run("image_oracle.py", [d])
@@ -54,7 +78,7 @@ final class ImageTests: XCTestCase {
         }
         try Data("GIF89a not supported".utf8).write(to: URL(fileURLWithPath: d + "/x.gif"))
         XCTAssertThrowsError(try Image.read(at: d + "/x.gif")) { error in
-            XCTAssertTrue("\(error)".contains("not a PNG or JPEG"), "\(error)")
+            XCTAssertTrue("\(error)".contains("not a PNG, JPEG or BMP"), "\(error)")
         }
     }
 

@@ -62,12 +62,12 @@ final class PredictModesTests: XCTestCase {
         let photos = dir + "/data/images"
         let good = try Data(contentsOf: URL(fileURLWithPath: photos + "/s1.png"))
         try good.prefix(good.count / 2).write(to: URL(fileURLWithPath: photos + "/s1.png"))
-        try Data([0x42, 0x4D, 0, 0]).write(to: URL(fileURLWithPath: photos + "/s9.bmp"))  // a format that is not read
+        try Data([0x49, 0x49, 0x2A, 0]).write(to: URL(fileURLWithPath: photos + "/s9.tif"))  // a format that is not read
         let out = try crackCLI(["predict"] + tiny + ["--batch", "2", "--out", dir + "/out", "--save-logits", dir + "/logits/l.safetensors", photos],
                                expectSuccess: false)
         XCTAssertTrue(out.contains("skipped: \(photos)/s1.png: cannot read image"), out)
-        XCTAssertTrue(out.contains("skipped: \(photos)/s9.bmp: cannot read image: not a PNG or JPEG file"), out)
-        XCTAssertTrue(out.contains("2 of 4 images could not be read and were skipped: \(photos)/s1.png, \(photos)/s9.bmp (the other 2 were predicted)"), out)
+        XCTAssertTrue(out.contains("skipped: \(photos)/s9.tif: cannot read image: not a PNG, JPEG or BMP file"), out)
+        XCTAssertTrue(out.contains("2 of 4 images could not be read and were skipped: \(photos)/s1.png, \(photos)/s9.tif (the other 2 were predicted)"), out)
         XCTAssertFalse(out.contains("Usage:"), out)
         for stem in ["s0", "s2"] { XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/out/\(stem)_mask.png"), stem) }
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/out/s1_mask.png"))

@@ -3,7 +3,8 @@
 Usage: python image_oracle.py DIR
 Writes DIR/{rgb.png, grey.png, photo.jpg, grey.jpg, deep.png, truncated.png, truncated.jpg}, the files
 with an EXIF orientation (oriented_N.jpg, oriented_N_be.jpg, oriented_N.png, oriented_N_late.png,
-oriented_grey_N.jpg, N = 1...8, and bad_exif_*.jpg) and DIR/decoded.safetensors (OpenCV's RGB/grey uint8
+oriented_grey_N.jpg, N = 1...8, and bad_exif_*.jpg), BMP files (bmp_*.bmp: 1, 4 and 8 bits through a
+palette, 24 and 32 bits, top-down; bad_*.bmp to be refused) and DIR/decoded.safetensors (OpenCV's RGB/grey uint8
 arrays, read with imread's default flags, which turn a photo upright by its EXIF orientation).
 """
 import struct
@@ -73,13 +74,48 @@ for name, payload in (("bad_exif_truncated.jpg", b"Exif\0\0" + exif(6)[:14]), ("
     open(f"{d}/{name}", "wb").write(jpeg_with(photo, payload))
     oriented[name] = False
 
+# BMP, as crack datasets ship masks (CrackTree260, CRKWH100): OpenCV's and Pillow's writers, plus a 4-bit
+# and a top-down file made here (neither writer makes them).
+cv2.imwrite(f"{d}/bmp_rgb24.bmp", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+cv2.imwrite(f"{d}/bmp_grey8.bmp", grey)
+PILImage.fromarray(rgb).convert("P").save(f"{d}/bmp_palette8.bmp")
+PILImage.fromarray(((xx // 3 + yy // 2) % 2 * 255).astype(np.uint8)).convert("1").save(f"{d}/bmp_binary1.bmp")
+PILImage.fromarray(rgb).convert("RGBA").save(f"{d}/bmp_rgb32.bmp")
+
+
+def bmp4(path, indices, palette):
+    h, w = indices.shape
+    stride = (w * 4 + 31) // 32 * 4
+    rows = b""
+    for y in range(h - 1, -1, -1):
+        packed = bytes((int(indices[y, x]) << 4) | int(indices[y, x + 1]) for x in range(0, w, 2))
+        rows += packed + b"\0" * (stride - len(packed))
+    pal = b"".join(bytes((b, g, r, 0)) for r, g, b in palette)
+    offset = 14 + 40 + len(pal)
+    head = b"BM" + struct.pack("<IHHI", offset + len(rows), 0, 0, offset)
+    info = struct.pack("<IiiHHIIiiII", 40, w, h, 1, 4, 0, len(rows), 2835, 2835, len(palette), 0)
+    open(path, "wb").write(head + info + pal + rows)
+
+
+bmp4(f"{d}/bmp_colour4.bmp", (xx + yy) % 16, [(i * 16, 255 - i * 16, i * 8) for i in range(16)])
+data = open(f"{d}/bmp_rgb24.bmp", "rb").read()
+offset, width, height = struct.unpack("<I", data[10:14])[0], *struct.unpack("<ii", data[18:26])
+stride = (width * 3 + 3) // 4 * 4
+rows = [data[offset + i * stride: offset + (i + 1) * stride] for i in range(height)]
+open(f"{d}/bmp_topdown.bmp", "wb").write(data[:22] + struct.pack("<i", -height) + data[26:offset] + b"".join(reversed(rows)))
+eight = open(f"{d}/bmp_grey8.bmp", "rb").read()
+open(f"{d}/bad_rle.bmp", "wb").write(eight[:30] + struct.pack("<I", 1) + eight[34:])
+open(f"{d}/bad_truncated.bmp", "wb").write(eight[: len(eight) // 2])
+bmp = {"bmp_rgb24.bmp": False, "bmp_grey8.bmp": True, "bmp_palette8.bmp": False, "bmp_binary1.bmp": True, "bmp_rgb32.bmp": False,
+       "bmp_colour4.bmp": False, "bmp_topdown.bmp": False}
+
 decoded = {
     "rgb.png": cv2.cvtColor(cv2.imread(f"{d}/rgb.png"), cv2.COLOR_BGR2RGB),
     "grey.png": cv2.imread(f"{d}/grey.png", cv2.IMREAD_UNCHANGED),
     "photo.jpg": cv2.cvtColor(cv2.imread(f"{d}/photo.jpg"), cv2.COLOR_BGR2RGB),
     "grey.jpg": cv2.imread(f"{d}/grey.jpg", cv2.IMREAD_UNCHANGED),
 }
-for name, is_grey in oriented.items():
+for name, is_grey in list(oriented.items()) + list(bmp.items()):
     read = cv2.imread(f"{d}/{name}", cv2.IMREAD_GRAYSCALE if is_grey else cv2.IMREAD_COLOR)
     decoded[name] = read if is_grey else cv2.cvtColor(read, cv2.COLOR_BGR2RGB)
 save_file({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in decoded.items()}, f"{d}/decoded.safetensors")

@@ -26,13 +26,14 @@ typedef struct {
   int orientation;
 } cimg_image;
 
-enum { CIMG_UNKNOWN = 0, CIMG_PNG = 1, CIMG_JPEG = 2 };
+enum { CIMG_UNKNOWN = 0, CIMG_PNG = 1, CIMG_JPEG = 2, CIMG_BMP = 3 };
 
-/* Recognises PNG and JPEG by their first bytes. */
+/* Recognises PNG, JPEG and BMP by their first bytes. */
 int cimg_sniff(const uint8_t *bytes, size_t n);
 
 /* Decodes an 8-bit PNG or JPEG held in memory, upright: an EXIF orientation (JPEG APP1, PNG eXIf) is
-   applied, as OpenCV's imread does. 16-bit PNGs and CMYK/YCCK JPEGs are refused by name. */
+   applied, as OpenCV's imread does. Also uncompressed BMP (1/4/8-bit palette, 24/32-bit). 16-bit PNGs,
+   CMYK/YCCK JPEGs and compressed or 16-bit BMPs are refused by name. */
 int cimg_decode(const uint8_t *bytes, size_t n, cimg_image *out, char *err, size_t err_cap);
 void cimg_free(cimg_image *img);
 

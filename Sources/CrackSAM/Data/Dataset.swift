@@ -27,7 +27,7 @@ public enum DatasetError: Error, Equatable, CustomStringConvertible, LocalizedEr
         case .listNamesMissingSample(let list, let line, let name): return "\(list):\(line): '\(name)' is not in the dataset"
         case .unreadableList(let path): return "\(path): cannot read the list file"
         case .unsupportedFormat(let file, let count):
-            return "\(file): only PNG and JPEG are read; convert it" + (count > 1 ? " (and the \(count - 1) other such files in its folder)" : "")
+            return "\(file): only PNG, JPEG and BMP are read; convert it" + (count > 1 ? " (and the \(count - 1) other such files in its folder)" : "")
         case .duplicateName(let name, let images):
             return "\(images.joined(separator: " and ")) share the name '\(name)': samples are matched with masks and list files by name"
         }

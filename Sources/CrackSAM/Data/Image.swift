@@ -31,7 +31,8 @@ public struct Image: Equatable, Sendable {
         self.pixels = pixels
     }
 
-    /// Decodes a PNG or JPEG file (8-bit grey, RGB or palette; alpha dropped) with libpng / libjpeg.
+    /// Decodes a PNG or JPEG file (8-bit grey, RGB or palette; alpha dropped) with libpng / libjpeg, or an
+    /// uncompressed BMP; upright by its EXIF orientation.
     public static func read(at path: String) throws -> Image {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw DataError.unreadableImage(path: path, reason: FileManager.default.fileExists(atPath: path) ? "cannot open" : "no such file")
@@ -53,10 +54,10 @@ public struct Image: Equatable, Sendable {
     }
 
     /// The extensions of files `read(at:)` decodes.
-    public static let readableExtensions: Set<String> = ["png", "jpg", "jpeg"]
+    public static let readableExtensions: Set<String> = ["png", "jpg", "jpeg", "bmp"]
     /// Image formats found among crack photos and datasets (CrackTree's BMP, TIFF scans, …) that are not
     /// read: commands name such files rather than pass over them.
-    public static let unreadableImageExtensions: Set<String> = ["bmp", "tif", "tiff", "webp", "gif", "jp2", "pgm", "ppm"]
+    public static let unreadableImageExtensions: Set<String> = ["tif", "tiff", "webp", "gif", "jp2", "pgm", "ppm"]
 
     /// The extensions `write(to:)` takes.
     public static let writableExtensions = ["png", "jpg", "jpeg"]
