@@ -26,8 +26,13 @@ final class DatasetTests: XCTestCase {
 
     func testMasksMayDifferInExtension() throws {
         let dir = try Oracle.scratch()
-        try makeTestDataset(dir, count: 2, maskExtension: "jpg")
+        try makeTestDataset(dir, count: 4, maskExtension: "jpg")
+        // Masks named with a dataset's suffix are found too.
+        for (from, to) in [("s2.jpg", "s2_mask.jpg"), ("s3.jpg", "s3_gt.jpg")] {
+            try FileManager.default.moveItem(atPath: dir + "/masks/" + from, toPath: dir + "/masks/" + to)
+        }
         let ds = try CrackDataset(root: dir)
+        XCTAssertEqual(ds.samples.map { ($0.mask as NSString).lastPathComponent }, ["s0.jpg", "s1.jpg", "s2_mask.jpg", "s3_gt.jpg"])
         XCTAssertTrue(ds.samples[0].mask.hasSuffix("s0.jpg"))
         // JPEG masks (as Khanhha ships) threshold back to a clean binary label.
         XCTAssertEqual(Set(try ds.load(0, size: 40).label.toArray(of: UInt8.self)), [0, 1])

@@ -17,7 +17,8 @@ public enum DatasetError: Error, Equatable, CustomStringConvertible, LocalizedEr
         switch self {
         case .notADataset(let path): return "\(path): not a dataset (expected images/ and masks/ folders)"
         case .empty(let path): return "\(path): the dataset has no images"
-        case .missingMask(let image, let folder): return "\(image): no mask with the same name in \(folder)"
+        case .missingMask(let image, let folder):
+            return "\(image): no mask with the same name in \(folder) (nor one with _mask, _gt or _label added to it)"
         case .maskSizeMismatch(let mask, let m, let i):
             // Images are read upright by their EXIF orientation (as OpenCV reads them); a mask drawn on the
             // stored, sideways pixels then has the image's size transposed.
@@ -36,8 +37,8 @@ public enum DatasetError: Error, Equatable, CustomStringConvertible, LocalizedEr
     public var errorDescription: String? { description }
 }
 
-/// A crack dataset: `images/` and `masks/` holding files of the same names (JPEG or PNG; a mask may
-/// differ in extension), optionally restricted by a list file of sample names (one per line, with or
+/// A crack dataset: `images/` and `masks/` holding files of the same names (PNG, JPEG or BMP; a mask may
+/// differ in extension, or carry a suffix: x.jpg's mask may be x_mask.png, x_gt.png or x_label.png), optionally restricted by a list file of sample names (one per line, with or
 /// without extension). Label = mask/255 > 0.5.
 public struct CrackDataset: Sendable {
     public struct Sample: Equatable, Sendable {
@@ -50,6 +51,7 @@ public struct CrackDataset: Sendable {
     public let samples: [Sample]
 
     static let extensions = Image.readableExtensions
+    static let maskSuffixes = ["_mask", "_gt", "_GT", "_label", "_lab"]
     static let unsupportedExtensions = Image.unreadableImageExtensions
 
     init(root: String, samples: [Sample]) {
@@ -89,7 +91,11 @@ public struct CrackDataset: Sendable {
             if let other = imageByStem.updateValue(file, forKey: stem) {
                 throw DatasetError.duplicateName(name: stem, images: [imagesDir + "/" + other, imagesDir + "/" + file])
             }
-            guard let mask = maskByName.contains(file) ? file : maskByStem[stem] else {
+            // The same name, else the same stem in another format, else the stem with the suffix some
+            // datasets give their masks (x.jpg with x_mask.png, x_gt.png, x_label.png).
+            let found = maskByName.contains(file) ? file
+                : maskByStem[stem] ?? Self.maskSuffixes.lazy.compactMap { maskByStem[stem + $0] }.first
+            guard let mask = found else {
                 throw DatasetError.missingMask(image: imagesDir + "/" + file, masksFolder: masksDir)
             }
             all.append(Sample(name: stem, image: imagesDir + "/" + file, mask: masksDir + "/" + mask))
