@@ -226,6 +226,8 @@ struct Train: ParsableCommand {
         // Datasets first: a bad dataset fails before anything is written.
         let trainSet = try CrackDataset(root: runConfig.data, list: runConfig.dataList)
         let valSet = try runConfig.val.map { try CrackDataset(root: $0, list: runConfig.valList) }
+        // The validation set is first read after --val-every epochs: a broken file there is found now.
+        try valSet?.verify()
         var modelOptions = model
         modelOptions.vit = runConfig.backbone == "custom" ? "custom" : String(runConfig.backbone.dropFirst(4))
         modelOptions.imageSize = runConfig.imageSize

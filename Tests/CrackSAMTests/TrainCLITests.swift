@@ -120,6 +120,13 @@ final class TrainCLITests: XCTestCase {
             XCTAssertTrue(out.contains("\(flag) must be"), "\(flag) \(value): \(out)")
             XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/run3"), "\(flag) \(value)")
         }
+        // A broken validation image (first read after --val-every epochs) is found before anything is written.
+        try makeTestDataset(dir + "/val", count: 3)
+        let valImage = try Data(contentsOf: URL(fileURLWithPath: dir + "/val/images/s2.png"))
+        try valImage.prefix(valImage.count / 2).write(to: URL(fileURLWithPath: dir + "/val/images/s2.png"))
+        out = try crackCLI(["train"] + tiny + ["--data", dir + "/ok", "--val", dir + "/val", "--out", dir + "/run5"], expectSuccess: false)
+        XCTAssertTrue(out.contains("\(dir)/val/images/s2.png: cannot read image"), out)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/run5"))
         // A device that is not there (no CUDA here; past the last GPU on a CUDA machine) leaves no run to resume.
         out = try crackCLI(["train"] + tiny + ["--data", dir + "/ok", "--out", dir + "/run4", "--device", "cuda:99"], expectSuccess: false)
         XCTAssertTrue(out.contains("cuda:99 requested but"), out)

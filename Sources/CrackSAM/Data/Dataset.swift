@@ -123,6 +123,12 @@ public struct CrackDataset: Sendable {
 
     public var count: Int { samples.count }
 
+    /// Reads every sample once (image, mask, their sizes), on all cores: a broken file is found now, not
+    /// when it is first needed (for a validation set, after the first epochs of training).
+    public func verify() throws {
+        _ = try concurrentMap(count) { i in _ = try loadOriginal(i) }
+    }
+
     /// The sample at its own size: RGB image and binary label (mask/255 > 0.5; colour masks by their
     /// channel mean). A mask must have its image's size.
     public func loadOriginal(_ index: Int) throws -> (image: Image, label: [UInt8]) {
