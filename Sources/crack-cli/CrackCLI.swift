@@ -55,8 +55,8 @@ func prepareFolder(for path: String, _ option: String) throws {
     let folder = (path as NSString).deletingLastPathComponent
     guard !folder.isEmpty else { return }
     do {
-        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        try Folder.make(folder)
     } catch {
-        throw ValidationError("\(option) \(path): cannot create the folder \(folder): \(error.localizedDescription)")
+        throw ValidationError("\(option) \(path): \(error)")
     }
 }

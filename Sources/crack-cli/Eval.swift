@@ -121,6 +121,9 @@ struct Eval: ParsableCommand {
             }
             datasets.append((name, try CrackDataset(root: dir, list: list)))
         }
+        // Every file read once now (decoding is cheap next to the model): a broken one in the last dataset
+        // is found before the hours spent on the first.
+        for (_, ds) in datasets { try ds.verify() }
         // Where the results go exists before hours of evaluation, not after.
         for (path, option) in [(json, "--json"), (csv, "--csv"), (markdown, "--markdown"), (blurSweep == nil ? nil : blurPlot, "--blur-plot")] {
             if let path { try prepareFolder(for: path, option) }

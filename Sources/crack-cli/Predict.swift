@@ -104,7 +104,7 @@ struct Predict: ParsableCommand {
                     throw ValidationError("\(other) and \(path) would both write \(out)/\(stem)_mask.png: predict them into different --out folders")
                 }
             }
-            try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+            try Folder.make(out)
         }
         let predictor = SAMPredictor(model: net, device: device, resize: resize)
         let s = config.imageSize

@@ -114,19 +114,26 @@ final class EvalTests: XCTestCase {
         for row in ["| lora/best | A | clean |", "| adapter/best | A | clean |", "| mine | A | clean |"] { XCTAssertTrue(named.contains(row), named) }
         XCTAssertTrue(try crackCLI(["eval"] + tiny + ["--dataset", "A=" + dir + "/a", "--delta", "untrained=" + dir + "/run/epoch_1.pth",
                                                      "--delta", "none"], expectSuccess: false).contains("another model is already named 'untrained'"))
-        // An unreadable image in the second dataset: the first one's results are still printed and written,
-        // marked partial, and the command fails naming the file.
+        // An unreadable image in the second dataset is found before anything is evaluated or written.
         let broken = dir + "/b/images/s1.png"
         let bytes = try Data(contentsOf: URL(fileURLWithPath: broken))
         try bytes.prefix(bytes.count / 2).write(to: URL(fileURLWithPath: broken))
-        let stopped = try crackCLI(["eval"] + tiny + ["--dataset", "A=" + dir + "/a", "--dataset", "B=" + dir + "/b", "--json", dir + "/p.json",
-                                                     "--markdown", dir + "/p.md"], expectSuccess: false)
+        var stopped = try crackCLI(["eval"] + tiny + ["--dataset", "A=" + dir + "/a", "--dataset", "B=" + dir + "/b", "--json", dir + "/p.json"],
+                                   expectSuccess: false)
+        XCTAssertTrue(stopped.contains("\(broken): cannot read image") && !stopped.contains("untrained on A"), stopped)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/p.json"))
+        try bytes.write(to: URL(fileURLWithPath: broken))
+        // An error during the second dataset (its predictions' folder cannot be made: a file is in the way):
+        // the first one's results are still printed and written, marked partial, and the command fails.
+        try FileManager.default.createDirectory(atPath: dir + "/preds/untrained", withIntermediateDirectories: true)
+        try Data("in the way".utf8).write(to: URL(fileURLWithPath: dir + "/preds/untrained/B"))
+        stopped = try crackCLI(["eval"] + tiny + ["--dataset", "A=" + dir + "/a", "--dataset", "B=" + dir + "/b", "--json", dir + "/p.json",
+                                                 "--markdown", dir + "/p.md", "--save-predictions", dir + "/preds"], expectSuccess: false)
         XCTAssertTrue(stopped.contains("stopped by an error; the 1 evaluation(s) that finished are reported and written"), stopped)
-        XCTAssertTrue(stopped.contains("\(broken): cannot read image"), stopped)
+        XCTAssertTrue(stopped.contains("\(dir)/preds/untrained/B: cannot write: a file is in the way of this folder"), stopped)
         XCTAssertTrue(try String(contentsOfFile: dir + "/p.md", encoding: .utf8).hasPrefix("(partial: the evaluation was stopped by an error)"))
         let partial = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/p.json"))) as! [[String: Any]]
         XCTAssertEqual(partial.map { $0["dataset"] as? String }, ["A"])
-        try bytes.write(to: URL(fileURLWithPath: broken))
         // Specs that would mislabel rows or silently change the run are refused by name.
         for (args, message) in [(["--dataset", "=" + dir + "/a"], "NAME=DIR with a name and a folder (got '=\(dir)/a')"),
                                 (["--dataset", "A=" + dir + "/a", "--dataset", "A=" + dir + "/b"], "--dataset names must differ: 'A' is given twice"),

@@ -109,7 +109,7 @@ public final class Evaluator {
         let s = predictor.inputSize
         var scores: [SegmentationScores] = []
         var pooledIntersection = 0, pooledUnion = 0
-        if let savePredictions { try FileManager.default.createDirectory(atPath: savePredictions, withIntermediateDirectories: true) }
+        if let savePredictions { try Folder.make(savePredictions) }
         for start in stride(from: 0, to: dataset.count, by: batch) {
             let indices = Array(start..<min(start + batch, dataset.count))
             // Decoding and degradation in parallel; the model runs on the whole batch.

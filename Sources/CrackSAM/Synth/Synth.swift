@@ -90,9 +90,8 @@ public enum Synth {
     /// Writes `count` samples as images/NAME.png and masks/NAME.png plus train.txt / val.txt / test.txt
     /// (80 / 10 / 10), rendering in parallel (the output does not depend on the thread count).
     public static func write(to dir: String, count: Int, options: SynthOptions) throws {
-        let fm = FileManager.default
-        try fm.createDirectory(atPath: dir + "/images", withIntermediateDirectories: true)
-        try fm.createDirectory(atPath: dir + "/masks", withIntermediateDirectories: true)
+        try Folder.make(dir + "/images")
+        try Folder.make(dir + "/masks")
         _ = try concurrentMap(count) { i in
             let s = render(index: i, options: options)
             let name = String(format: "synth_%05ld", i)

@@ -538,7 +538,7 @@ public final class Trainer {
                 throw TrainingError.runDirectoryInUse(path: path)
             }
         } else {
-            try fm.createDirectory(atPath: path, withIntermediateDirectories: true)
+            try Folder.make(path)
         }
     }
 
