@@ -119,7 +119,7 @@ struct Eval: ParsableCommand {
                     throw ValidationError("--dataset \(spec): no list file \(list!)")
                 }
             }
-            datasets.append((name, try CrackDataset(root: dir, list: list)))
+            datasets.append((name, try CrackDataset(root: dir, list: list, classes: model.numClasses)))
         }
         // Every file read once now (decoding is cheap next to the model): a broken one in the last dataset
         // is found before the hours spent on the first.
@@ -145,6 +145,12 @@ struct Eval: ParsableCommand {
                 var peftOptions = peft
                 if file == nil && peft.deltaType == nil { peftOptions.deltaType = "none" }
                 let net = try ModelBuilder(model: model, peft: peftOptions, sam: sam, delta: file).build()
+                // Masks were read for --num-classes: binary, or class indices. A model of another class count
+                // would be scored against labels read the other way.
+                guard net.config.numClasses == model.numClasses else {
+                    throw ValidationError("\(file ?? name) has \(net.config.numClasses) crack classes: pass --num-classes \(net.config.numClasses), "
+                        + "so that masks are read as \(net.config.numClasses > 1 ? "class indices" : "binary")")
+                }
                 if dev != .cpu { try net.move(to: dev) }
                 let evaluator = Evaluator(predictor: SAMPredictor(model: net, device: dev, amp: ampType, resize: resize), name: name, batch: batch, group: group)
                 for (datasetName, ds) in datasets {

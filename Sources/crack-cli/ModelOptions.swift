@@ -130,6 +130,8 @@ struct ModelBuilder {
                 throw ValidationError("\(delta!) was trained on \(d.backbone), but --vit \(model.vit!) was given")
             }
             if model.imageSize == nil, let d = description { config.imageSize = d.imageSize }
+            // The delta's classes unless --num-classes says otherwise (1 is also the flag's default).
+            if model.numClasses == 1, let d = description { config.numClasses = d.numClasses }
         } else if let d = description, let backbone = SAMConfig.Backbone(rawValue: d.backbone), backbone != .custom {
             config = try SAMConfig.named(backbone, imageSize: model.imageSize ?? d.imageSize, numClasses: d.numClasses)
         } else {

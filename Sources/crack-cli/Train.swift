@@ -224,8 +224,8 @@ struct Train: ParsableCommand {
         }
         let leader = (group?.rank ?? 0) == 0
         // Datasets first: a bad dataset fails before anything is written.
-        let trainSet = try CrackDataset(root: runConfig.data, list: runConfig.dataList)
-        let valSet = try runConfig.val.map { try CrackDataset(root: $0, list: runConfig.valList) }
+        let trainSet = try CrackDataset(root: runConfig.data, list: runConfig.dataList, classes: runConfig.numClasses)
+        let valSet = try runConfig.val.map { try CrackDataset(root: $0, list: runConfig.valList, classes: runConfig.numClasses) }
         // The validation set is first read after --val-every epochs: a broken file there is found now.
         try valSet?.verify()
         var modelOptions = model

@@ -24,6 +24,23 @@ final class DatasetTests: XCTestCase {
         XCTAssertEqual(try CrackDataset(root: dir, list: dir + "/crlf.txt").samples.map(\.name), ["s3", "s1", "s0"])
     }
 
+    /// With several crack classes a mask's grey values are class indices (binary reading would make a
+    /// mask of 0, 1 and 2 all background); a value past the classes is an error naming the mask.
+    func testSeveralClassesReadClassIndices() throws {
+        let dir = try Oracle.scratch()
+        try makeTestDataset(dir, count: 1)
+        let pixels = (0..<(40 * 30)).map { UInt8($0 % 40 < 10 ? 0 : $0 % 40 < 25 ? 1 : 2) }
+        try Image(width: 40, height: 30, channels: 1, pixels: pixels).write(to: dir + "/masks/s0.png")
+        XCTAssertEqual(try CrackDataset(root: dir, classes: 2).loadOriginal(0).label, pixels)
+        XCTAssertEqual(Set(try CrackDataset(root: dir).loadOriginal(0).label), [0], "binary reading: all below 128")
+        let labels = try CrackDataset(root: dir, classes: 2).load(0, size: 32).label
+        XCTAssertEqual(Set(try labels.toArray(of: UInt8.self)), [0, 1, 2], "resizing keeps class indices (nearest)")
+        try Image(width: 40, height: 30, channels: 1, pixels: pixels.map { $0 == 2 ? 255 : $0 }).write(to: dir + "/masks/s0.png")
+        assertDatasetError(.labelOutOfRange(mask: dir + "/masks/s0.png", value: 255, classes: 2)) {
+            _ = try CrackDataset(root: dir, classes: 2).loadOriginal(0)
+        }
+    }
+
     func testMasksMayDifferInExtension() throws {
         let dir = try Oracle.scratch()
         try makeTestDataset(dir, count: 4, maskExtension: "jpg")

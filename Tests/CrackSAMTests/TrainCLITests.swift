@@ -69,6 +69,31 @@ final class TrainCLITests: XCTestCase {
         XCTAssertEqual(try steps(), Array(1...9))
     }
 
+    /// Two crack classes end to end: masks of class indices train a 3-channel model, which eval scores
+    /// (crack = any class) with --num-classes 2 and refuses to score against masks read as binary.
+    func testTwoCrackClassesTrainAndEvaluate() throws {
+        let dir = try Oracle.scratch()
+        try makeTestDataset(dir + "/data", count: 4)
+        for i in 0..<4 {  // the diagonal crack of makeTestDataset: its left half class 1, its right half class 2
+            let mask = try Image.read(at: dir + "/data/masks/s\(i).png")
+            let classes = mask.pixels.enumerated().map { p, v in UInt8(v == 0 ? 0 : p % 40 < 20 ? 1 : 2) }
+            try Image(width: 40, height: 30, channels: 1, pixels: classes).write(to: dir + "/data/masks/s\(i).png")
+        }
+        var out = try crackCLI(["train"] + tiny + ["--num-classes", "2", "--data", dir + "/data", "--out", dir + "/run", "--epochs", "1",
+                                                   "--save-every", "1"])
+        XCTAssertTrue(out.contains("done: 2 steps"), out)
+        XCTAssertEqual(try DeltaFile.read(at: dir + "/run/epoch_1.pth").description?.numClasses, 2)
+        let model = Array(tiny.prefix(12))  // the backbone flags, not the training ones
+        out = try crackCLI(["eval"] + model + ["--num-classes", "2", "--delta", dir + "/run/epoch_1.pth", "--dataset", "A=" + dir + "/data"])
+        XCTAssertTrue(out.contains("| epoch_1 | A | clean | 4 |"), out)
+        out = try crackCLI(["eval"] + model + ["--delta", dir + "/run/epoch_1.pth", "--dataset", "A=" + dir + "/data"], expectSuccess: false)
+        XCTAssertTrue(out.contains("has 2 crack classes: pass --num-classes 2, so that masks are read as class indices"), out)
+        // Binary masks (0/255) under --num-classes 2 are refused by name, not read as class 255.
+        try makeTestDataset(dir + "/binary", count: 2)
+        out = try crackCLI(["train"] + tiny + ["--num-classes", "2", "--data", dir + "/binary", "--out", dir + "/run2"], expectSuccess: false)
+        XCTAssertTrue(out.contains("holds the value 255, but with 2 crack classes a mask holds class indices 0…2"), out)
+    }
+
     func testCtrlCFinishesTheStepAndCheckpoints() throws {
         let dir = try Oracle.scratch()
         try makeTestDataset(dir + "/data", count: 6)

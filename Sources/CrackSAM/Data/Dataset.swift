@@ -12,6 +12,8 @@ public enum DatasetError: Error, Equatable, CustomStringConvertible, LocalizedEr
     case unsupportedFormat(file: String, count: Int)
     /// Two images of one name (a.jpg and a.png): masks, list files and saved predictions go by name.
     case duplicateName(name: String, images: [String])
+    /// With several crack classes a mask holds class indices 0…classes; this one holds `value`.
+    case labelOutOfRange(mask: String, value: Int, classes: Int)
 
     public var description: String {
         switch self {
@@ -29,6 +31,8 @@ public enum DatasetError: Error, Equatable, CustomStringConvertible, LocalizedEr
         case .unreadableList(let path): return "\(path): cannot read the list file"
         case .unsupportedFormat(let file, let count):
             return "\(file): only PNG, JPEG and BMP are read; convert it" + (count > 1 ? " (and the \(count - 1) other such files in its folder)" : "")
+        case .labelOutOfRange(let mask, let value, let classes):
+            return "\(mask): holds the value \(value), but with \(classes) crack classes a mask holds class indices 0…\(classes) (0 = background)"
         case .duplicateName(let name, let images):
             return "\(images.joined(separator: " and ")) share the name '\(name)': samples are matched with masks and list files by name"
         }
@@ -39,7 +43,7 @@ public enum DatasetError: Error, Equatable, CustomStringConvertible, LocalizedEr
 
 /// A crack dataset: `images/` and `masks/` holding files of the same names (PNG, JPEG or BMP; a mask may
 /// differ in extension, or carry a suffix: x.jpg's mask may be x_mask.png, x_gt.png or x_label.png), optionally restricted by a list file of sample names (one per line, with or
-/// without extension). Label = mask/255 > 0.5.
+/// without extension). Label = mask/255 > 0.5, or with several crack classes the mask's class indices.
 public struct CrackDataset: Sendable {
     public struct Sample: Equatable, Sendable {
         public var name: String
@@ -49,23 +53,28 @@ public struct CrackDataset: Sendable {
 
     public let root: String
     public let samples: [Sample]
+    /// Crack classes: 1 reads a mask as binary (above 127 is crack); more read its grey values as class
+    /// indices 0…classes (0 = background), as a model with that many classes is trained on.
+    public let classes: Int
 
     static let extensions = Image.readableExtensions
     static let maskSuffixes = ["_mask", "_gt", "_GT", "_label", "_lab"]
     static let unsupportedExtensions = Image.unreadableImageExtensions
 
-    init(root: String, samples: [Sample]) {
+    init(root: String, samples: [Sample], classes: Int) {
         self.root = root
         self.samples = samples
+        self.classes = classes
     }
 
     /// The samples at `indices`, in that order (a rank's share of an evaluation).
     public func subset(_ indices: [Int]) -> CrackDataset {
-        CrackDataset(root: root, samples: indices.map { samples[$0] })
+        CrackDataset(root: root, samples: indices.map { samples[$0] }, classes: classes)
     }
 
-    public init(root: String, list: String? = nil) throws {
+    public init(root: String, list: String? = nil, classes: Int = 1) throws {
         self.root = root
+        self.classes = classes
         let fm = FileManager.default
         let imagesDir = root + "/images", masksDir = root + "/masks"
         var isDir: ObjCBool = false
@@ -129,8 +138,8 @@ public struct CrackDataset: Sendable {
         _ = try concurrentMap(count) { i in _ = try loadOriginal(i) }
     }
 
-    /// The sample at its own size: RGB image and binary label (mask/255 > 0.5; colour masks by their
-    /// channel mean). A mask must have its image's size.
+    /// The sample at its own size: RGB image and label (binary: mask/255 > 0.5, colour masks by their
+    /// channel mean; with several classes, class indices). A mask must have its image's size.
     public func loadOriginal(_ index: Int) throws -> (image: Image, label: [UInt8]) {
         let s = samples[index]
         let image = try Image.read(at: s.image).rgb()
@@ -140,6 +149,15 @@ public struct CrackDataset: Sendable {
         }
         let c = mask.channels
         var label = [UInt8](repeating: 0, count: mask.width * mask.height)
+        if classes > 1 {
+            // Class indices: the grey value (a colour mask's first channel), checked against the classes.
+            for p in 0..<label.count {
+                let value = mask.pixels[p * c]
+                guard Int(value) <= classes else { throw DatasetError.labelOutOfRange(mask: s.mask, value: Int(value), classes: classes) }
+                label[p] = value
+            }
+            return (image, label)
+        }
         for p in 0..<label.count {
             var sum = 0
             for k in 0..<c { sum += Int(mask.pixels[p * c + k]) }
