@@ -27,20 +27,20 @@ struct Train: ParsableCommand {
     @Option(help: "Run directory to create.") var out: String?
     @Option(help: "Continue the run in this directory, as its config.json describes it (flags that would change it are refused; --workers, --threads, --max-steps, --nproc, --checkpoint-activations may differ).") var resume: String?
 
-    @Option(help: "Epochs the schedule spans.") var epochs = 140
+    @Option(help: "Epochs the schedule spans.") var epochs = TrainingOptions().epochs
     @Option(help: "Stop after this epoch (the authors stop at 100 of 140).") var stopEpoch: Int?
-    @Option(help: "Images per step.") var batch = 8
-    @Option(help: "Base learning rate.") var lr = 4e-4
-    @Option(help: "Warm-up steps.") var warmup = 300
-    @Option(help: "Power of the polynomial decay.") var polyPower = 6.0
-    @Option(help: "AdamW weight decay.") var weightDecay = 0.01
+    @Option(help: "Images per step.") var batch = TrainingOptions().batch
+    @Option(help: "Base learning rate.") var lr = TrainingOptions().lr
+    @Option(help: "Warm-up steps.") var warmup = TrainingOptions().warmup
+    @Option(help: "Power of the polynomial decay.") var polyPower = TrainingOptions().polyPower
+    @Option(help: "AdamW weight decay.") var weightDecay = TrainingOptions().weightDecay
     @Option(help: "fp16 (with a dynamic loss scaler), bf16 or off; default fp16 on CUDA, off on the CPU.") var amp: String?
     @Option(help: "TF32 matmuls on CUDA: on or off.") var tf32 = "on"
-    @Option(help: "Validate every N epochs.") var valEvery = 5
-    @Option(help: "Save epoch_N.pth every N epochs.") var saveEvery = 5
-    @Option(help: "Seed (weights, shuffling, augmentation).") var seed: UInt64 = 3407
-    @Option(help: "cpu, cuda or cuda:N.") var device = "cpu"
-    @Option(help: "Background loader threads.") var workers = 2
+    @Option(help: "Validate every N epochs.") var valEvery = TrainingOptions().valEvery
+    @Option(help: "Save epoch_N.pth every N epochs.") var saveEvery = TrainingOptions().saveEvery
+    @Option(help: "Seed (weights, shuffling, augmentation).") var seed = TrainingOptions().seed
+    @Option(help: "cpu, cuda or cuda:N.") var device = TrainingOptions().device
+    @Option(help: "Background loader threads.") var workers = TrainingOptions().workers
     @Option(help: "libtorch CPU threads.") var threads: Int?
     @Flag(help: "Disable augmentation.") var noAugment = false
     @Option(help: "Stop (resumably) after this many steps in this invocation.") var maxSteps: Int?
@@ -82,7 +82,7 @@ struct Train: ParsableCommand {
     /// A resumed run keeps the recipe its config.json records. A flag that would change it (given, and
     /// not what the run has) is refused rather than ignored; flags left at their defaults say nothing.
     func refuseChangesToTheRecipe(of run: RunConfig, at directory: String) throws {
-        let o = run.options
+        let o = run.options, d = TrainingOptions()  // the flags' defaults are the recipe's
         var changed: [(flag: String, given: String, saved: String)] = []
         func check<T: Equatable>(_ flag: String, _ given: T?, _ saved: T?, isDefault: Bool = false) {
             guard let given, !isDefault, given != saved else { return }
@@ -93,19 +93,19 @@ struct Train: ParsableCommand {
         check("--val", val, run.val)
         check("--val-list", valList, run.valList)
         check("--sam", sam, run.sam)
-        check("--epochs", epochs, o.epochs, isDefault: epochs == 140)
+        check("--epochs", epochs, o.epochs, isDefault: epochs == d.epochs)
         check("--stop-epoch", stopEpoch, o.stopEpoch)
-        check("--batch", batch, o.batch, isDefault: batch == 8)
-        check("--lr", lr, o.lr, isDefault: lr == 4e-4)
-        check("--warmup", warmup, o.warmup, isDefault: warmup == 300)
-        check("--poly-power", polyPower, o.polyPower, isDefault: polyPower == 6)
-        check("--weight-decay", weightDecay, o.weightDecay, isDefault: weightDecay == 0.01)
+        check("--batch", batch, o.batch, isDefault: batch == d.batch)
+        check("--lr", lr, o.lr, isDefault: lr == d.lr)
+        check("--warmup", warmup, o.warmup, isDefault: warmup == d.warmup)
+        check("--poly-power", polyPower, o.polyPower, isDefault: polyPower == d.polyPower)
+        check("--weight-decay", weightDecay, o.weightDecay, isDefault: weightDecay == d.weightDecay)
         check("--amp", amp, o.amp.rawValue)
         check("--tf32", tf32, o.tf32 ? "on" : "off", isDefault: tf32 == "on")
-        check("--val-every", valEvery, o.valEvery, isDefault: valEvery == 5)
-        check("--save-every", saveEvery, o.saveEvery, isDefault: saveEvery == 5)
-        check("--seed", seed, o.seed, isDefault: seed == 3407)
-        check("--device", device, o.device, isDefault: device == "cpu")
+        check("--val-every", valEvery, o.valEvery, isDefault: valEvery == d.valEvery)
+        check("--save-every", saveEvery, o.saveEvery, isDefault: saveEvery == d.saveEvery)
+        check("--seed", seed, o.seed, isDefault: seed == d.seed)
+        check("--device", device, o.device, isDefault: device == d.device)
         check("--no-augment", noAugment, !o.augment, isDefault: !noAugment)
         check("--sync-every", syncEvery, o.syncEvery)
         check("--random-weights", randomWeights, run.randomWeights ?? false, isDefault: !randomWeights)
@@ -158,7 +158,7 @@ struct Train: ParsableCommand {
             try refuseChangesToTheRecipe(of: c, at: resume)
             c.options.maxSteps = maxSteps
             // What depends on the machine, not the recipe, may change when a run moves.
-            if workers != 2 { c.options.workers = workers }
+            if workers != TrainingOptions().workers { c.options.workers = workers }
             if checkpointActivations { c.options.checkpointActivations = true }
             // The GPU is this rank's own, whatever device the run was saved from.
             if let environment, c.options.device.hasPrefix("cuda") { c.options.device = "cuda:\(environment.localRank)" }
@@ -192,10 +192,12 @@ struct Train: ParsableCommand {
             o.syncEvery = syncEvery ?? (device.hasPrefix("cuda") ? 10 : 1)
             // Refused here, before the run directory is made.
             do { try o.validate() } catch { throw ValidationError("\(error)") }
+            // Without --sam, Meta's file in weights/ when it is there, recorded so a resume finds the same one.
+            let samPath = sam ?? (config.backbone == .custom || randomWeights ? nil : ModelBuilder.weightsInFolder(config.backbone))
             runConfig = RunConfig(options: o, backbone: config.backbone.rawValue, imageSize: config.imageSize, numClasses: config.numClasses,
                                   embedDim: config.embedDim, depth: config.depth, heads: config.heads, globalBlocks: config.globalBlocks,
                                   patchSize: config.patchSize, peft: try peft.resolve(),
-                                  sam: sam ?? (config.backbone == .custom || randomWeights ? nil : ModelBuilder.weightsInFolder(config.backbone)), randomWeights: randomWeights ? true : nil, data: data, dataList: dataList, val: val, valList: valList)
+                                  sam: samPath, randomWeights: randomWeights ? true : nil, data: data, dataList: dataList, val: val, valList: valList)
             runDirectory = out
         }
         // Before the run directory is made: a run that cannot start must leave nothing to --resume.
