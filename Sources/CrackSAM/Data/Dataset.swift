@@ -20,7 +20,8 @@ public enum DatasetError: Error, Equatable, CustomStringConvertible, LocalizedEr
         case .notADataset(let path): return "\(path): not a dataset (expected images/ and masks/ folders)"
         case .empty(let path): return "\(path): the dataset has no images"
         case .missingMask(let image, let folder):
-            return "\(image): no mask with the same name in \(folder) (nor one with _mask, _gt or _label added to it)"
+            return "\(image): no mask with the same name in \(folder) (nor one with "
+                + CrackDataset.maskSuffixes.joined(separator: ", ") + " added to it)"
         case .maskSizeMismatch(let mask, let m, let i):
             // Images are read upright by their EXIF orientation (as OpenCV reads them); a mask drawn on the
             // stored, sideways pixels then has the image's size transposed.
@@ -42,8 +43,9 @@ public enum DatasetError: Error, Equatable, CustomStringConvertible, LocalizedEr
 }
 
 /// A crack dataset: `images/` and `masks/` holding files of the same names (PNG, JPEG or BMP; a mask may
-/// differ in extension, or carry a suffix: x.jpg's mask may be x_mask.png, x_gt.png or x_label.png), optionally restricted by a list file of sample names (one per line, with or
-/// without extension). Label = mask/255 > 0.5, or with several crack classes the mask's class indices.
+/// differ in extension, or carry a suffix: x.jpg's mask may be x_mask.png, x_gt.png, x_label.png, …),
+/// optionally restricted by a list file of sample names (one per line, with or without extension).
+/// Label = mask/255 > 0.5, or with several crack classes the mask's class indices.
 public struct CrackDataset: Sendable {
     public struct Sample: Equatable, Sendable {
         public var name: String
