@@ -39,7 +39,7 @@ struct StepBenchOptions: ParsableArguments {
         if let threads { Torch.threads = threads }
         guard let dev = Device(device) else { throw ValidationError("--device must be cpu, cuda or cuda:N") }
         let ampName = amp ?? (dev == .cpu ? "off" : "bf16")
-        guard let a = TrainingOptions.AMP(rawValue: ampName) else { throw ValidationError("--amp must be bf16, fp16 or off") }
+        guard let a = TrainingOptions.AMP(rawValue: ampName) else { throw ValidationError("--amp must be fp16, bf16 or off (got '\(ampName)')") }
         var m = model
         if m.vit == nil { m.vit = "b" }
         if m.imageSize == nil { m.imageSize = 448 }
@@ -58,7 +58,7 @@ struct StepBenchOptions: ParsableArguments {
 
     /// Dense matmul throughput in the dtype the model computes in (the autocast dtype on CUDA), TFLOP/s.
     func peakTFLOPs(device: Device, amp: TrainingOptions.AMP) throws -> (tflops: Double, dtype: DType) {
-        let dtype: DType = device == .cpu || amp == .off ? .float32 : (amp == .fp16 ? .float16 : .bfloat16)
+        let dtype: DType = device == .cpu ? .float32 : amp.dtype ?? .float32
         let n = peakSize ?? (device == .cpu ? 1024 : 8192)
         return (try Diagnostics.matmulGFLOPS(device: device, size: n, seconds: 2, dtype: dtype) / 1000, dtype)
     }
@@ -264,7 +264,7 @@ extension Bench {
 
         func run() throws {
             guard let dev = Device(device) else { throw ValidationError("--device must be cpu, cuda or cuda:N") }
-            guard let dtype = DType(name: amp), dtype == .bfloat16 || dtype == .float16 else { throw ValidationError("--amp must be bf16 or fp16") }
+            guard let dtype = try autocastDType(amp) else { throw ValidationError("--amp must be bf16 or fp16") }
             var peftOptions = peft
             if delta == nil && peft.deltaType == nil { peftOptions.deltaType = "none" }
             let net = try ModelBuilder(model: model, peft: peftOptions, sam: sam, delta: delta).build()

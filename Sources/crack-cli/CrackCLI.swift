@@ -33,12 +33,8 @@ struct CommandFailure: Error, CustomStringConvertible {
 
 /// --amp's autocast dtype: nil for off. Anything else is refused rather than run silently in float32.
 func autocastDType(_ amp: String) throws -> DType? {
-    switch amp {
-    case "off": return nil
-    case "fp16": return .float16
-    case "bf16": return .bfloat16
-    default: throw ValidationError("--amp must be fp16, bf16 or off (got '\(amp)')")
-    }
+    guard let a = TrainingOptions.AMP(rawValue: amp) else { throw ValidationError("--amp must be fp16, bf16 or off (got '\(amp)')") }
+    return a.dtype
 }
 
 /// An image output named by the option: checked before the work that makes it (a dataset, an evaluation).

@@ -59,9 +59,7 @@ public struct CrackDataset: Sendable {
     /// indices 0…classes (0 = background), as a model with that many classes is trained on.
     public let classes: Int
 
-    static let extensions = Image.readableExtensions
     static let maskSuffixes = ["_mask", "_gt", "_GT", "_label", "_lab"]
-    static let unsupportedExtensions = Image.unreadableImageExtensions
 
     init(root: String, samples: [Sample], classes: Int) {
         self.root = root
@@ -86,9 +84,9 @@ public struct CrackDataset: Sendable {
         }
         func files(_ dir: String) throws -> [String] {
             let all = try fm.contentsOfDirectory(atPath: dir)
-            let unsupported = all.filter { Self.unsupportedExtensions.contains(($0 as NSString).pathExtension.lowercased()) }.sorted()
+            let unsupported = all.filter { Image.unreadableImageExtensions.contains(($0 as NSString).pathExtension.lowercased()) }.sorted()
             if let first = unsupported.first { throw DatasetError.unsupportedFormat(file: dir + "/" + first, count: unsupported.count) }
-            return all.filter { Self.extensions.contains(($0 as NSString).pathExtension.lowercased()) }.sorted()
+            return all.filter { Image.readableExtensions.contains(($0 as NSString).pathExtension.lowercased()) }.sorted()
         }
         let images = try files(imagesDir)
         let masks = try files(masksDir)
@@ -121,7 +119,7 @@ public struct CrackDataset: Sendable {
             for (i, raw) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
                 let entry = raw.trimmingCharacters(in: .whitespacesAndNewlines)
                 if entry.isEmpty || entry.hasPrefix("#") { continue }
-                let stem = Self.extensions.contains((entry as NSString).pathExtension.lowercased())
+                let stem = Image.readableExtensions.contains((entry as NSString).pathExtension.lowercased())
                     ? (entry as NSString).deletingPathExtension : entry
                 guard let s = byName[stem] else { throw DatasetError.listNamesMissingSample(list: list, line: i + 1, name: entry) }
                 chosen.append(s)

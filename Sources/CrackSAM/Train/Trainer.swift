@@ -4,6 +4,15 @@ import Foundation
 public struct TrainingOptions: Codable, Equatable, Sendable {
     public enum AMP: String, Codable, Sendable, CaseIterable {
         case fp16, bf16, off
+
+        /// Autocast's dtype; nil for off.
+        public var dtype: DType? {
+            switch self {
+            case .fp16: return .float16
+            case .bf16: return .bfloat16
+            case .off: return nil
+            }
+        }
     }
 
     public var epochs = 140

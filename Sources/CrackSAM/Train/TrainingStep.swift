@@ -51,7 +51,7 @@ public final class TrainingStep {
     func autocast<R>(_ body: () throws -> R) throws -> R {
         switch amp {
         case .off: return try body()
-        case .fp16, .bf16: return try Torch.withAutocast(device: device, dtype: amp == .fp16 ? .float16 : .bfloat16, body)
+        case .fp16, .bf16: return try Torch.withAutocast(device: device, dtype: amp.dtype!, body)
         }
     }
 
