@@ -106,14 +106,20 @@ final class DatasetTests: XCTestCase {
         XCTAssertEqual("\(DatasetError.empty(path: "/d"))", "/d: the dataset has no images")
     }
 
-    func testSixteenBitPNGIsRefusedByName() throws {
+    /// A test dataset whose sample s0 has, instead of its own image, a file the image oracle wrote.
+    func dataset(count: Int, withFirstImage oracleFile: String, as name: String) throws -> String {
         let dir = try Oracle.scratch()
-        try makeTestDataset(dir, count: 1)
+        try makeTestDataset(dir, count: count)
         let oracle = try Oracle.scratch("img")
         try Oracle.run("image_oracle.py", [oracle])
-        // deep.png is 80×60; give the sample a matching 16-bit image.
         try FileManager.default.removeItem(atPath: dir + "/images/s0.png")
-        try FileManager.default.copyItem(atPath: oracle + "/deep.png", toPath: dir + "/images/s0.png")
+        try FileManager.default.copyItem(atPath: oracle + "/" + oracleFile, toPath: dir + "/images/" + name)
+        return dir
+    }
+
+    func testSixteenBitPNGIsRefusedByName() throws {
+        // deep.png is 80×60; give the sample a matching 16-bit image.
+        let dir = try dataset(count: 1, withFirstImage: "deep.png", as: "s0.png")
         XCTAssertThrowsError(try CrackDataset(root: dir).load(0, size: 32)) { error in
             XCTAssertTrue("\(error)".contains("s0.png") && "\(error)".contains("16-bit PNG"), "\(error)")
         }
@@ -122,13 +128,8 @@ final class DatasetTests: XCTestCase {
     /// A photo whose EXIF orientation turns it sideways is read upright (ImageTests checks this against
     /// OpenCV); a mask drawn on its stored pixels has the transposed size, and the error says why.
     func testAMaskOfTheSidewaysPhotoIsExplained() throws {
-        let dir = try Oracle.scratch()
-        try makeTestDataset(dir, count: 2)
-        let oracle = try Oracle.scratch("img")
-        try Oracle.run("image_oracle.py", [oracle])
         // oriented_6.jpg stores 80×60 pixels and reads as 60×80; the mask has the stored size.
-        try FileManager.default.removeItem(atPath: dir + "/images/s0.png")
-        try FileManager.default.copyItem(atPath: oracle + "/oriented_6.jpg", toPath: dir + "/images/s0.jpg")
+        let dir = try dataset(count: 2, withFirstImage: "oriented_6.jpg", as: "s0.jpg")
         try Image(width: 80, height: 60, channels: 1, pixels: [UInt8](repeating: 0, count: 4800)).write(to: dir + "/masks/s0.png")
         let ds = try CrackDataset(root: dir)
         assertDatasetError(.maskSizeMismatch(mask: dir + "/masks/s0.png", maskSize: [80, 60], imageSize: [60, 80])) {
