@@ -40,6 +40,7 @@ struct StepBenchOptions: ParsableArguments {
         guard let dev = Device(device) else { throw ValidationError("--device must be cpu, cuda or cuda:N") }
         let ampName = amp ?? (dev == .cpu ? "off" : "bf16")
         guard let a = TrainingOptions.AMP(rawValue: ampName) else { throw ValidationError("--amp must be fp16, bf16 or off (got '\(ampName)')") }
+        warnIfFloat16OnCPU(a.dtype, device: dev)
         var m = model
         if m.vit == nil { m.vit = "b" }
         if m.imageSize == nil { m.imageSize = 448 }
@@ -56,9 +57,10 @@ struct StepBenchOptions: ParsableArguments {
         return (net, dev, a)
     }
 
-    /// Dense matmul throughput in the dtype the model computes in (the autocast dtype on CUDA), TFLOP/s.
+    /// Dense matmul throughput in the dtype the model's products run in (the autocast dtype, on the CPU
+    /// as on CUDA), TFLOP/s: a bf16 step measured against a float32 peak would report an MFU above 100 %.
     func peakTFLOPs(device: Device, amp: TrainingOptions.AMP) throws -> (tflops: Double, dtype: DType) {
-        let dtype: DType = device == .cpu ? .float32 : amp.dtype ?? .float32
+        let dtype: DType = amp.dtype ?? .float32
         let n = peakSize ?? (device == .cpu ? 1024 : 8192)
         return (try Diagnostics.matmulGFLOPS(device: device, size: n, seconds: 2, dtype: dtype) / 1000, dtype)
     }
@@ -265,6 +267,7 @@ extension Bench {
         func run() throws {
             guard let dev = Device(device) else { throw ValidationError("--device must be cpu, cuda or cuda:N") }
             guard let dtype = try autocastDType(amp) else { throw ValidationError("--amp must be bf16 or fp16") }
+            warnIfFloat16OnCPU(dtype, device: dev)
             var peftOptions = peft
             if delta == nil && peft.deltaType == nil { peftOptions.deltaType = "none" }
             let net = try ModelBuilder(model: model, peft: peftOptions, sam: sam, delta: delta).build()

@@ -25,7 +25,7 @@ struct Eval: ParsableCommand {
     @Option(help: "An image that is not S×S: spline (the authors' scipy.ndimage.zoom: cubic spline on [0, 1] floats, the prediction back with its order 0) or opencv (8-bit bicubic, nearest back).")
     var resize: ResizeMethod = .spline
     @Option(help: "cpu, cuda or cuda:N.") var device = "cpu"
-    @Option(help: "Autocast on CUDA: fp16, bf16 or off.") var amp = "off"
+    @Option(help: "Autocast: fp16, bf16 or off (on the CPU too, where fp16 is usually slow).") var amp = "off"
     @Option(help: "libtorch CPU threads.") var threads: Int?
     @Option(help: "Write predicted masks under DIR/<model>/<dataset>/<variant>/.") var savePredictions: String?
     @Option(help: "Write all results as JSON.") var json: String?
@@ -139,6 +139,7 @@ struct Eval: ParsableCommand {
             sweep.append(d)
         }
         let ampType = try autocastDType(amp)
+        warnIfFloat16OnCPU(ampType, device: dev)
         var results: [EvaluationResult] = []
         do {
             for (name, file) in try Eval.models(delta.isEmpty ? ["none"] : delta) {

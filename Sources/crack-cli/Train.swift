@@ -178,6 +178,7 @@ struct Train: ParsableCommand {
             let ampName = amp ?? (device.hasPrefix("cuda") ? "fp16" : "off")
             guard let a = TrainingOptions.AMP(rawValue: ampName) else { throw ValidationError("--amp must be fp16, bf16 or off") }
             o.amp = a
+            if let dev = Device(device) { warnIfFloat16OnCPU(a.dtype, device: dev) }
             o.tf32 = tf32 != "off"
             o.valEvery = valEvery
             o.saveEvery = saveEvery

@@ -59,7 +59,21 @@ final class StepBenchTests: XCTestCase {
                 XCTAssertTrue(try XCTUnwrap(r["last_loss"] as? Double).isFinite)
             }
             XCTAssertNil(r["profile_ops"])
+            XCTAssertEqual(r["peak_matmul_dtype"] as? String, "float32")
         }
+        // Under autocast the MFU's denominator is a product in the autocast dtype, on the CPU too: a bf16
+        // step against a float32 peak came out above 100 %.
+        let out = try crackCLI(["bench", "train"] + tiny + ["--amp", "bf16"])
+        let r = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any], out)
+        XCTAssertEqual(r["amp"] as? String, "bf16")
+        XCTAssertEqual(r["peak_matmul_dtype"] as? String, "bfloat16")
+        // fp16 runs on the CPU too, but is said to be slow there (it runs in software on most CPUs).
+        let fp16 = try crackCLI(["bench", "train"] + tiny + ["--amp", "fp16", "--steps", "1", "--warmup", "0"])
+        XCTAssertTrue(fp16.hasPrefix("warning: --amp fp16 on the CPU"), fp16)
+        let json = fp16[try XCTUnwrap(fp16.firstIndex(of: "{"), fp16)...]
+        let r16 = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any], fp16)
+        XCTAssertEqual(r16["peak_matmul_dtype"] as? String, "float16")
+        XCTAssertFalse(out.contains("warning"), out)
     }
 
     /// `--profile-steps`: the profiled steps' ops, in the JSON and as tables (with a Chrome trace).
