@@ -18,8 +18,8 @@ struct Export: ParsableCommand {
     @OptionGroup var model: ModelOptions
     @OptionGroup var peft: PEFTOptions
 
-    @Option(help: "Official SAM checkpoint (sam_vit_*.pth).")
-    var sam: String
+    @Option(help: "Official SAM checkpoint (sam_vit_*.pth); default: Meta's file in weights/; not needed for --vit custom.")
+    var sam: String?
 
     @Option(help: "The trained delta.")
     var delta: String
@@ -44,9 +44,15 @@ struct Export: ParsableCommand {
         let sidecar = DeltaFile.sidecarPath(for: out)
         let safetensors = out.lowercased().hasSuffix(".safetensors")
         let targets = safetensors || merge ? [out] : [out, sidecar]
+        var isFolder: ObjCBool = false
+        if let folder = targets.first(where: { FileManager.default.fileExists(atPath: $0, isDirectory: &isFolder) && isFolder.boolValue }) {
+            throw ValidationError("--out: \(folder) is a folder; name the file to write")
+        }
         if !force, let existing = targets.first(where: { FileManager.default.fileExists(atPath: $0) }) {
             throw ValidationError("\(existing) exists; pass --force to overwrite it")
         }
+        // Made before the model is built (a ViT-H takes a while to load), not found missing after.
+        try prepareFolder(for: out, "--out")
         let net = try ModelBuilder(model: model, peft: peft, sam: sam, delta: delta).build()
         let description = net.deltaDescription
         if deltaOnly {

@@ -7,11 +7,12 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "SAM backbone: b, l or h (or custom, sized by --embed-dim/--depth/--heads/--global-blocks).")
     var vit: String?
 
-    @Option(help: .hidden) var embedDim = 64
-    @Option(help: .hidden) var depth = 4
-    @Option(help: .hidden) var heads = 4
-    @Option(help: .hidden) var globalBlocks = "1,3"
-    @Option(help: .hidden) var patchSize = 16
+    // A custom backbone's sizes: given, else what a delta records, else 64, 4, 4, "1,3", 16.
+    @Option(help: .hidden) var embedDim: Int?
+    @Option(help: .hidden) var depth: Int?
+    @Option(help: .hidden) var heads: Int?
+    @Option(help: .hidden) var globalBlocks: String?
+    @Option(help: .hidden) var patchSize: Int?
 
     @Option(help: "Input size S (a multiple of 16); default 448, or what a delta file records.")
     var imageSize: Int?
@@ -19,21 +20,42 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "Crack classes (masks come out with num-classes + 1 channels, 0 = background).")
     var numClasses = 1
 
-    /// The configuration, or nil when no --vit was given.
-    func config() throws -> SAMConfig? {
-        guard let vit else { return nil }
+    /// The configuration, or nil when no --vit was given and no custom backbone is recorded. `recorded`:
+    /// the custom backbone a delta (`source`) was trained on, whose sizes fill in those not given; a
+    /// given size that differs is refused, since the delta fits only the encoder it was trained with.
+    func config(recorded: DeltaDescription.CustomBackbone? = nil, source: String? = nil) throws -> SAMConfig? {
+        guard let vit = vit ?? (recorded == nil ? nil : "custom") else { return nil }
         let config: SAMConfig
         if vit.lowercased() == "custom" {
             // A small SAM-shaped backbone (random init): for demos and tests without SAM weights.
-            let globals = try globalBlocks.split(separator: ",").map { item in
-                guard let i = Int(item.trimmingCharacters(in: .whitespaces)) else {
-                    throw ValidationError("--global-blocks takes block indices, comma separated (got '\(globalBlocks)')")
+            let globals = try globalBlocks.map { list in
+                try list.split(separator: ",").map { item in
+                    guard let i = Int(item.trimmingCharacters(in: .whitespaces)) else {
+                        throw ValidationError("--global-blocks takes block indices, comma separated (got '\(list)')")
+                    }
+                    return i
                 }
-                return i
             }
-            var c = SAMConfig(backbone: .custom, embedDim: embedDim, depth: depth, heads: heads, globalBlocks: globals,
+            if let r = recorded {
+                func list(_ blocks: [Int]) -> String { blocks.map(String.init).joined(separator: ",") }
+                let sizes: [(flag: String, given: String?, trained: String)] = [
+                    ("--embed-dim", embedDim.map(String.init), String(r.embedDim)),
+                    ("--depth", depth.map(String.init), String(r.depth)),
+                    ("--heads", heads.map(String.init), String(r.heads)),
+                    ("--global-blocks", globals.map(list), list(r.globalBlocks)),
+                    ("--patch-size", patchSize.map(String.init), String(r.patchSize)),
+                ]
+                for size in sizes {
+                    if let given = size.given, given != size.trained {
+                        throw ValidationError("\(source ?? "the delta") was trained on a custom backbone with \(size.flag) \(size.trained), "
+                            + "but \(size.flag) \(given) was given")
+                    }
+                }
+            }
+            var c = SAMConfig(backbone: .custom, embedDim: embedDim ?? recorded?.embedDim ?? 64, depth: depth ?? recorded?.depth ?? 4,
+                              heads: heads ?? recorded?.heads ?? 4, globalBlocks: globals ?? recorded?.globalBlocks ?? [1, 3],
                               imageSize: imageSize ?? 448, numClasses: numClasses)
-            c.patchSize = patchSize
+            c.patchSize = patchSize ?? recorded?.patchSize ?? 16
             config = c
         } else {
             guard let backbone = SAMConfig.Backbone(argument: vit) else {
@@ -124,7 +146,7 @@ struct ModelBuilder {
             (deltaTensors, description) = (read.tensors, read.description)
         }
         var config: SAMConfig
-        if let c = try model.config() {
+        if let c = try model.config(recorded: description?.customBackbone, source: delta) {
             config = c
             if let d = description, d.backbone != "unknown", d.backbone != c.backbone.rawValue {
                 throw ValidationError("\(delta!) was trained on \(d.backbone), but --vit \(model.vit!) was given")
@@ -138,9 +160,13 @@ struct ModelBuilder {
             throw ValidationError("--vit b|l|h is required" + (delta == nil ? "" : " (\(delta!) does not say which backbone it was trained on)"))
         }
         let peftConfig = try peft.resolve(over: description?.peft ?? PEFTConfig(deltaType: delta == nil ? .none : .lora))
-        Torch.manualSeed(seed)
-        let net = try SAMModel(config: config)
         let sam = self.sam ?? (config.backbone == .custom || randomWeights ? nil : ModelBuilder.weightsInFolder(config.backbone))
+        // A custom backbone's frozen encoder is drawn from the generator: with the seed the delta was
+        // trained with, the same encoder (a delta on another one scores as if untrained).
+        let drawnSeed = sam == nil ? description?.customBackbone?.seed ?? seed : seed
+        Torch.manualSeed(drawnSeed)
+        let net = try SAMModel(config: config)
+        if sam == nil && config.backbone == .custom { net.initSeed = drawnSeed }
         if let sam {
             let report = try net.loadSAMCheckpoint(at: sam, strict: !nonStrict, keepDecoderHead: keepDecoderHead)
             if !report.isClean {

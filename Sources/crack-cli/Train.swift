@@ -109,11 +109,18 @@ struct Train: ParsableCommand {
         check("--no-augment", noAugment, !o.augment, isDefault: !noAugment)
         check("--sync-every", syncEvery, o.syncEvery)
         check("--random-weights", randomWeights, run.randomWeights ?? false, isDefault: !randomWeights)
-        if let config = try model.config() {
-            check("--vit", config.backbone.rawValue, run.backbone)
-            check("--image-size", model.imageSize, run.imageSize)
-            check("--num-classes", config.numClasses, run.numClasses, isDefault: model.numClasses == 1)
+        // The model's flags are compared as given, --vit or not: a run is resumed without one.
+        if let vit = model.vit {
+            check("--vit", vit.lowercased() == "custom" ? "custom" : SAMConfig.Backbone(argument: vit)?.rawValue ?? vit, run.backbone)
         }
+        check("--image-size", model.imageSize, run.imageSize)
+        check("--num-classes", model.numClasses, run.numClasses, isDefault: model.numClasses == 1)
+        check("--embed-dim", model.embedDim, run.embedDim)
+        check("--depth", model.depth, run.depth)
+        check("--heads", model.heads, run.heads)
+        let blocks = model.globalBlocks?.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.joined(separator: ",")
+        check("--global-blocks", blocks, run.globalBlocks.map(String.init).joined(separator: ","))
+        check("--patch-size", model.patchSize, run.patchSize ?? 16)
         let peftGiven = [peft.deltaType, peft.loraTargets].contains { $0 != nil } || peft.rank != nil || peft.adapterDim != nil
             || peft.adapterScale != nil
         if peftGiven {

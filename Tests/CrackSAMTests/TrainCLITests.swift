@@ -94,6 +94,33 @@ final class TrainCLITests: XCTestCase {
         XCTAssertTrue(out.contains("holds the value 255, but with 2 crack classes a mask holds class indices 0…2"), out)
     }
 
+    /// A custom backbone's frozen encoder is random and in no file: its delta records the sizes and the seed,
+    /// so eval rebuilds the encoder it was trained on without flags. (With --seed 1 the encoder used to be
+    /// drawn again with seed 3407, and the delta scored as on another model.)
+    func testACustomBackbonesDeltaIsEvaluatedOnTheEncoderItWasTrainedWith() throws {
+        let dir = try Oracle.scratch()
+        _ = try crackCLI(["synth", "--out", dir + "/data", "--count", "8", "--size", "64", "--seed", "3"])
+        // An lr this small leaves the fresh head's scattered guesses, whose scores depend on the encoder;
+        // a trained tiny model predicts no crack at all on either encoder, and would score the same.
+        var out = try crackCLI(["train"] + tiny + ["--image-size", "64", "--data", dir + "/data", "--val", dir + "/data",
+                                                   "--out", dir + "/run", "--epochs", "1", "--seed", "1", "--lr", "1e-6"])
+        let validation = try String(contentsOfFile: dir + "/run/val.csv", encoding: .utf8).split(separator: "\n")
+        let header = validation[0].split(separator: ","), last = validation[validation.count - 1].split(separator: ",")
+        let iou = try XCTUnwrap(Double(last[try XCTUnwrap(header.firstIndex(of: "iou"), "\(header)")]))
+        out = try crackCLI(["eval", "--delta", dir + "/run/best.pth", "--dataset", "A=" + dir + "/data", "--json", dir + "/eval.json"])
+        let results = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/eval.json"))) as? [[String: Any]])
+        let scored = try XCTUnwrap(results.first?["iou"] as? Double, "\(results)")
+        XCTAssertEqual(scored, iou, accuracy: 1e-4, out)
+        XCTAssertGreaterThan(iou, 0.01)
+        // A size given that differs from the trained one is refused, not built into another encoder.
+        out = try crackCLI(["eval", "--vit", "custom", "--depth", "3", "--delta", dir + "/run/best.pth", "--dataset", "A=" + dir + "/data"],
+                           expectSuccess: false)
+        XCTAssertTrue(out.contains("best.pth was trained on a custom backbone with --depth 2, but --depth 3 was given"), out)
+        // Resuming compares the model's flags with the run's without --vit too.
+        out = try crackCLI(["train", "--resume", dir + "/run", "--image-size", "128", "--heads", "1"], expectSuccess: false)
+        XCTAssertTrue(out.contains("--image-size 128 (the run has 64), --heads 1 (the run has 2)"), out)
+    }
+
     func testCtrlCFinishesTheStepAndCheckpoints() throws {
         let dir = try Oracle.scratch()
         try makeTestDataset(dir + "/data", count: 6)

@@ -64,8 +64,11 @@ extension SAMModel {
     }
 
     public var deltaDescription: DeltaDescription {
-        DeltaDescription(peft: delta?.config ?? PEFTConfig(deltaType: .none), backbone: config.backbone.rawValue,
-                         imageSize: config.imageSize, numClasses: config.numClasses)
+        let custom = config.backbone != .custom ? nil
+            : DeltaDescription.CustomBackbone(embedDim: config.embedDim, depth: config.depth, heads: config.heads,
+                                              globalBlocks: config.globalBlocks, patchSize: config.patchSize, seed: initSeed)
+        return DeltaDescription(peft: delta?.config ?? PEFTConfig(deltaType: .none), backbone: config.backbone.rawValue,
+                                imageSize: config.imageSize, numClasses: config.numClasses, customBackbone: custom)
     }
 
     /// Writes the delta: `.safetensors` with the description as metadata, otherwise a `.pth` that

@@ -70,22 +70,56 @@ public struct DeltaDescription: Equatable, Sendable, Codable {
     public var backbone: String
     public var imageSize: Int
     public var numClasses: Int
+    /// A custom backbone's sizes and the seed its random weights were drawn with. Its frozen encoder is
+    /// in no file: the delta is only meaningful on the same encoder, made again from these. nil for
+    /// Meta's backbones (their weights come from Meta's file) and for files written before it was kept.
+    public var customBackbone: CustomBackbone?
 
-    public init(peft: PEFTConfig, backbone: String, imageSize: Int, numClasses: Int) {
+    /// What makes a custom backbone's frozen weights again: its sizes, and the seed they were drawn
+    /// with (nil when they came from a file rather than the random generator).
+    public struct CustomBackbone: Equatable, Sendable, Codable {
+        public var embedDim: Int
+        public var depth: Int
+        public var heads: Int
+        public var globalBlocks: [Int]
+        public var patchSize: Int
+        public var seed: UInt64?
+
+        public init(embedDim: Int, depth: Int, heads: Int, globalBlocks: [Int], patchSize: Int, seed: UInt64?) {
+            self.embedDim = embedDim
+            self.depth = depth
+            self.heads = heads
+            self.globalBlocks = globalBlocks
+            self.patchSize = patchSize
+            self.seed = seed
+        }
+    }
+
+    public init(peft: PEFTConfig, backbone: String, imageSize: Int, numClasses: Int, customBackbone: CustomBackbone? = nil) {
         self.peft = peft
         self.backbone = backbone
         self.imageSize = imageSize
         self.numClasses = numClasses
+        self.customBackbone = customBackbone
     }
 
     /// Flat string map (safetensors metadata and the sidecar share it).
     public var metadata: [String: String] {
-        [
+        var m = [
             "format": "cracksam-delta", "delta_type": peft.deltaType.rawValue, "rank": String(peft.rank),
             "lora_targets": peft.targetString, "adapter_dim": String(peft.adapterDim),
             "adapter_scale": String(peft.adapterScale), "backbone": backbone, "image_size": String(imageSize),
             "num_classes": String(numClasses),
         ]
+        if let c = customBackbone {
+            m["embed_dim"] = String(c.embedDim)
+            m["depth"] = String(c.depth)
+            m["heads"] = String(c.heads)
+            m["global_blocks"] = c.globalBlocks.map(String.init).joined(separator: ",")
+            m["patch_size"] = String(c.patchSize)
+            if let seed = c.seed { m["init_seed"] = String(seed) }
+        }
+        return m
     }
 
     public init(metadata m: [String: String], source: String) throws {
@@ -108,5 +142,21 @@ public struct DeltaDescription: Equatable, Sendable, Codable {
         backbone = try need("backbone")
         imageSize = try int("image_size")
         numClasses = try int("num_classes")
+        if m["embed_dim"] != nil {
+            let list = try need("global_blocks")
+            let globals: [Int] = list.isEmpty ? [] : try list.split(separator: ",", omittingEmptySubsequences: false).map { item in
+                guard let i = Int(item) else {
+                    throw TorchError.malformedCheckpoint(path: source, reason: "'global_blocks' is not a list of block indices")
+                }
+                return i
+            }
+            var seed: UInt64?
+            if let s = m["init_seed"] {
+                guard let v = UInt64(s) else { throw TorchError.malformedCheckpoint(path: source, reason: "'init_seed' is not a seed") }
+                seed = v
+            }
+            customBackbone = CustomBackbone(embedDim: try int("embed_dim"), depth: try int("depth"), heads: try int("heads"),
+                                            globalBlocks: globals, patchSize: try int("patch_size"), seed: seed)
+        }
     }
 }

@@ -21,6 +21,10 @@ public final class SAMModel: Module {
     public let maskDecoder: MaskDecoder
     /// The injected delta, once `applyPEFT` ran.
     public internal(set) var delta: InjectedDelta?
+    /// The seed the weights were drawn with, for a model whose frozen encoder comes from the random
+    /// generator rather than a file (a custom backbone); saved deltas record it, so that the encoder they
+    /// were trained on is made again where they are loaded. Set by whoever seeded the generator.
+    public var initSeed: UInt64?
 
     /// `device`: where the weights are made; by default the one an enclosing `ParameterInit.withDevice`
     /// names (the CPU outside one), so a model built inside `withDevice(.cuda(0))` is wholly on CUDA.
