@@ -12,7 +12,7 @@ struct DegradeCommand: ParsableCommand {
     @Argument(help: "Output (.png, or .jpg/.jpeg).") var output: String
 
     func run() throws {
-        guard let d = Degradation(`case`) else { throw ValidationError("--case must be case1, case2 or blur:K with K odd (got '\(`case`)')") }
+        guard let d = Degradation(`case`) else { throw ValidationError("--case must be case1, case2 or blur:K with K odd, 1 to \(Degradation.maxBlurSize) (got '\(`case`)')") }
         let image = try Image.read(at: input)
         try d.apply(to: image).write(to: output)
         print("\(output): \(d) of \(input) (\(image.width)×\(image.height))")

@@ -74,7 +74,25 @@ struct Eval: ParsableCommand {
         return named.map { ($0.name!, $0.file) }
     }
 
+    /// The clean set and --noise's variants, then --blur-sweep's kernels.
+    func degradations() throws -> (variants: [Degradation?], sweep: [Degradation]) {
+        var variants: [Degradation?] = [nil]
+        for v in (noise ?? "").split(separator: ",") {
+            guard let d = Degradation(String(v)) else { throw ValidationError("--noise takes case1 and/or case2 (got '\(v)')") }
+            variants.append(d)
+        }
+        var sweep: [Degradation] = []
+        for k in (blurSweep ?? "").split(separator: ",") {
+            guard let n = Int(k), let d = Degradation("blur:\(n)") else {
+                throw ValidationError("--blur-sweep sizes must be odd, 1 to \(Degradation.maxBlurSize) (got '\(k)')")
+            }
+            sweep.append(d)
+        }
+        return (variants, sweep)
+    }
+
     func validate() throws {
+        _ = try degradations()  // before the datasets are read, which takes a while
         try requirePositive(batch, "--batch")
         if let threads { try requirePositive(threads, "--threads") }
         try ProcessGroup.validate(timeout: distTimeout)
@@ -128,16 +146,7 @@ struct Eval: ParsableCommand {
         for (path, option) in [(json, "--json"), (csv, "--csv"), (markdown, "--markdown"), (blurSweep == nil ? nil : blurPlot, "--blur-plot")] {
             if let path { try prepareFolder(for: path, option) }
         }
-        var variants: [Degradation?] = [nil]
-        for v in (noise ?? "").split(separator: ",") {
-            guard let d = Degradation(String(v)) else { throw ValidationError("--noise takes case1 and/or case2 (got '\(v)')") }
-            variants.append(d)
-        }
-        var sweep: [Degradation] = []
-        for k in (blurSweep ?? "").split(separator: ",") {
-            guard let n = Int(k), let d = Degradation("blur:\(n)") else { throw ValidationError("--blur-sweep sizes must be odd (got '\(k)')") }
-            sweep.append(d)
-        }
+        let (variants, sweep) = try degradations()
         let ampType = try autocastDType(amp)
         warnIfFloat16OnCPU(ampType, device: dev)
         var results: [EvaluationResult] = []

@@ -11,14 +11,18 @@ public enum Degradation: Equatable, Hashable, Sendable, CustomStringConvertible 
     case case2
     case blur(Int)
 
-    /// "case1", "case2", "blur:9".
+    /// The largest Gaussian kernel: σ ≈ 150 px, far past Figure 12's sweep. The blur costs K operations
+    /// per pixel and its tables K entries, so a K of 2³¹ − 1 ran out of memory and aborted.
+    public static let maxBlurSize = 1001
+
+    /// "case1", "case2", "blur:9" (K odd, 1…maxBlurSize).
     public init?(_ text: String) {
         switch text.lowercased() {
         case "case1", "noisy1", "1": self = .case1
         case "case2", "noisy2", "2": self = .case2
         default:
             let t = text.lowercased()
-            guard t.hasPrefix("blur:"), let k = Int(t.dropFirst(5)), k >= 1, k % 2 == 1 else { return nil }
+            guard t.hasPrefix("blur:"), let k = Int(t.dropFirst(5)), (1...Self.maxBlurSize).contains(k), k % 2 == 1 else { return nil }
             self = .blur(k)
         }
     }
@@ -96,7 +100,9 @@ public enum Degrade {
     /// OpenCV's bit-exact Gaussian blur of 8-bit images: fixed-point kernel, horizontal then vertical
     /// integer passes with reflect-101 borders, one rounding at the end.
     public static func gaussianBlur(_ image: Image, size k: Int) throws -> Image {
-        guard k >= 1, k % 2 == 1 else { throw TorchError.invalidArgument("Gaussian kernel size must be odd and positive (got \(k))") }
+        guard (1...Degradation.maxBlurSize).contains(k), k % 2 == 1 else {
+            throw TorchError.invalidArgument("Gaussian kernel size must be odd, 1 to \(Degradation.maxBlurSize) (got \(k))")
+        }
         if k == 1 { return image }
         let kernel = fixedPointKernel(size: k)
         let (w, h, c) = (image.width, image.height, image.channels)
