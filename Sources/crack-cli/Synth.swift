@@ -13,9 +13,14 @@ struct SynthCommand: ParsableCommand {
             leaves, manhole, tire, lowlight, blur, jpeg. Same seed, same bytes.
             """)
 
+    /// A million images is a hundred times Khanhha's training set.
+    static let maxCount = 1_000_000
+    /// Twice a 12-megapixel phone photo's long side; a canvas this size already takes gigabytes.
+    static let maxSize = 8192
+
     @Option(help: "Output folder.") var out: String
-    @Option(help: "Number of images.") var count: Int
-    @Option(help: "Image side in pixels.") var size = 448
+    @Option(help: "Number of images (up to 1,000,000).") var count: Int
+    @Option(help: "Image side in pixels (16 to 8192).") var size = 448
     @Option(help: "pavement, concrete, facade or mixed.") var style = "mixed"
     @Option(help: "Seed.") var seed: UInt64 = 0
     @Option(help: "Comma-separated distractors to allow (default all), or 'none'.") var distractors: String?
@@ -24,7 +29,13 @@ struct SynthCommand: ParsableCommand {
     @Option(help: "Also write a 4×4 montage of the first 16 samples (mask outlines in red) to this PNG.") var montage: String?
 
     func run() throws {
-        guard count > 0, size >= 16 else { throw ValidationError("--count must be positive and --size at least 16") }
+        // Bounded above too: a --size of 10⁶ or a --count of 10¹¹ aborted on memory rather than failing.
+        guard (1...SynthCommand.maxCount).contains(count) else {
+            throw ValidationError("--count must be from 1 to \(SynthCommand.maxCount) (got \(count))")
+        }
+        guard (16...SynthCommand.maxSize).contains(size) else {
+            throw ValidationError("--size must be from 16 to \(SynthCommand.maxSize) pixels (got \(size))")
+        }
         if let montage { try requireImageExtension(montage, "--montage") }
         // Writing into a dataset would mix the two (and leave the old one's extra samples behind).
         for sub in ["images", "masks"] {

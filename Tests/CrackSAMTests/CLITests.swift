@@ -128,7 +128,9 @@ final class CLITests: XCTestCase {
             (["synth", "--out", "/nowhere", "--count", "2", "--montage", "m.gif"], "--montage m.gif: images are written as .png, .jpg or .jpeg"),
             (["predict"] + tiny + ["--mode", "tile", "--overlap", "32", "x.png"], "--overlap must be from 0 to 31, below the tile size S = 32 (got 32)"),
             (["predict"] + tiny + ["--mode", "tile", "--overlap=-1", "x.png"], "--overlap must be from 0 to 31, below the tile size S = 32 (got -1)"),
-            // A kernel of 2³¹ − 1 used to abort on its tables' memory.
+            // These used to abort on memory.
+            (["synth", "--out", "/nowhere", "--count", "1", "--size", "1000000"], "--size must be from 16 to 8192 pixels (got 1000000)"),
+            (["synth", "--out", "/nowhere", "--count", "100000000000"], "--count must be from 1 to 1000000 (got 100000000000)"),
             (["degrade", "--case", "blur:2147483647", "x.png", "y.png"], "--case must be case1, case2 or blur:K with K odd, 1 to 1001 (got 'blur:2147483647')"),
             (["eval", "--vit", "b", "--dataset", "a=/nowhere", "--blur-sweep", "9,1003"], "--blur-sweep sizes must be odd, 1 to 1001 (got '1003')"),
         ]
