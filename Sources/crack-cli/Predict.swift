@@ -66,6 +66,24 @@ struct Predict: ParsableCommand {
         try requirePositive(batch, "--batch")
         if let threads { try requirePositive(threads, "--threads") }
         guard Device(device) != nil else { throw ValidationError("--device must be cpu, cuda or cuda:N (got '\(device)')") }
+        // NaN used to fail in the JSON writer after every image had run; 0 gave lengths of 0 mm.
+        if let mmPerPixel, !(mmPerPixel.isFinite && mmPerPixel > 0) {
+            throw ValidationError("--mm-per-pixel must be a pixel size above 0 (got \(mmPerPixel))")
+        }
+        // Checked before the work: they used to fail only when written, after every image had run.
+        for (option, path) in [("--save-logits", saveLogits), ("--save-embedding", saveEmbedding)] {
+            guard let path else { continue }
+            guard path.lowercased().hasSuffix(".safetensors") else {
+                throw ValidationError("\(option) \(path): the tensors are written as safetensors; name the file .safetensors")
+            }
+            var isFolder: ObjCBool = false
+            if FileManager.default.fileExists(atPath: path, isDirectory: &isFolder), isFolder.boolValue {
+                throw ValidationError("\(option) \(path) is a folder; name the file to write")
+            }
+        }
+        if let saveLogits, saveLogits == saveEmbedding {
+            throw ValidationError("--save-logits and --save-embedding name the same file, \(saveLogits)")
+        }
     }
 
     func run() throws {

@@ -128,6 +128,12 @@ final class CLITests: XCTestCase {
             (["synth", "--out", "/nowhere", "--count", "2", "--montage", "m.gif"], "--montage m.gif: images are written as .png, .jpg or .jpeg"),
             (["predict"] + tiny + ["--mode", "tile", "--overlap", "32", "x.png"], "--overlap must be from 0 to 31, below the tile size S = 32 (got 32)"),
             (["predict"] + tiny + ["--mode", "tile", "--overlap=-1", "x.png"], "--overlap must be from 0 to 31, below the tile size S = 32 (got -1)"),
+            (["predict"] + tiny + ["--mm-per-pixel", "nan", "x.png"], "--mm-per-pixel must be a pixel size above 0 (got nan)"),
+            (["predict"] + tiny + ["--mm-per-pixel=0", "x.png"], "--mm-per-pixel must be a pixel size above 0 (got 0.0)"),
+            (["predict"] + tiny + ["--save-logits", "l.pt", "x.png"], "--save-logits l.pt: the tensors are written as safetensors; name the file .safetensors"),
+            (["predict"] + tiny + ["--save-embedding", "/tmp", "x.png"], "--save-embedding /tmp: the tensors are written as safetensors"),
+            (["predict"] + tiny + ["--save-logits", "a.safetensors", "--save-embedding", "a.safetensors", "x.png"],
+             "--save-logits and --save-embedding name the same file, a.safetensors"),
             // These used to abort on memory.
             (["synth", "--out", "/nowhere", "--count", "1", "--size", "1000000"], "--size must be from 16 to 8192 pixels (got 1000000)"),
             (["synth", "--out", "/nowhere", "--count", "100000000000"], "--count must be from 1 to 1000000 (got 100000000000)"),
