@@ -54,6 +54,15 @@ func requireImageExtension(_ path: String, _ option: String) throws {
     }
 }
 
+/// An output file's path must not name a folder: the write would fail only at the end, after the work.
+func requireNotAFolder(_ path: String?, _ option: String) throws {
+    guard let path else { return }
+    var isFolder: ObjCBool = false
+    if FileManager.default.fileExists(atPath: path, isDirectory: &isFolder), isFolder.boolValue {
+        throw ValidationError("\(option) \(path) is a folder; name the file to write")
+    }
+}
+
 /// Creates the folder an output file will be written to, before any work is done: an evaluation or a
 /// prediction over many images must not end in "no such folder" and lose its results.
 func prepareFolder(for path: String, _ option: String) throws {

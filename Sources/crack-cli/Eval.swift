@@ -99,6 +99,9 @@ struct Eval: ParsableCommand {
         _ = try autocastDType(amp)
         _ = try Eval.models(delta.isEmpty ? ["none"] : delta)
         if blurSweep != nil { try requireImageExtension(blurPlot, "--blur-plot") }
+        for (path, option) in [(json, "--json"), (csv, "--csv"), (markdown, "--markdown"), (blurSweep == nil ? nil : blurPlot, "--blur-plot")] {
+            try requireNotAFolder(path, option)
+        }
         var names: Set<String> = []
         for spec in dataset {
             guard let eq = spec.firstIndex(of: "="), eq != spec.startIndex, spec.index(after: eq) != spec.endIndex else {

@@ -44,10 +44,7 @@ struct Export: ParsableCommand {
         let sidecar = DeltaFile.sidecarPath(for: out)
         let safetensors = out.lowercased().hasSuffix(".safetensors")
         let targets = safetensors || merge ? [out] : [out, sidecar]
-        var isFolder: ObjCBool = false
-        if let folder = targets.first(where: { FileManager.default.fileExists(atPath: $0, isDirectory: &isFolder) && isFolder.boolValue }) {
-            throw ValidationError("--out: \(folder) is a folder; name the file to write")
-        }
+        for target in targets { try requireNotAFolder(target, "--out") }
         if !force, let existing = targets.first(where: { FileManager.default.fileExists(atPath: $0) }) {
             throw ValidationError("\(existing) exists; pass --force to overwrite it")
         }

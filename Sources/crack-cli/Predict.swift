@@ -76,10 +76,7 @@ struct Predict: ParsableCommand {
             guard path.lowercased().hasSuffix(".safetensors") else {
                 throw ValidationError("\(option) \(path): the tensors are written as safetensors; name the file .safetensors")
             }
-            var isFolder: ObjCBool = false
-            if FileManager.default.fileExists(atPath: path, isDirectory: &isFolder), isFolder.boolValue {
-                throw ValidationError("\(option) \(path) is a folder; name the file to write")
-            }
+            try requireNotAFolder(path, option)
         }
         if let saveLogits, saveLogits == saveEmbedding {
             throw ValidationError("--save-logits and --save-embedding name the same file, \(saveLogits)")

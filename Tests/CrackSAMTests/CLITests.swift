@@ -134,6 +134,8 @@ final class CLITests: XCTestCase {
             (["predict"] + tiny + ["--save-embedding", "/tmp", "x.png"], "--save-embedding /tmp: the tensors are written as safetensors"),
             (["predict"] + tiny + ["--save-logits", "a.safetensors", "--save-embedding", "a.safetensors", "x.png"],
              "--save-logits and --save-embedding name the same file, a.safetensors"),
+            (["eval", "--vit", "b", "--dataset", "a=/nowhere", "--markdown", "/tmp"], "--markdown /tmp is a folder; name the file to write"),
+            (["export"] + tiny + ["--delta", "d.pth", "--out", "/tmp", "--force"], "--out /tmp is a folder; name the file to write"),
             // These used to abort on memory.
             (["synth", "--out", "/nowhere", "--count", "1", "--size", "1000000"], "--size must be from 16 to 8192 pixels (got 1000000)"),
             (["synth", "--out", "/nowhere", "--count", "100000000000"], "--count must be from 1 to 1000000 (got 100000000000)"),
