@@ -74,6 +74,16 @@ struct Eval: ParsableCommand {
         return named.map { ($0.name!, $0.file) }
     }
 
+    /// The files written after the evaluation, with their options: checked and given folders before it.
+    var outputFiles: [(path: String, option: String)] {
+        var files: [(path: String, option: String)] = []
+        if let json { files.append((json, "--json")) }
+        if let csv { files.append((csv, "--csv")) }
+        if let markdown { files.append((markdown, "--markdown")) }
+        if blurSweep != nil { files.append((blurPlot, "--blur-plot")) }
+        return files
+    }
+
     /// The clean set and --noise's variants, then --blur-sweep's kernels.
     func degradations() throws -> (variants: [Degradation?], sweep: [Degradation]) {
         var variants: [Degradation?] = [nil]
@@ -99,9 +109,7 @@ struct Eval: ParsableCommand {
         _ = try autocastDType(amp)
         _ = try Eval.models(delta.isEmpty ? ["none"] : delta)
         if blurSweep != nil { try requireImageExtension(blurPlot, "--blur-plot") }
-        for (path, option) in [(json, "--json"), (csv, "--csv"), (markdown, "--markdown"), (blurSweep == nil ? nil : blurPlot, "--blur-plot")] {
-            try requireNotAFolder(path, option)
-        }
+        for file in outputFiles { try requireNotAFolder(file.path, file.option) }
         var names: Set<String> = []
         for spec in dataset {
             guard let eq = spec.firstIndex(of: "="), eq != spec.startIndex, spec.index(after: eq) != spec.endIndex else {
@@ -146,9 +154,7 @@ struct Eval: ParsableCommand {
         // is found before the hours spent on the first.
         for (_, ds) in datasets { try ds.verify() }
         // Where the results go exists before hours of evaluation, not after.
-        for (path, option) in [(json, "--json"), (csv, "--csv"), (markdown, "--markdown"), (blurSweep == nil ? nil : blurPlot, "--blur-plot")] {
-            if let path { try prepareFolder(for: path, option) }
-        }
+        for file in outputFiles { try prepareFolder(for: file.path, file.option) }
         let (variants, sweep) = try degradations()
         let ampType = try autocastDType(amp)
         warnIfFloat16OnCPU(ampType, device: dev)
