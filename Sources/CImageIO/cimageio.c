@@ -154,10 +154,8 @@ static int decode_png(const uint8_t *bytes, size_t n, cimg_image *out, char *err
   png_read_info(png, info);
   png_uint_32 w = png_get_image_width(png, info), h = png_get_image_height(png, info);
   int depth = png_get_bit_depth(png, info), color = png_get_color_type(png, info);
-  if (depth == 16) {
-    png_destroy_read_struct(&png, &info, NULL);
-    return fail(err, cap, "16-bit PNG is not supported (convert it to 8 bits per channel)");
-  }
+  /* 16-bit samples keep their high byte, as OpenCV's imread reads them into an 8-bit image. */
+  if (depth == 16) png_set_strip_16(png);
   if ((size_t)w * h > (size_t)1 << 28) {
     png_destroy_read_struct(&png, &info, NULL);
     return fail(err, cap, "PNG of %ux%u pixels is too large", (unsigned)w, (unsigned)h);

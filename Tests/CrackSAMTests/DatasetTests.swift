@@ -117,11 +117,11 @@ final class DatasetTests: XCTestCase {
         return dir
     }
 
-    func testSixteenBitPNGIsRefusedByName() throws {
-        // deep.png is 80×60; give the sample a matching 16-bit image.
-        let dir = try dataset(count: 1, withFirstImage: "deep.png", as: "s0.png")
+    func testACMYKPhotoIsRefusedByName() throws {
+        // cmyk.jpg is 80×60; give the sample a matching image that is not RGB.
+        let dir = try dataset(count: 1, withFirstImage: "cmyk.jpg", as: "s0.jpg")
         XCTAssertThrowsError(try CrackDataset(root: dir).load(0, size: 32)) { error in
-            XCTAssertTrue("\(error)".contains("s0.png") && "\(error)".contains("16-bit PNG"), "\(error)")
+            XCTAssertTrue("\(error)".contains("s0.jpg") && "\(error)".contains("CMYK JPEG"), "\(error)")
         }
     }
 

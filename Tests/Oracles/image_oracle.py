@@ -1,7 +1,7 @@
 """Oracle for image decoding: OpenCV writes PNG/JPEG files and records how it decodes them.
 
 Usage: python image_oracle.py DIR
-Writes DIR/{rgb.png, grey.png, photo.jpg, grey.jpg, deep.png, truncated.png, truncated.jpg}, the files
+Writes DIR/{rgb.png, grey.png, photo.jpg, grey.jpg, deep.png, deep_rgb.png (16-bit), truncated.png, truncated.jpg}, the files
 with an EXIF orientation (oriented_N.jpg, oriented_N_be.jpg, oriented_N.png, oriented_N_late.png,
 oriented_grey_N.jpg, N = 1...8, and bad_exif_*.jpg), BMP files (bmp_*.bmp: 1, 4 and 8 bits through a
 palette, 24 and 32 bits, top-down; bad_*.bmp to be refused) and DIR/decoded.safetensors (OpenCV's RGB/grey uint8
@@ -26,7 +26,10 @@ cv2.imwrite(f"{d}/rgb.png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
 cv2.imwrite(f"{d}/grey.png", grey)
 cv2.imwrite(f"{d}/photo.jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
 cv2.imwrite(f"{d}/grey.jpg", grey, [cv2.IMWRITE_JPEG_QUALITY, 90])
-cv2.imwrite(f"{d}/deep.png", (grey.astype(np.uint16) * 257))
+# 16-bit PNGs (scientific cameras, some label tools): random samples, so that keeping the high byte and
+# rounding to the nearest 8-bit level differ.
+cv2.imwrite(f"{d}/deep.png", rng.integers(0, 65536, (60, 80), dtype=np.uint16))
+cv2.imwrite(f"{d}/deep_rgb.png", rng.integers(0, 65536, (60, 80, 3), dtype=np.uint16))
 # A CMYK JPEG (print workflows produce them; libjpeg decodes them but they are not RGB photos).
 from PIL import Image as PILImage
 
@@ -114,6 +117,8 @@ decoded = {
     "grey.png": cv2.imread(f"{d}/grey.png", cv2.IMREAD_UNCHANGED),
     "photo.jpg": cv2.cvtColor(cv2.imread(f"{d}/photo.jpg"), cv2.COLOR_BGR2RGB),
     "grey.jpg": cv2.imread(f"{d}/grey.jpg", cv2.IMREAD_UNCHANGED),
+    "deep.png": cv2.imread(f"{d}/deep.png", cv2.IMREAD_GRAYSCALE),
+    "deep_rgb.png": cv2.cvtColor(cv2.imread(f"{d}/deep_rgb.png"), cv2.COLOR_BGR2RGB),
 }
 for name, is_grey in list(oriented.items()) + list(bmp.items()):
     read = cv2.imread(f"{d}/{name}", cv2.IMREAD_GRAYSCALE if is_grey else cv2.IMREAD_COLOR)
