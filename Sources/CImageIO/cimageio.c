@@ -154,8 +154,9 @@ static int decode_png(const uint8_t *bytes, size_t n, cimg_image *out, char *err
   png_read_info(png, info);
   png_uint_32 w = png_get_image_width(png, info), h = png_get_image_height(png, info);
   int depth = png_get_bit_depth(png, info), color = png_get_color_type(png, info);
-  /* 16-bit samples keep their high byte, as OpenCV's imread reads them into an 8-bit image. */
-  if (depth == 16) png_set_strip_16(png);
+  /* 16-bit samples keep their high byte, as OpenCV's imread reads them into an 8-bit image; they are read
+     whole first, to see whether every one fits in 8 bits (below). */
+  int wide = depth == 16;
   if ((size_t)w * h > (size_t)1 << 28) {
     png_destroy_read_struct(&png, &info, NULL);
     return fail(err, cap, "PNG of %ux%u pixels is too large", (unsigned)w, (unsigned)h);
@@ -170,13 +171,34 @@ static int decode_png(const uint8_t *bytes, size_t n, cimg_image *out, char *err
     png_destroy_read_struct(&png, &info, NULL);
     return fail(err, cap, "PNG with %d channels after conversion is not supported", channels);
   }
-  pixels = malloc((size_t)w * h * channels);
+  size_t samples = (size_t)w * h * channels;
+  pixels = malloc(samples * (wide ? 2 : 1));
   rows = malloc(sizeof(png_bytep) * h);
   if (!pixels || !rows) png_error(png, "out of memory");
-  for (png_uint_32 y = 0; y < h; y++) rows[y] = pixels + (size_t)y * w * channels;
+  for (png_uint_32 y = 0; y < h; y++) rows[y] = pixels + (size_t)y * w * channels * (wide ? 2 : 1);
   png_read_image(png, rows);
   png_read_end(png, info); /* into info: an eXIf chunk may also follow the image data */
   free(rows);
+  rows = NULL;
+  if (wide) {
+    /* PNG stores samples big-endian: the high byte comes first. A file whose samples all lie in 1…255
+       (8-bit values, a mask of 0/255 or class indices, saved in a 16-bit file) has only zero high bytes:
+       read as imread reads it, it would be all black, so its labels would vanish without a word. */
+    int high = 0, low = 0;
+    for (size_t i = 0; i < samples; i++) {
+      high |= pixels[2 * i];
+      low |= pixels[2 * i + 1];
+      pixels[i] = pixels[2 * i];
+    }
+    if (high == 0 && low != 0) {
+      free(pixels);
+      png_destroy_read_struct(&png, &info, NULL);
+      return fail(err, cap, "16-bit PNG whose values all lie in 0…255: read as OpenCV reads it (the high byte of "
+                            "each sample) it would be all black; save it with 8 bits per sample");
+    }
+    uint8_t *shrunk = realloc(pixels, samples);
+    if (shrunk) pixels = shrunk;
+  }
   int orientation = 1;
   png_uint_32 exif_size = 0;
   png_bytep exif = NULL;

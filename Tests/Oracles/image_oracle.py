@@ -1,7 +1,7 @@
 """Oracle for image decoding: OpenCV writes PNG/JPEG files and records how it decodes them.
 
 Usage: python image_oracle.py DIR
-Writes DIR/{rgb.png, grey.png, photo.jpg, grey.jpg, deep.png, deep_rgb.png (16-bit), truncated.png, truncated.jpg}, the files
+Writes DIR/{rgb.png, grey.png, photo.jpg, grey.jpg, deep*.png (16-bit), truncated.png, truncated.jpg}, the files
 with an EXIF orientation (oriented_N.jpg, oriented_N_be.jpg, oriented_N.png, oriented_N_late.png,
 oriented_grey_N.jpg, N = 1...8, and bad_exif_*.jpg), BMP files (bmp_*.bmp: 1, 4 and 8 bits through a
 palette, 24 and 32 bits, top-down; bad_*.bmp to be refused) and DIR/decoded.safetensors (OpenCV's RGB/grey uint8
@@ -30,6 +30,9 @@ cv2.imwrite(f"{d}/grey.jpg", grey, [cv2.IMWRITE_JPEG_QUALITY, 90])
 # rounding to the nearest 8-bit level differ.
 cv2.imwrite(f"{d}/deep.png", rng.integers(0, 65536, (60, 80), dtype=np.uint16))
 cv2.imwrite(f"{d}/deep_rgb.png", rng.integers(0, 65536, (60, 80, 3), dtype=np.uint16))
+# A 0/255 mask saved with 16 bits: imread's high bytes make it all black (refused), and an all-black one.
+cv2.imwrite(f"{d}/deep_mask.png", (grey > 100).astype(np.uint16) * 255)
+cv2.imwrite(f"{d}/deep_black.png", np.zeros((60, 80), np.uint16))
 # A CMYK JPEG (print workflows produce them; libjpeg decodes them but they are not RGB photos).
 from PIL import Image as PILImage
 
@@ -119,6 +122,7 @@ decoded = {
     "grey.jpg": cv2.imread(f"{d}/grey.jpg", cv2.IMREAD_UNCHANGED),
     "deep.png": cv2.imread(f"{d}/deep.png", cv2.IMREAD_GRAYSCALE),
     "deep_rgb.png": cv2.cvtColor(cv2.imread(f"{d}/deep_rgb.png"), cv2.COLOR_BGR2RGB),
+    "deep_black.png": cv2.imread(f"{d}/deep_black.png", cv2.IMREAD_GRAYSCALE),
 }
 for name, is_grey in list(oriented.items()) + list(bmp.items()):
     read = cv2.imread(f"{d}/{name}", cv2.IMREAD_GRAYSCALE if is_grey else cv2.IMREAD_COLOR)

@@ -33,7 +33,8 @@ int cimg_sniff(const uint8_t *bytes, size_t n);
 
 /* Decodes an 8-bit PNG or JPEG held in memory, upright: an EXIF orientation (JPEG APP1, PNG eXIf) is
    applied, as OpenCV's imread does. Also uncompressed BMP (1/4/8-bit palette, 24/32-bit). 16-bit PNGs
-   keep each sample's high byte, as imread's 8-bit image does. CMYK/YCCK JPEGs and compressed or
+   keep each sample's high byte, as imread's 8-bit image does; one whose samples all lie in 1…255 (all
+   black that way) is refused. CMYK/YCCK JPEGs and compressed or
    16-bit BMPs are refused by name. */
 int cimg_decode(const uint8_t *bytes, size_t n, cimg_image *out, char *err, size_t err_cap);
 void cimg_free(cimg_image *img);
