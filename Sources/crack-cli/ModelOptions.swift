@@ -160,19 +160,30 @@ struct ModelBuilder {
             throw ValidationError("--vit b|l|h is required" + (delta == nil ? "" : " (\(delta!) does not say which backbone it was trained on)"))
         }
         let peftConfig = try peft.resolve(over: description?.peft ?? PEFTConfig(deltaType: delta == nil ? .none : .lora))
-        let sam = self.sam ?? (config.backbone == .custom || randomWeights ? nil : ModelBuilder.weightsInFolder(config.backbone))
-        // A custom backbone's frozen encoder is drawn from the generator: with the seed the delta was
-        // trained with, the same encoder (a delta on another one scores as if untrained).
-        let drawnSeed = sam == nil ? description?.customBackbone?.seed ?? seed : seed
+        // A delta trained on random weights in Meta's layout (train --random-weights, for speed runs) gets
+        // them again; on Meta's checkpoint its scores would mean nothing.
+        var random = randomWeights
+        if config.backbone != .custom, let d = description, let drawn = d.initSeed, let delta {
+            if let given = self.sam {
+                throw ValidationError("\(delta) was trained on random \(d.backbone) weights (train --random-weights, seed \(drawn)), "
+                    + "not on Meta's checkpoint: it does not fit --sam \(given)")
+            }
+            FileHandle.standardError.write(Data("\(delta) was trained on random \(d.backbone) weights (train --random-weights): drawn again with seed \(drawn)\n".utf8))
+            random = true
+        }
+        let sam = self.sam ?? (config.backbone == .custom || random ? nil : ModelBuilder.weightsInFolder(config.backbone))
+        // Weights drawn from the generator are drawn with the seed the delta was trained with: the same
+        // encoder (a delta on another one scores as if untrained).
+        let drawnSeed = sam == nil ? description?.initSeed ?? seed : seed
         Torch.manualSeed(drawnSeed)
         let net = try SAMModel(config: config)
-        if sam == nil && config.backbone == .custom { net.initSeed = drawnSeed }
+        if sam == nil { net.initSeed = drawnSeed }
         if let sam {
             let report = try net.loadSAMCheckpoint(at: sam, strict: !nonStrict, keepDecoderHead: keepDecoderHead)
             if !report.isClean {
                 FileHandle.standardError.write(Data("warning: \(sam) does not fully fit the model:\n\(report)\n".utf8))
             }
-        } else if config.backbone != .custom && !randomWeights {
+        } else if config.backbone != .custom && !random {
             throw ValidationError("--sam FILE is required for --vit \(config.backbone.rawValue) (official SAM weights), "
                 + "or \(ModelBuilder.officialFileNames[config.backbone]!) in weights/")
         }

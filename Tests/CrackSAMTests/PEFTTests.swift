@@ -164,14 +164,14 @@ final class PEFTTests: XCTestCase {
             try model.saveDelta(to: dir + "/" + file)
             let (tensors, description) = try DeltaFile.read(at: dir + "/" + file)
             // A custom backbone's sizes go with it; the seed only where the model says what it was drawn with.
-            let custom = DeltaDescription.CustomBackbone(embedDim: 48, depth: 4, heads: 4, globalBlocks: [1, 3], patchSize: 16, seed: nil)
+            let custom = DeltaDescription.CustomBackbone(embedDim: 48, depth: 4, heads: 4, globalBlocks: [1, 3], patchSize: 16)
             XCTAssertEqual(description, DeltaDescription(peft: peft, backbone: "custom", imageSize: 64, numClasses: 1, customBackbone: custom), file)
             XCTAssertEqual(Array(tensors.keys), Array(model.deltaStateDict().keys), file)
         }
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/d.pth.json"))
         model.initSeed = 11
         try model.saveDelta(to: dir + "/seeded.safetensors")
-        XCTAssertEqual(try DeltaFile.read(at: dir + "/seeded.safetensors").description?.customBackbone?.seed, 11)
+        XCTAssertEqual(try DeltaFile.read(at: dir + "/seeded.safetensors").description?.initSeed, 11)
         // Files written before the sizes were kept still read, without them.
         var meta = try XCTUnwrap(DeltaFile.read(at: dir + "/d.pth").description).metadata
         for key in ["embed_dim", "depth", "heads", "global_blocks", "patch_size"] { meta[key] = nil }

@@ -121,6 +121,25 @@ final class TrainCLITests: XCTestCase {
         XCTAssertTrue(out.contains("--image-size 128 (the run has 64), --heads 1 (the run has 2)"), out)
     }
 
+    /// A delta trained on random weights in Meta's layout (`--random-weights`, for speed runs) is evaluated
+    /// on the same random weights, and refused on Meta's checkpoint, where its scores would mean nothing.
+    func testARandomWeightsDeltaIsNotTakenForOneOnMetasWeights() throws {
+        let dir = try Oracle.scratch()
+        _ = try crackCLI(["synth", "--out", dir + "/data", "--count", "4", "--size", "64", "--seed", "3"])
+        _ = try crackCLI(["train", "--vit", "b", "--random-weights", "--image-size", "64", "--batch", "2", "--workers", "1",
+                          "--data", dir + "/data", "--val", dir + "/data", "--out", dir + "/run", "--epochs", "1", "--lr", "1e-6"])
+        let validation = try String(contentsOfFile: dir + "/run/val.csv", encoding: .utf8).split(separator: "\n")
+        let iou = try XCTUnwrap(Double(validation[1].split(separator: ",")[4]), "\(validation)")
+        var out = try crackCLI(["eval", "--delta", dir + "/run/best.pth", "--dataset", "A=" + dir + "/data", "--json", dir + "/eval.json"])
+        XCTAssertTrue(out.contains("best.pth was trained on random vit_b weights (train --random-weights): drawn again with seed 3407"), out)
+        let results = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/eval.json"))) as? [[String: Any]])
+        XCTAssertEqual(try XCTUnwrap(results.first?["iou"] as? Double, "\(results)"), iou, accuracy: 1e-4, out)
+        out = try crackCLI(["eval", "--delta", dir + "/run/best.pth", "--sam", dir + "/sam.pth", "--dataset", "A=" + dir + "/data"],
+                           expectSuccess: false)
+        XCTAssertTrue(out.contains("best.pth was trained on random vit_b weights (train --random-weights, seed 3407), not on Meta's "
+            + "checkpoint: it does not fit --sam \(dir)/sam.pth"), out)
+    }
+
     func testCtrlCFinishesTheStepAndCheckpoints() throws {
         let dir = try Oracle.scratch()
         try makeTestDataset(dir + "/data", count: 6)

@@ -66,9 +66,9 @@ extension SAMModel {
     public var deltaDescription: DeltaDescription {
         let custom = config.backbone != .custom ? nil
             : DeltaDescription.CustomBackbone(embedDim: config.embedDim, depth: config.depth, heads: config.heads,
-                                              globalBlocks: config.globalBlocks, patchSize: config.patchSize, seed: initSeed)
+                                              globalBlocks: config.globalBlocks, patchSize: config.patchSize)
         return DeltaDescription(peft: delta?.config ?? PEFTConfig(deltaType: .none), backbone: config.backbone.rawValue,
-                                imageSize: config.imageSize, numClasses: config.numClasses, customBackbone: custom)
+                                imageSize: config.imageSize, numClasses: config.numClasses, customBackbone: custom, initSeed: initSeed)
     }
 
     /// Writes the delta: `.safetensors` with the description as metadata, otherwise a `.pth` that

@@ -70,37 +70,38 @@ public struct DeltaDescription: Equatable, Sendable, Codable {
     public var backbone: String
     public var imageSize: Int
     public var numClasses: Int
-    /// A custom backbone's sizes and the seed its random weights were drawn with. Its frozen encoder is
-    /// in no file: the delta is only meaningful on the same encoder, made again from these. nil for
-    /// Meta's backbones (their weights come from Meta's file) and for files written before it was kept.
+    /// A custom backbone's sizes. Its frozen encoder is in no file: the delta is only meaningful on the
+    /// same encoder, made again from these and `initSeed`. nil for Meta's backbones and for files written
+    /// before the sizes were kept.
     public var customBackbone: CustomBackbone?
+    /// The seed the frozen weights were drawn with, where they came from the random generator rather
+    /// than a file (a custom backbone; Meta's layout under `train --random-weights`). nil: from a file.
+    public var initSeed: UInt64?
 
-    /// What makes a custom backbone's frozen weights again: its sizes, and the seed they were drawn
-    /// with (nil when they came from a file rather than the random generator).
     public struct CustomBackbone: Equatable, Sendable, Codable {
         public var embedDim: Int
         public var depth: Int
         public var heads: Int
         public var globalBlocks: [Int]
         public var patchSize: Int
-        public var seed: UInt64?
 
-        public init(embedDim: Int, depth: Int, heads: Int, globalBlocks: [Int], patchSize: Int, seed: UInt64?) {
+        public init(embedDim: Int, depth: Int, heads: Int, globalBlocks: [Int], patchSize: Int) {
             self.embedDim = embedDim
             self.depth = depth
             self.heads = heads
             self.globalBlocks = globalBlocks
             self.patchSize = patchSize
-            self.seed = seed
         }
     }
 
-    public init(peft: PEFTConfig, backbone: String, imageSize: Int, numClasses: Int, customBackbone: CustomBackbone? = nil) {
+    public init(peft: PEFTConfig, backbone: String, imageSize: Int, numClasses: Int, customBackbone: CustomBackbone? = nil,
+                initSeed: UInt64? = nil) {
         self.peft = peft
         self.backbone = backbone
         self.imageSize = imageSize
         self.numClasses = numClasses
         self.customBackbone = customBackbone
+        self.initSeed = initSeed
     }
 
     /// Flat string map (safetensors metadata and the sidecar share it).
@@ -117,8 +118,8 @@ public struct DeltaDescription: Equatable, Sendable, Codable {
             m["heads"] = String(c.heads)
             m["global_blocks"] = c.globalBlocks.map(String.init).joined(separator: ",")
             m["patch_size"] = String(c.patchSize)
-            if let seed = c.seed { m["init_seed"] = String(seed) }
         }
+        if let initSeed { m["init_seed"] = String(initSeed) }
         return m
     }
 
@@ -150,13 +151,12 @@ public struct DeltaDescription: Equatable, Sendable, Codable {
                 }
                 return i
             }
-            var seed: UInt64?
-            if let s = m["init_seed"] {
-                guard let v = UInt64(s) else { throw TorchError.malformedCheckpoint(path: source, reason: "'init_seed' is not a seed") }
-                seed = v
-            }
             customBackbone = CustomBackbone(embedDim: try int("embed_dim"), depth: try int("depth"), heads: try int("heads"),
-                                            globalBlocks: globals, patchSize: try int("patch_size"), seed: seed)
+                                            globalBlocks: globals, patchSize: try int("patch_size"))
+        }
+        if let s = m["init_seed"] {
+            guard let v = UInt64(s) else { throw TorchError.malformedCheckpoint(path: source, reason: "'init_seed' is not a seed") }
+            initSeed = v
         }
     }
 }

@@ -22,8 +22,9 @@ public final class SAMModel: Module {
     /// The injected delta, once `applyPEFT` ran.
     public internal(set) var delta: InjectedDelta?
     /// The seed the weights were drawn with, for a model whose frozen encoder comes from the random
-    /// generator rather than a file (a custom backbone); saved deltas record it, so that the encoder they
-    /// were trained on is made again where they are loaded. Set by whoever seeded the generator.
+    /// generator rather than a file (a custom backbone, or random weights in Meta's layout); saved deltas
+    /// record it, so that the encoder they were trained on is made again where they are loaded, and not
+    /// mistaken for Meta's. Set by whoever seeded the generator.
     public var initSeed: UInt64?
 
     /// `device`: where the weights are made; by default the one an enclosing `ParameterInit.withDevice`
