@@ -181,9 +181,9 @@ static int decode_png(const uint8_t *bytes, size_t n, cimg_image *out, char *err
   free(rows);
   rows = NULL;
   if (wide) {
-    /* PNG stores samples big-endian: the high byte comes first. A file whose samples all lie in 1…255
-       (8-bit values, a mask of 0/255 or class indices, saved in a 16-bit file) has only zero high bytes:
-       read as imread reads it, it would be all black, so its labels would vanish without a word. */
+    /* PNG stores samples big-endian: the high byte comes first. A file whose samples all lie in 0…255,
+       not all 0 (8-bit values, a mask of 0/255 or class indices, saved in a 16-bit file), has only zero
+       high bytes: read as imread reads it, it would be all black, and its labels would vanish. */
     int high = 0, low = 0;
     for (size_t i = 0; i < samples; i++) {
       high |= pixels[2 * i];
