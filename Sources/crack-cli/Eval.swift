@@ -159,6 +159,8 @@ struct Eval: ParsableCommand {
         let ampType = try autocastDType(amp)
         warnIfFloat16OnCPU(ampType, device: dev)
         var results: [EvaluationResult] = []
+        // Ctrl-C or SIGTERM stops between batches, and what finished is reported as on an error.
+        StopRequest.catchSignals()
         do {
             for (name, file) in try Eval.models(delta.isEmpty ? ["none"] : delta) {
                 var peftOptions = peft
@@ -175,6 +177,7 @@ struct Eval: ParsableCommand {
                 for (datasetName, ds) in datasets {
                     for variant in variants + sweep.map(Optional.some) {
                         let save = savePredictions.map { "\($0)/\(name)/\(datasetName)/\(variant?.description.replacingOccurrences(of: ":", with: "") ?? "clean")" }
+                        if try StopRequest.agreed(across: group) { throw StopRequest.Interrupted() }
                         let start = DispatchTime.now().uptimeNanoseconds
                         let r = try evaluator.evaluate(ds, name: datasetName, degradation: variant, savePredictions: save)
                         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
@@ -187,18 +190,19 @@ struct Eval: ParsableCommand {
         } catch {
             // What finished is kept: an unreadable image in the last dataset must not cost the hours before it.
             guard leader, !results.isEmpty else { throw error }
+            let cause = error is StopRequest.Interrupted ? "a signal" : "an error"
             print("")
-            print("stopped by an error; the \(results.count) evaluation(s) that finished are reported and written:")
-            try report(results, partial: true, plot: !sweep.isEmpty)
+            print("stopped by \(cause); the \(results.count) evaluation(s) that finished are reported and written:")
+            try report(results, stoppedBy: cause, plot: !sweep.isEmpty)
             throw error
         }
         guard leader else { return }
-        try report(results, partial: false, plot: !sweep.isEmpty)
+        try report(results, stoppedBy: nil, plot: !sweep.isEmpty)
     }
 
-    /// Prints the tables and writes --json, --csv, --markdown and the blur plot.
-    func report(_ results: [EvaluationResult], partial: Bool, plot: Bool) throws {
-        let table = (partial ? "(partial: the evaluation was stopped by an error)\n\n" : "") + EvaluationReport.markdown(results)
+    /// Prints the tables and writes --json, --csv, --markdown and the blur plot; `stoppedBy` marks them partial.
+    func report(_ results: [EvaluationResult], stoppedBy cause: String?, plot: Bool) throws {
+        let table = (cause.map { "(partial: the evaluation was stopped by \($0))\n\n" } ?? "") + EvaluationReport.markdown(results)
         print("")
         print(table)
         if let json { try AtomicFile.write(try EvaluationReport.json(results), to: json) }

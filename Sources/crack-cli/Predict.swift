@@ -134,7 +134,15 @@ struct Predict: ParsableCommand {
         // An unreadable image is reported and skipped: the others' results are still written, and the
         // command fails at the end, naming it.
         var done: [String] = [], unreadable: [String] = []
+        // Ctrl-C or SIGTERM stops between batches; the measurements and tensors of the images done are
+        // still written (a second signal ends the process at once).
+        StopRequest.catchSignals()
+        var interrupted = false
         for start in stride(from: 0, to: images.count, by: batch) {
+            if StopRequest.isRequested {
+                interrupted = true
+                break
+            }
             var paths: [String] = [], originals: [Image] = []
             for path in images[start..<min(start + batch, images.count)] {
                 do {
@@ -212,6 +220,10 @@ struct Predict: ParsableCommand {
         if let saveEmbedding, !embeddings.isEmpty {
             try SafeTensors.save(["embedding": try Tensor.cat(embeddings)], metadata: metadata, to: saveEmbedding)
             print("embeddings → \(saveEmbedding)")
+        }
+        if interrupted {
+            throw CommandFailure(description: "stopped by a signal after \(done.count + unreadable.count) of \(images.count) images; "
+                + "the results of the \(done.count) predicted are written" + (unreadable.isEmpty ? "" : " (skipped: " + unreadable.joined(separator: ", ") + ")"))
         }
         guard unreadable.isEmpty else {
             throw CommandFailure(description: "\(unreadable.count) of \(images.count) images could not be read and were skipped: "

@@ -280,8 +280,7 @@ struct Train: ParsableCommand {
         if leader { print("training \(runConfig.peft.deltaType.rawValue) on \(runConfig.backbone): \(trainSet.count) images, "
             + "\(net.trainableParameterCount) trainable parameters, run directory \(runDirectory)"
             + (group.map { ", \($0.worldSize) ranks (\($0.backend.rawValue)), global batch \(runConfig.options.batch * $0.worldSize)" } ?? "")) }
-        signal(SIGINT) { _ in Trainer.stopRequested = 1 }
-        signal(SIGTERM) { _ in Trainer.stopRequested = 1 }
+        StopRequest.catchSignals()
         let outcome = try trainer.run()
         if tty { FileHandle.standardError.write(Data("\n".utf8)) }
         guard leader else { return }

@@ -83,6 +83,25 @@ final class EvalTests: XCTestCase {
         }
     }
 
+    /// Ctrl-C during a long evaluation: it stops between batches, and the evaluations that finished are
+    /// printed and written (marked partial) instead of being lost with the process.
+    func testCtrlCKeepsTheEvaluationsThatFinished() throws {
+        let dir = try Oracle.scratch()
+        try makeTestDataset(dir + "/a", count: 4)
+        let tiny = ["--vit", "custom", "--embed-dim", "32", "--depth", "2", "--heads", "2", "--global-blocks", "1", "--image-size", "32"]
+        // A sweep long enough to be running when the signal comes.
+        let sweep = stride(from: 1, through: 401, by: 2).map(String.init).joined(separator: ",")
+        let (status, output) = try interruptedCLI(["eval"] + tiny + ["--dataset", "A=" + dir + "/a", "--blur-sweep", sweep, "--batch", "1",
+                                                                     "--json", dir + "/p.json", "--markdown", dir + "/p.md"], after: "on A (blur:3)")
+        XCTAssertNotEqual(status, 0, output)
+        XCTAssertTrue(output.contains("stopped by a signal; the "), output)
+        XCTAssertTrue(output.contains("Error: stopped by a signal (Ctrl-C or SIGTERM)"), output)
+        XCTAssertFalse(output.contains("on A (blur:401)"), output)
+        XCTAssertTrue(try String(contentsOfFile: dir + "/p.md", encoding: .utf8).hasPrefix("(partial: the evaluation was stopped by a signal)"))
+        let partial = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/p.json"))) as? [[String: Any]])
+        XCTAssertEqual(Array(partial.prefix(3)).compactMap { $0["variant"] as? String }, ["clean", "blur:1", "blur:3"])
+    }
+
     func testCLIEvaluatesSeveralModelsOnSeveralDatasets() throws {
         let dir = try Oracle.scratch()
         try makeTestDataset(dir + "/a", count: 4)

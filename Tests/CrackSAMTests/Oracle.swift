@@ -106,6 +106,28 @@ func crackCLI(_ args: [String], expectSuccess: Bool = true, file: StaticString =
     return out
 }
 
+/// Runs crack-cli, sends SIGINT (as Ctrl-C) once its output shows `marker`, and returns its exit status
+/// and whole output.
+func interruptedCLI(_ args: [String], after marker: String) throws -> (status: Int32, output: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("crack-cli")
+    process.arguments = args
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = pipe
+    try process.run()
+    var output = ""
+    while !output.contains(marker) {
+        let chunk = pipe.fileHandleForReading.availableData
+        if chunk.isEmpty { break }  // it ended first
+        output += String(decoding: chunk, as: UTF8.self)
+    }
+    process.interrupt()
+    output += String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    return (process.terminationStatus, output)
+}
+
 /// A dataset of `count` 40×30 samples: a bright diagonal "crack" in image and mask.
 func makeTestDataset(_ dir: String, count: Int = 5, maskExtension: String = "png") throws {
     try FileManager.default.createDirectory(atPath: dir + "/images", withIntermediateDirectories: true)

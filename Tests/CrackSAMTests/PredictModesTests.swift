@@ -30,6 +30,22 @@ final class PredictModesTests: XCTestCase {
         XCTAssertGreaterThan(Set(direct).count, 100, "a real, non-constant probability map")
     }
 
+    /// Ctrl-C over a large folder: it stops between batches and writes the measurements of the images it
+    /// predicted, then fails naming how far it got.
+    func testCtrlCWritesTheMeasurementsOfTheImagesDone() throws {
+        let dir = try Oracle.scratch()
+        try makeTestDataset(dir + "/data", count: 400)
+        let (status, output) = try interruptedCLI(["predict"] + tiny + ["--batch", "1", "--out", dir + "/out", dir + "/data/images"],
+                                                  after: "crack pixels")
+        XCTAssertEqual(status, 1, output)
+        XCTAssertTrue(output.contains("stopped by a signal after "), output)
+        let predicted = output.components(separatedBy: "crack pixels").count - 1
+        XCTAssertLessThan(predicted, 400, output)
+        XCTAssertTrue(output.contains("the results of the \(predicted) predicted are written"), output)
+        let rows = try String(contentsOfFile: dir + "/out/measurements.csv", encoding: .utf8).split(separator: "\n").filter { $0.contains(",all,") }
+        XCTAssertEqual(rows.count, predicted)
+    }
+
     func testLargeImagesInTileModeAndMeasurementsInMillimetres() throws {
         let dir = try Oracle.scratch()
         try FileManager.default.createDirectory(atPath: dir + "/photos", withIntermediateDirectories: true)

@@ -111,6 +111,9 @@ public final class Evaluator {
         var pooledIntersection = 0, pooledUnion = 0
         if let savePredictions { try Folder.make(savePredictions) }
         for start in stride(from: 0, to: dataset.count, by: batch) {
+            // A single process stops between batches when asked; ranks stop between evaluations (the
+            // caller's agreed check), since their shards need not have the same number of batches.
+            if group == nil && StopRequest.isRequested { throw StopRequest.Interrupted() }
             let indices = Array(start..<min(start + batch, dataset.count))
             // Decoding and degradation in parallel; the model runs on the whole batch.
             let items = try concurrentMap(indices.count) { j -> (Image, [UInt8]) in

@@ -146,9 +146,6 @@ public final class Trainer {
     var isLeader: Bool { (parallel?.rank ?? 0) == 0 }
     var worldSize: Int { parallel?.worldSize ?? 1 }
 
-    /// Set from a signal handler: finish the step, checkpoint, return `.interrupted`.
-    nonisolated(unsafe) public static var stopRequested: Int32 = 0
-
     public init(model: SAMModel, train: CrackDataset, validation: CrackDataset?, options: TrainingOptions, runDirectory: String,
                 parallel: DataParallel? = nil, log: @escaping (String) -> Void = { print($0) }, progress: ((String) -> Void)? = nil) throws {
         guard let device = Device(options.device) else { throw TorchError.invalidArgument("bad device '\(options.device)'") }
@@ -469,13 +466,9 @@ public final class Trainer {
         captureReported = true
     }
 
-    /// Whether to stop now: a signal on any rank stops every rank at the same step.
-    func stopAgreed() throws -> Bool {
-        guard let parallel else { return Trainer.stopRequested != 0 }
-        let flag = try Tensor([Float(Trainer.stopRequested != 0 ? 1 : 0)], shape: [1])
-        try parallel.group.allReduce(flag, op: .max)
-        return try flag.item() != 0
-    }
+    /// Whether to stop now (a `StopRequest`: finish the step, checkpoint, return `.interrupted`); a signal
+    /// on any rank stops every rank at the same step.
+    func stopAgreed() throws -> Bool { try StopRequest.agreed(across: parallel?.group) }
 
     /// Mean per-image Pr, Re, F1, IoU of argmax predictions (REFERENCE "Evaluation"). With data
     /// parallelism each rank scores every worldSize-th image and the sums are all-reduced.
