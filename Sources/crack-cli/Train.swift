@@ -81,6 +81,27 @@ struct Train: ParsableCommand {
 
     /// A resumed run keeps the recipe its config.json records. A flag that would change it (given, and
     /// not what the run has) is refused rather than ignored; flags left at their defaults say nothing.
+    /// A JSON decoding error in a line: which key, and what was wrong with it.
+    static func explain(_ error: DecodingError) -> String {
+        func path(_ keys: [CodingKey]) -> String { keys.isEmpty ? "the top level" : "'" + keys.map(\.stringValue).joined(separator: ".") + "'" }
+        func kind(_ type: Any.Type) -> String {
+            let name = "\(type)"
+            if name.hasPrefix("Dictionary") { return "an object" }
+            if name.hasPrefix("Array") { return "a list" }
+            if ["Int", "Int64", "UInt64", "Double", "Float"].contains(name) { return "a number" }
+            if name == "Bool" { return "true or false" }
+            if name == "String" { return "a string" }
+            return "a \(name)"
+        }
+        switch error {
+        case .keyNotFound(let key, let context): return "\(path(context.codingPath + [key])) is missing"
+        case .typeMismatch(let type, let context): return "\(path(context.codingPath)) is not \(kind(type))"
+        case .valueNotFound(let type, let context): return "\(path(context.codingPath)) is null, not \(kind(type))"
+        case .dataCorrupted(let context): return context.codingPath.isEmpty ? "not valid JSON" : "\(path(context.codingPath)): \(context.debugDescription)"
+        @unknown default: return "\(error)"
+        }
+    }
+
     func refuseChangesToTheRecipe(of run: RunConfig, at directory: String) throws {
         let o = run.options, d = TrainingOptions()  // the flags' defaults are the recipe's
         var changed: [(flag: String, given: String, saved: String)] = []
@@ -161,7 +182,12 @@ struct Train: ParsableCommand {
             guard let json = FileManager.default.contents(atPath: resume + "/config.json") else {
                 throw TrainingError.notARun(path: resume, reason: "no config.json")
             }
-            var c = try JSONDecoder().decode(RunConfig.self, from: json)
+            var c: RunConfig
+            do {
+                c = try JSONDecoder().decode(RunConfig.self, from: json)
+            } catch let error as DecodingError {
+                throw TrainingError.notARun(path: resume, reason: "config.json is not a run's configuration: \(Train.explain(error))")
+            }
             try refuseChangesToTheRecipe(of: c, at: resume)
             c.options.maxSteps = maxSteps
             // What depends on the machine, not the recipe, may change when a run moves.

@@ -116,6 +116,16 @@ final class TrainCLITests: XCTestCase {
         out = try crackCLI(["eval", "--vit", "custom", "--depth", "3", "--delta", dir + "/run/best.pth", "--dataset", "A=" + dir + "/data"],
                            expectSuccess: false)
         XCTAssertTrue(out.contains("best.pth was trained on a custom backbone with --depth 2, but --depth 3 was given"), out)
+        // A damaged config.json is named, key and all, not dumped as a decoding error.
+        let saved = try Data(contentsOf: URL(fileURLWithPath: dir + "/run/config.json"))
+        var config = try XCTUnwrap(JSONSerialization.jsonObject(with: saved) as? [String: Any])
+        var options = try XCTUnwrap(config["options"] as? [String: Any])
+        options["lr"] = "fast"
+        config["options"] = options
+        try JSONSerialization.data(withJSONObject: config).write(to: URL(fileURLWithPath: dir + "/run/config.json"))
+        out = try crackCLI(["train", "--resume", dir + "/run"], expectSuccess: false)
+        XCTAssertTrue(out.contains("run: cannot resume: config.json is not a run's configuration: 'options.lr' is not a number"), out)
+        try saved.write(to: URL(fileURLWithPath: dir + "/run/config.json"))
         // Resuming compares the model's flags with the run's without --vit too.
         out = try crackCLI(["train", "--resume", dir + "/run", "--image-size", "128", "--heads", "1"], expectSuccess: false)
         XCTAssertTrue(out.contains("--image-size 128 (the run has 64), --heads 1 (the run has 2)"), out)
