@@ -67,6 +67,14 @@ def main(paths):
         names = sorted({n for _, ops in profiles for n in ops}, key=lambda n: -max(ops.get(n, 0) for _, ops in profiles))
         for n in names[:12]:
             print("  " + " ".join(f"{ops[n]:8.2f}" if n in ops else f"{'-':>8}" for _, ops in profiles) + f"  {n[:70]}")
+    # Which fused attention ran (flash or memory-efficient): the encoder's attention takes no bias since
+    # 8790c2a, with head dimensions padded to multiples of 8, so that flash may be chosen.
+    for label, name in (("ours", "ours-train-bf16-prof"), ("ref", "ref-train-fp16-prof")):
+        r = rows.get(name, {}).get("result")
+        if isinstance(r, dict) and "profile_ops" in r:
+            kernels = [f"{op['name']} x{op['calls_per_step']:g} ({op['ms_per_step']:.2f} ms)" for op in r["profile_ops"]
+                       if "attention" in op["name"]]
+            print(f"  attention ops, {label}: " + ("; ".join(kernels) or "none among the profiled ops"))
     graph = rows.get("graph-agree", {}).get("result")
     if isinstance(graph, dict):
         print(f"  CUDA graph vs eager: losses {graph['graph_vs_eager_loss_rel']:.3g} (eager vs eager {graph['eager_vs_eager_loss_rel']:.3g}), "
