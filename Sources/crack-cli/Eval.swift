@@ -30,6 +30,8 @@ struct Eval: ParsableCommand {
     @Option(help: "Write predicted masks under DIR/<model>/<dataset>/<variant>/.") var savePredictions: String?
     @Option(help: "Write all results as JSON.") var json: String?
     @Option(help: "Write all results as CSV.") var csv: String?
+    @Option(help: "Write every image's scores and pixel counts as CSV (one row per model, dataset, variant and image).")
+    var perImage: String?
     @Option(help: "Write the tables as Markdown.") var markdown: String?
     @Option(help: "Where the blur-sweep plot goes (with --blur-sweep).") var blurPlot = "blur-sweep.png"
     @Option(help: "Run this many data-parallel ranks on this machine.") var nproc: Int?
@@ -79,6 +81,7 @@ struct Eval: ParsableCommand {
         var files: [(path: String, option: String)] = []
         if let json { files.append((json, "--json")) }
         if let csv { files.append((csv, "--csv")) }
+        if let perImage { files.append((perImage, "--per-image")) }
         if let markdown { files.append((markdown, "--markdown")) }
         if blurSweep != nil { files.append((blurPlot, "--blur-plot")) }
         return files
@@ -200,13 +203,14 @@ struct Eval: ParsableCommand {
         try report(results, stoppedBy: nil, plot: !sweep.isEmpty)
     }
 
-    /// Prints the tables and writes --json, --csv, --markdown and the blur plot; `stoppedBy` marks them partial.
+    /// Prints the tables and writes --json, --csv, --per-image, --markdown and the blur plot; `stoppedBy` marks them partial.
     func report(_ results: [EvaluationResult], stoppedBy cause: String?, plot: Bool) throws {
         let table = (cause.map { "(partial: the evaluation was stopped by \($0))\n\n" } ?? "") + EvaluationReport.markdown(results)
         print("")
         print(table)
         if let json { try AtomicFile.write(try EvaluationReport.json(results), to: json) }
         if let csv { try AtomicFile.write(Data(EvaluationReport.csv(results).utf8), to: csv) }
+        if let perImage { try AtomicFile.write(Data(EvaluationReport.perImageCSV(results).utf8), to: perImage) }
         if let markdown { try AtomicFile.write(Data(table.utf8), to: markdown) }
         if plot {
             try EvaluationReport.blurPlot(results).write(to: blurPlot)

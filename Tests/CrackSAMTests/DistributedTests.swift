@@ -207,8 +207,14 @@ final class DistributedTests: XCTestCase {
         let dir = try Oracle.scratch()
         try makeTestDataset(dir + "/data", count: 7)
         let model = ["--vit", "custom", "--embed-dim", "32", "--depth", "2", "--heads", "2", "--global-blocks", "1", "--image-size", "32", "--patch-size", "8"]
-        _ = try crackCLI(["eval"] + model + ["--dataset", "d=" + dir + "/data", "--noise", "case1", "--json", dir + "/one.json"])
-        let out = try crackCLI(["eval"] + model + ["--dataset", "d=" + dir + "/data", "--noise", "case1", "--json", dir + "/three.json", "--nproc", "3"])
+        _ = try crackCLI(["eval"] + model + ["--dataset", "d=" + dir + "/data", "--noise", "case1", "--json", dir + "/one.json",
+                                             "--per-image", dir + "/one.csv"])
+        let out = try crackCLI(["eval"] + model + ["--dataset", "d=" + dir + "/data", "--noise", "case1", "--json", dir + "/three.json", "--nproc", "3",
+                                                   "--per-image", dir + "/three.csv"])
+        // Every image's counts come back to rank 0 in the dataset's order: the same rows as one process.
+        let rows = try String(contentsOfFile: dir + "/three.csv", encoding: .utf8)
+        XCTAssertEqual(rows, try String(contentsOfFile: dir + "/one.csv", encoding: .utf8))
+        XCTAssertEqual(rows.split(separator: "\n").count, 1 + 2 * 7)
         XCTAssertTrue(out.contains("— 7 images"), out)
         let decode = { (path: String) in
             try JSONDecoder().decode([EvaluationResult].self, from: Data(contentsOf: URL(fileURLWithPath: path)))

@@ -102,6 +102,34 @@ final class EvalTests: XCTestCase {
         XCTAssertEqual(Array(partial.prefix(3)).compactMap { $0["variant"] as? String }, ["clean", "blur:1", "blur:3"])
     }
 
+    /// --per-image: a row per image and variant whose IoUs average to the reported IoU; a name with a
+    /// comma is quoted, so that the columns stay put.
+    func testPerImageScoresAverageToTheReportedOnes() throws {
+        let dir = try Oracle.scratch()
+        try makeTestDataset(dir + "/a", count: 3)
+        for sub in ["images", "masks"] { try FileManager.default.moveItem(atPath: dir + "/a/\(sub)/s2.png", toPath: dir + "/a/\(sub)/cut, wall.png") }
+        let tiny = ["--vit", "custom", "--embed-dim", "32", "--depth", "2", "--heads", "2", "--global-blocks", "1", "--image-size", "32"]
+        _ = try crackCLI(["eval"] + tiny + ["--dataset", "A=" + dir + "/a", "--noise", "case1", "--csv", dir + "/all.csv", "--per-image", dir + "/images.csv"])
+        let rows = try String(contentsOfFile: dir + "/images.csv", encoding: .utf8).split(separator: "\n").map(String.init)
+        XCTAssertEqual(rows[0], "model,dataset,variant,image,precision,recall,f1,iou,predicted_pixels,truth_pixels,intersection_pixels")
+        XCTAssertEqual(rows.count, 1 + 2 * 3)
+        XCTAssertTrue(rows.contains { $0.hasPrefix("untrained,A,clean,\"cut, wall\",") }, "\(rows)")
+        let summary = try String(contentsOfFile: dir + "/all.csv", encoding: .utf8).split(separator: "\n").dropFirst()
+        for line in summary {
+            let f = line.split(separator: ",")
+            let variant = String(f[2]), iou = try XCTUnwrap(Double(f[7]))
+            // The IoU is the fourth field from the end: the names before it may hold commas.
+            let ious = rows.dropFirst().filter { $0.hasPrefix("untrained,A,\(variant),") }.map { Double($0.split(separator: ",").reversed()[3])! }
+            XCTAssertEqual(ious.count, 3)
+            XCTAssertEqual(ious.reduce(0, +) / 3, iou, accuracy: 1e-6, "\(variant)")
+            for row in rows.dropFirst() where row.hasPrefix("untrained,A,\(variant),") {
+                let counts = row.split(separator: ",").suffix(3).map { Int($0)! }  // |P|, |G|, |P∩G|
+                let scores = SegmentationScores(predicted: counts[0], truth: counts[1], intersection: counts[2])
+                XCTAssertEqual(Double(row.split(separator: ",").reversed()[3])!, scores.iou, accuracy: 1e-6)
+            }
+        }
+    }
+
     func testCLIEvaluatesSeveralModelsOnSeveralDatasets() throws {
         let dir = try Oracle.scratch()
         try makeTestDataset(dir + "/a", count: 4)

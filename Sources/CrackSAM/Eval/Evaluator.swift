@@ -14,12 +14,33 @@ public struct EvaluationResult: Codable, Equatable, Sendable {
     public var iou: Double
     /// Σ|P∩G| / Σ|P∪G| over all pixels of all images (a different number: large images weigh more).
     public var pooledIoU: Double
+    /// Each image's pixel counts, in the dataset's order (for a per-image report; not in the JSON summary).
+    public var imageScores: [ImageScore] = []
 
     // "pooled_iou" in the JSON report (snake case would make it "pooled_io_u"), as in the CSV.
     enum CodingKeys: String, CodingKey {
         case model, dataset, variant, images, precision, recall, f1, iou
         case pooledIoU = "pooled_iou"
     }
+}
+
+/// One image's prediction against its label, at the label's size: |P|, |G| and |P∩G| in pixels.
+public struct ImageScore: Equatable, Sendable {
+    /// The sample's name (its image file's stem).
+    public var image: String
+    public var predicted: Int
+    public var truth: Int
+    public var intersection: Int
+
+    public init(image: String, predicted: Int, truth: Int, intersection: Int) {
+        self.image = image
+        self.predicted = predicted
+        self.truth = truth
+        self.intersection = intersection
+    }
+
+    /// Pr, Re, F1 and IoU with the authors' edge rules.
+    public var scores: SegmentationScores { SegmentationScores(predicted: predicted, truth: truth, intersection: intersection) }
 }
 
 /// Anything that turns S×S RGB images into binary crack masks (0/1, S×S, row-major): CrackSAM, or a
@@ -105,10 +126,11 @@ public final class Evaluator {
 
     public func evaluate(_ dataset: CrackDataset, name datasetName: String, degradation: Degradation? = nil,
                          savePredictions: String? = nil) throws -> EvaluationResult {
-        let dataset = group.map { dataset.subset(DataParallel.shard(dataset.count, rank: $0.rank, worldSize: $0.worldSize)) } ?? dataset
+        let whole = dataset
+        let mine = group.map { DataParallel.shard(whole.count, rank: $0.rank, worldSize: $0.worldSize) } ?? Array(0..<whole.count)
+        let dataset = group == nil ? whole : whole.subset(mine)
         let s = predictor.inputSize
-        var scores: [SegmentationScores] = []
-        var pooledIntersection = 0, pooledUnion = 0
+        var counts: [(predicted: Int, truth: Int, intersection: Int)] = []
         if let savePredictions { try Folder.make(savePredictions) }
         for start in stride(from: 0, to: dataset.count, by: batch) {
             // A single process stops between batches when asked; ranks stop between evaluations (the
@@ -131,24 +153,35 @@ public final class Evaluator {
                     if gg { b += 1 }
                     if pp && gg { inter += 1 }
                 }
-                scores.append(SegmentationScores(predicted: a, truth: b, intersection: inter))
-                pooledIntersection += inter
-                pooledUnion += a + b - inter
+                counts.append((a, b, inter))
                 if let savePredictions {
                     try Image(width: image.width, height: image.height, channels: 1, pixels: pred.map { $0 != 0 ? 255 : 0 })
                         .write(to: savePredictions + "/" + dataset.samples[indices[j]].name + ".png")
                 }
             }
         }
-        var mean = SegmentationScores.mean(scores)
-        var count = scores.count
         if let group {
-            let merged = try SegmentationScores.mean(scores, across: group, alsoSum: [Double(pooledIntersection), Double(pooledUnion)])
-            (mean, count) = (merged.mean, merged.count)
-            (pooledIntersection, pooledUnion) = (Int(merged.sums[0]), Int(merged.sums[1]))
+            // Every rank's counts in their images' places (the shards are disjoint, so a sum gathers them;
+            // float64 holds pixel counts exactly): each rank then scores the whole dataset in its order.
+            var flat = [Double](repeating: 0, count: 3 * whole.count)
+            for (k, i) in mine.enumerated() {
+                (flat[3 * i], flat[3 * i + 1], flat[3 * i + 2]) = (Double(counts[k].predicted), Double(counts[k].truth), Double(counts[k].intersection))
+            }
+            let gathered = try Tensor(flat, shape: [flat.count])
+            try group.allReduce(gathered)
+            let v = try gathered.toArray(of: Double.self)
+            counts = (0..<whole.count).map { (Int(v[3 * $0]), Int(v[3 * $0 + 1]), Int(v[3 * $0 + 2])) }
         }
-        return EvaluationResult(model: name, dataset: datasetName, variant: degradation?.description ?? "clean", images: count,
-                                precision: mean.precision, recall: mean.recall, f1: mean.f1, iou: mean.iou,
-                                pooledIoU: pooledUnion == 0 ? 1 : Double(pooledIntersection) / Double(pooledUnion))
+        let images = counts.enumerated().map { i, c in
+            ImageScore(image: whole.samples[i].name, predicted: c.predicted, truth: c.truth, intersection: c.intersection)
+        }
+        let mean = SegmentationScores.mean(images.map(\.scores))
+        let pooledIntersection = images.reduce(0) { $0 + $1.intersection }
+        let pooledUnion = images.reduce(0) { $0 + $1.predicted + $1.truth - $1.intersection }
+        var result = EvaluationResult(model: name, dataset: datasetName, variant: degradation?.description ?? "clean", images: images.count,
+                                      precision: mean.precision, recall: mean.recall, f1: mean.f1, iou: mean.iou,
+                                      pooledIoU: pooledUnion == 0 ? 1 : Double(pooledIntersection) / Double(pooledUnion))
+        result.imageScores = images
+        return result
     }
 }

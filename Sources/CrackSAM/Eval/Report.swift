@@ -28,11 +28,32 @@ public enum EvaluationReport {
         return lines.joined(separator: "\n") + "\n"
     }
 
+    /// A CSV field: quoted (quotes doubled) when it holds a comma, a quote or a line break, as RFC 4180
+    /// has it; file and model names may.
+    static func field(_ text: String) -> String {
+        guard text.contains(where: { $0 == "," || $0 == "\"" || $0.isNewline }) else { return text }
+        return "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+    }
+
     public static func csv(_ results: [EvaluationResult]) -> String {
         var lines = ["model,dataset,variant,images,precision,recall,f1,iou,pooled_iou"]
         for r in results {
-            lines.append(String(format: "%@,%@,%@,%ld,%.6f,%.6f,%.6f,%.6f,%.6f", r.model, r.dataset, r.variant, r.images, r.precision,
-                                r.recall, r.f1, r.iou, r.pooledIoU))
+            lines.append([field(r.model), field(r.dataset), r.variant].joined(separator: ",")
+                + String(format: ",%ld,%.6f,%.6f,%.6f,%.6f,%.6f", r.images, r.precision, r.recall, r.f1, r.iou, r.pooledIoU))
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// One row per image of every evaluation: its pixel counts and scores (which images a model fails on).
+    public static func perImageCSV(_ results: [EvaluationResult]) -> String {
+        var lines = ["model,dataset,variant,image,precision,recall,f1,iou,predicted_pixels,truth_pixels,intersection_pixels"]
+        for r in results {
+            for image in r.imageScores {
+                let s = image.scores
+                lines.append([field(r.model), field(r.dataset), r.variant, field(image.image)].joined(separator: ",")
+                    + String(format: ",%.6f,%.6f,%.6f,%.6f,%ld,%ld,%ld", s.precision, s.recall, s.f1, s.iou, image.predicted, image.truth,
+                             image.intersection))
+            }
         }
         return lines.joined(separator: "\n") + "\n"
     }
