@@ -259,11 +259,9 @@ static int decode_jpeg(const uint8_t *bytes, size_t n, cimg_image *out, char *er
       break;
     }
   }
-  if (cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK) {
-    jpeg_destroy_decompress(&cinfo);
-    return fail(err, cap, "CMYK JPEG is not supported (save it as RGB)");
-  }
-  cinfo.out_color_space = cinfo.num_components == 1 ? JCS_GRAYSCALE : JCS_RGB;
+  /* CMYK and YCCK (print workflows) come out of libjpeg as four channels, turned into RGB below. */
+  int cmyk = cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK;
+  cinfo.out_color_space = cmyk ? JCS_CMYK : cinfo.num_components == 1 ? JCS_GRAYSCALE : JCS_RGB;
   jpeg_start_decompress(&cinfo);
   int w = (int)cinfo.output_width, h = (int)cinfo.output_height, c = cinfo.output_components;
   if ((size_t)w * h > (size_t)1 << 28) {
@@ -278,6 +276,18 @@ static int decode_jpeg(const uint8_t *bytes, size_t n, cimg_image *out, char *er
   while (cinfo.output_scanline < cinfo.output_height) {
     JSAMPROW row = pixels + (size_t)cinfo.output_scanline * w * c;
     jpeg_read_scanlines(&cinfo, &row, 1);
+  }
+  if (cmyk) {
+    /* OpenCV's conversion of libjpeg's CMYK samples (as stored: Adobe files keep them inverted), in place:
+       each of R, G, B is k − (255 − c)·k / 256 with c its own ink (C, M, Y), in integers. */
+    size_t count = (size_t)w * h;
+    for (size_t i = 0; i < count; i++) {
+      int cy = pixels[4 * i], ma = pixels[4 * i + 1], ye = pixels[4 * i + 2], k = pixels[4 * i + 3];
+      pixels[3 * i] = (uint8_t)(k - ((255 - cy) * k >> 8));
+      pixels[3 * i + 1] = (uint8_t)(k - ((255 - ma) * k >> 8));
+      pixels[3 * i + 2] = (uint8_t)(k - ((255 - ye) * k >> 8));
+    }
+    c = 3;
   }
   /* libjpeg pads a truncated stream with grey and only warns; a corrupt file must not pass as an image. */
   long warnings = jerr.pub.num_warnings;

@@ -117,11 +117,16 @@ final class DatasetTests: XCTestCase {
         return dir
     }
 
-    func testACMYKPhotoIsRefusedByName() throws {
-        // cmyk.jpg is 80×60; give the sample a matching image that is not RGB.
-        let dir = try dataset(count: 1, withFirstImage: "cmyk.jpg", as: "s0.jpg")
+    /// A 0/255 mask saved with 16 bits would read as empty (OpenCV keeps the high bytes): its cracks would
+    /// train as background. It is refused, naming the mask.
+    func testASixteenBitMaskOfEightBitValuesIsRefusedByName() throws {
+        let dir = try dataset(count: 1, withFirstImage: "rgb.png", as: "s0.png")  // 80×60, as deep_mask.png
+        let oracle = try Oracle.scratch("img")
+        try Oracle.run("image_oracle.py", [oracle])
+        try FileManager.default.removeItem(atPath: dir + "/masks/s0.png")
+        try FileManager.default.copyItem(atPath: oracle + "/deep_mask.png", toPath: dir + "/masks/s0.png")
         XCTAssertThrowsError(try CrackDataset(root: dir).load(0, size: 32)) { error in
-            XCTAssertTrue("\(error)".contains("s0.jpg") && "\(error)".contains("CMYK JPEG"), "\(error)")
+            XCTAssertTrue("\(error)".contains("masks/s0.png") && "\(error)".contains("16-bit PNG whose values all lie in 0…255"), "\(error)")
         }
     }
 

@@ -33,7 +33,7 @@ cv2.imwrite(f"{d}/deep_rgb.png", rng.integers(0, 65536, (60, 80, 3), dtype=np.ui
 # A 0/255 mask saved with 16 bits: imread's high bytes make it all black (refused), and an all-black one.
 cv2.imwrite(f"{d}/deep_mask.png", (grey > 100).astype(np.uint16) * 255)
 cv2.imwrite(f"{d}/deep_black.png", np.zeros((60, 80), np.uint16))
-# A CMYK JPEG (print workflows produce them; libjpeg decodes them but they are not RGB photos).
+# A CMYK JPEG (print workflows produce them), Adobe-inverted as Pillow writes it.
 from PIL import Image as PILImage
 
 PILImage.fromarray(rgb).convert("CMYK").save(f"{d}/cmyk.jpg", quality=90)
@@ -123,6 +123,7 @@ decoded = {
     "deep.png": cv2.imread(f"{d}/deep.png", cv2.IMREAD_GRAYSCALE),
     "deep_rgb.png": cv2.cvtColor(cv2.imread(f"{d}/deep_rgb.png"), cv2.COLOR_BGR2RGB),
     "deep_black.png": cv2.imread(f"{d}/deep_black.png", cv2.IMREAD_GRAYSCALE),
+    "cmyk.jpg": cv2.cvtColor(cv2.imread(f"{d}/cmyk.jpg"), cv2.COLOR_BGR2RGB),
 }
 for name, is_grey in list(oriented.items()) + list(bmp.items()):
     read = cv2.imread(f"{d}/{name}", cv2.IMREAD_GRAYSCALE if is_grey else cv2.IMREAD_COLOR)

@@ -35,7 +35,7 @@ int cimg_sniff(const uint8_t *bytes, size_t n);
    PNG eXIf) is applied, as OpenCV's imread does. Also uncompressed BMP (1/4/8-bit palette, 24/32-bit).
    16-bit PNGs keep each sample's high byte, as imread's 8-bit image does; one whose high bytes are all
    zero but not its low bytes (8-bit values in a 16-bit file, all black that way) is refused. CMYK/YCCK
-   JPEGs and compressed or 16-bit BMPs are refused by name. */
+   JPEGs become RGB as imread makes them. Compressed or 16-bit BMPs are refused by name. */
 int cimg_decode(const uint8_t *bytes, size_t n, cimg_image *out, char *err, size_t err_cap);
 void cimg_free(cimg_image *img);
 
