@@ -45,6 +45,16 @@ final class DistributedTests: XCTestCase {
         }
     }
 
+    /// NCCL reduces CUDA tensors only: the host tensors the trainer and eval reduce (the stop flag, the
+    /// validation sums, per-image counts) go through the rank's own GPU, and nothing moves under Gloo.
+    /// (NCCL itself runs only on a GPU machine: scripts/gpu-bench's NCCL check takes these paths.)
+    func testHostTensorsAreStagedThroughTheRanksGPUForNCCL() {
+        XCTAssertEqual(ProcessGroup.stagingDevice(backend: .nccl, tensorDevice: .cpu, localRank: 3), .cuda(3))
+        XCTAssertNil(ProcessGroup.stagingDevice(backend: .nccl, tensorDevice: .cuda(3), localRank: 3))
+        XCTAssertNil(ProcessGroup.stagingDevice(backend: .gloo, tensorDevice: .cpu, localRank: 0))
+        XCTAssertNil(ProcessGroup.stagingDevice(backend: .gloo, tensorDevice: .cuda(1), localRank: 1))
+    }
+
     func testCollectivesOverLoopback() throws {
         try withGroup(3) { group in
             let r = Double(group.rank)

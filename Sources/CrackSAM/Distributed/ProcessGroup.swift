@@ -17,6 +17,8 @@ public final class ProcessGroup {
     public let rank: Int
     public let worldSize: Int
     public let backend: Backend
+    /// This rank's GPU (LOCAL_RANK): where NCCL's collectives run.
+    public let localRank: Int
     private let store: ct_store
     private let group: ct_group
 
@@ -42,6 +44,7 @@ public final class ProcessGroup {
         try ProcessGroup.validate(timeout: timeout)
         rank = env.rank
         worldSize = env.worldSize
+        localRank = env.localRank
         self.backend = backend
         let ms = Int64(timeout * 1000)
         var s: ct_store? = nil
@@ -91,21 +94,41 @@ public final class ProcessGroup {
         }
     }
 
+    /// Where a tensor on `device` must go for this backend's collectives, or nil where it can stay: NCCL
+    /// reduces CUDA tensors only, so host tensors (a stop flag, score sums) go through the rank's GPU;
+    /// Gloo takes host and CUDA tensors alike.
+    public static func stagingDevice(backend: Backend, tensorDevice: Device, localRank: Int) -> Device? {
+        backend == .nccl && tensorDevice == .cpu ? .cuda(localRank) : nil
+    }
+
+    /// Runs `collective` on `tensor`, or on its copy on the staging device, copied back in place after.
+    private func staged(_ tensor: Tensor, _ collective: (Tensor) throws -> Void) throws {
+        guard let device = ProcessGroup.stagingDevice(backend: backend, tensorDevice: tensor.device, localRank: localRank) else {
+            return try collective(tensor)
+        }
+        let moved = try tensor.to(device: device)
+        try collective(moved)
+        try tensor.copy_(moved)
+    }
+
     /// Reduces `tensor` over all ranks, in place (every rank ends with the result).
     public func allReduce(_ tensor: Tensor, op: ReduceOp = .sum) throws {
-        try run("all-reduce") { ct_group_allreduce(group, tensor.handle, op.rawValue) }
+        try staged(tensor) { t in try run("all-reduce") { ct_group_allreduce(group, t.handle, op.rawValue) } }
     }
 
     /// Overwrites `tensor` on every rank with rank `root`'s.
     public func broadcast(_ tensor: Tensor, from root: Int = 0) throws {
-        try run("broadcast") { ct_group_broadcast(group, tensor.handle, Int32(root)) }
+        try staged(tensor) { t in try run("broadcast") { ct_group_broadcast(group, t.handle, Int32(root)) } }
     }
 
-    /// Every rank's `tensor` (same shape on all ranks), stacked: (worldSize, ...).
+    /// Every rank's `tensor` (same shape on all ranks), stacked: (worldSize, ...), on `tensor`'s device.
     public func allGather(_ tensor: Tensor) throws -> Tensor {
+        let device = ProcessGroup.stagingDevice(backend: backend, tensorDevice: tensor.device, localRank: localRank)
+        let input = try device.map { try tensor.to(device: $0) } ?? tensor
         var out: ct_tensor? = nil
-        try run("all-gather") { ct_group_allgather(group, tensor.handle, &out) }
-        return Tensor(owning: out!)
+        try run("all-gather") { ct_group_allgather(group, input.handle, &out) }
+        let gathered = Tensor(owning: out!)
+        return device == nil ? gathered : try gathered.to(device: tensor.device)
     }
 
     public func barrier() throws {
