@@ -214,7 +214,8 @@ final class TrainerTests: XCTestCase {
     }
 
     /// With read-backs every 3 steps, NaN steps are skipped on the device and the run stops at the
-    /// read-back with the last good weights.
+    /// read-back with the last good weights, every step of the window in metrics.csv (the state saved
+    /// holds step 3: a row 3 left out would stay missing after a resume).
     func testNonFiniteLossWithDeferredReadBack() throws {
         let data = try dataset()
         let dir = try Oracle.scratch("nan-deferred")
@@ -225,11 +226,14 @@ final class TrainerTests: XCTestCase {
         o.syncEvery = 3
         let trainer = try Trainer(model: m, train: data, validation: nil, options: o, runDirectory: dir, log: { _ in })
         XCTAssertThrowsError(try trainer.run()) { error in
-            XCTAssertEqual(error as? TrainingError, .nonFiniteLoss(steps: 2, atStep: 2, checkpoint: dir + "/state.safetensors"))
+            XCTAssertEqual(error as? TrainingError, .nonFiniteLoss(steps: 3, atStep: 3, checkpoint: dir + "/state.safetensors"))
         }
         XCTAssertEqual(try m.deltaStateDict()["w_a_000"]!.bytes(), try before.bytes(), "no NaN step was applied")
         let rows = try String(contentsOfFile: dir + "/metrics.csv", encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(rows.count, 4, rows.joined(separator: "\n"))
         XCTAssertTrue(rows[1].hasPrefix("1,1,") && rows[1].split(separator: ",")[2].hasSuffix("nan"), rows.joined(separator: "\n"))
-        XCTAssertTrue(rows[2].hasSuffix(",3"), "three steps skipped on the device by the read-back: \(rows[2])")
+        XCTAssertTrue(rows[3].hasPrefix("3,1,") && rows[3].hasSuffix(",3"), "three steps skipped on the device by the read-back: \(rows[3])")
+        let saved = try SafeTensors.load(at: dir + "/state.safetensors").metadata["step"]
+        XCTAssertEqual(saved, "3")
     }
 }

@@ -224,9 +224,9 @@ public final class Trainer {
 
     /// Ends a run of `maxNonFiniteSteps` non-finite losses (the last at step `atStep`), saving the state
     /// when the weights are still finite (the NaN steps were skipped).
-    private func stopForNonFiniteLosses(atStep: Int) throws -> Never {
-        if try saveState() { throw TrainingError.nonFiniteLoss(steps: nonFiniteStreak, atStep: atStep, checkpoint: statePath) }
-        throw TrainingError.nonFiniteWeights(steps: nonFiniteStreak, atStep: atStep, checkpoint: statePath, savedStep: savedStep)
+    private func stopForNonFiniteLosses(steps: Int, atStep: Int) throws -> Never {
+        if try saveState() { throw TrainingError.nonFiniteLoss(steps: steps, atStep: atStep, checkpoint: statePath) }
+        throw TrainingError.nonFiniteWeights(steps: steps, atStep: atStep, checkpoint: statePath, savedStep: savedStep)
     }
 
     func loadState() throws {
@@ -349,13 +349,17 @@ public final class Trainer {
         windowStart = now
         let steps = unread
         unread = []
+        var limit: (steps: Int, atStep: Int)?
         for (i, u) in steps.enumerated() {
             let loss = values[3 * i]
             nonFiniteStreak = loss.isFinite ? 0 : nonFiniteStreak + 1
             try record(step: u.step, epoch: u.epoch, loss: loss, ce: values[3 * i + 1], dice: values[3 * i + 2], lr: u.lr,
                        imagesPerSecond: imagesPerSecond, batches: batches)
-            if nonFiniteStreak >= options.maxNonFiniteSteps { try stopForNonFiniteLosses(atStep: u.step) }
+            if nonFiniteStreak >= options.maxNonFiniteSteps { limit = (nonFiniteStreak, u.step) }
         }
+        // Only after every row of the window is written: the state saved on stopping holds all of its steps,
+        // and a resume keeps rows up to that state, so a row not written now would be missing for good.
+        if let limit { try stopForNonFiniteLosses(steps: limit.steps, atStep: limit.atStep) }
     }
 
     /// Trains from the current state (call `resume()` first to continue a run).
@@ -408,7 +412,7 @@ public final class Trainer {
                     try record(step: step, epoch: epoch, loss: lossValue, ce: value.ce.item(), dice: value.dice.item(), lr: lr,
                                imagesPerSecond: imagesPerSecond, batches: loader.batchCount)
                     // Recorded first, so metrics.csv shows every step of the streak.
-                    if nonFiniteStreak >= options.maxNonFiniteSteps { try stopForNonFiniteLosses(atStep: step) }
+                    if nonFiniteStreak >= options.maxNonFiniteSteps { try stopForNonFiniteLosses(steps: nonFiniteStreak, atStep: step) }
                 }
                 if let parallel, verifySync {
                     let worst = try parallel.divergence(optimizer.parameters)
