@@ -92,6 +92,19 @@ final class CheckpointTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: d + "/pwned"))
     }
 
+    /// Sizes forged past 64 bits (a hostile or corrupt file) are named errors, not arithmetic traps.
+    func testOverflowingSizesAreErrorsNotCrashes() throws {
+        let d = try files()
+        for (file, fragment) in [("huge_storage.pth", "storage data/0 claims 4611686018427387904 × float32 elements"),
+                                 ("huge_stride.pth", "tensor of size [1099511627776] and strides [1099511627776] addresses past any storage"),
+                                 ("huge_shape.safetensors", "shape [2305843009213693952] of F32 needs 2305843009213693952 × 4 bytes")] {
+            XCTAssertThrowsError(try (file.hasSuffix(".pth") ? PyTorchCheckpoint.loadStateDict(at: d + "/" + file)
+                                                              : SafeTensors.load(at: d + "/" + file).tensors), file) { error in
+                XCTAssertTrue("\(error)".contains(d + "/" + file) && "\(error)".contains(fragment), "\(error)")
+            }
+        }
+    }
+
     func testSavingOverAnExistingFileReplacesItAtomically() throws {
         let d = try Oracle.scratch()
         let path = d + "/a.pth"

@@ -89,6 +89,37 @@ if mode == "write":
                     if damage == "storage" and n.endswith("/data/0"):
                         continue
                     dst.writestr(n, data)
+    # Forged files whose sizes overflow 64-bit arithmetic (hostile, or corrupt): a storage of 2**62 floats;
+    # a tensor of size and stride 2**40; a safetensors shape of 2**61 floats. Each must be a named error.
+    import io
+    import pickle
+    import struct
+
+    def forged_pth(name, numel, size, stride):
+        class Storage:
+            pass
+
+        class Forger(pickle.Pickler):
+            def persistent_id(self, obj):
+                return ("storage", torch.FloatStorage, "0", "cpu", numel) if isinstance(obj, Storage) else None
+
+        class Forged:
+            def __reduce__(self):
+                return (torch._utils._rebuild_tensor_v2, (Storage(), 0, size, stride, False, collections.OrderedDict()))
+
+        buf = io.BytesIO()
+        Forger(buf, protocol=2).dump({"w": Forged()})
+        with zipfile.ZipFile(f"{d}/{name}", "w", zipfile.ZIP_STORED) as z:
+            z.writestr("archive/data.pkl", buf.getvalue())
+            z.writestr("archive/byteorder", "little")
+            z.writestr("archive/data/0", b"\0" * 16)
+            z.writestr("archive/version", "3\n")
+
+    forged_pth("huge_storage.pth", 2**62, (4,), (1,))
+    forged_pth("huge_stride.pth", 4, (2**40,), (2**40,))
+    header = json.dumps({"w": {"dtype": "F32", "shape": [2**61], "data_offsets": [0, 4]}}).encode()
+    with open(f"{d}/huge_shape.safetensors", "wb") as f:
+        f.write(struct.pack("<Q", len(header)) + header + b"\0" * 4)
     print("written")
 
 elif mode == "verify":

@@ -51,7 +51,10 @@ public enum PyTorchCheckpoint {
         var unpickler = Unpickler(bytes: pickle, path: path) { dtype, key, numel in
             if let s = cache[key] { return s }
             let raw = try record("data/\(key)")
-            let needed = numel * dtype.itemSize
+            let (needed, overflow) = numel.multipliedReportingOverflow(by: dtype.itemSize)
+            guard numel >= 0, !overflow else {
+                throw TorchError.malformedCheckpoint(path: path, reason: "storage data/\(key) claims \(numel) × \(dtype) elements")
+            }
             guard raw.count >= needed else {
                 throw TorchError.malformedCheckpoint(
                     path: path, reason: "storage data/\(key) holds \(raw.count) bytes, \(needed) expected for \(numel) × \(dtype)")

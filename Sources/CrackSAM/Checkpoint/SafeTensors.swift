@@ -80,7 +80,8 @@ public enum SafeTensors {
             }
             let (bytes, overflow) = elements.multipliedReportingOverflow(by: dtype.itemSize)
             guard !overflow, bytes == e - b else {
-                throw bad("\(name): shape \(shape) of \(dtypeName) needs \(elements * dtype.itemSize) bytes but data_offsets span \(e - b)")
+                // (Not elements × item size here: that product is what may have overflowed.)
+                throw bad("\(name): shape \(shape) of \(dtypeName) needs \(elements) × \(dtype.itemSize) bytes but data_offsets span \(e - b)")
             }
             entries.append(Entry(name: name, dtype: dtype, shape: shape, begin: b, end: e))
         }

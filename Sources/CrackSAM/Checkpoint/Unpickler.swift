@@ -255,8 +255,17 @@ struct Unpickler {
             // Bounds: the last element addressed must lie inside the storage.
             let available = storage.count
             if !size.contains(0) {
-                let last = zip(size, strides).reduce(offset) { $0 + ($1.0 - 1) * $1.1 }
-                guard offset >= 0, last < available else {
+                // Sizes, strides and offset come from the file: summed with overflow checks, so that a
+                // forged 2⁴⁰ × 2⁴⁰ is an error, not a trap.
+                guard offset >= 0 else { throw malformed("tensor at a negative storage offset \(offset)") }
+                var last = offset
+                for (n, stride) in zip(size, strides) {
+                    let (span, o1) = (n - 1).multipliedReportingOverflow(by: stride)
+                    let (sum, o2) = last.addingReportingOverflow(span)
+                    guard !o1, !o2 else { throw malformed("tensor of size \(size) and strides \(strides) addresses past any storage") }
+                    last = sum
+                }
+                guard last < available else {
                     throw malformed("tensor of size \(size) at offset \(offset) overruns its storage of \(available) elements")
                 }
             }
