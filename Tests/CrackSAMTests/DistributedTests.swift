@@ -210,6 +210,14 @@ final class DistributedTests: XCTestCase {
             .map { $0.split(separator: ",").prefix(2).joined(separator: ",") }
         // 8 images: 2 global batches of 4 per epoch on 2 ranks, 4 batches of 2 on 1.
         XCTAssertEqual(rows, ["1,1", "3,1", "4,1", "5,2"])
+        // The other way, 1 rank to 2: fewer, larger steps. Sample 6 of 8 is global batch 1 of 2 on two
+        // ranks (step 1), and the rows numbered past it are dropped, so the steps stay in order.
+        _ = try crackCLI(["train"] + tiny + ["--data", dir + "/data", "--out", dir + "/run2", "--batch", "2", "--max-steps", "3"])
+        let more = try crackCLI(["train", "--resume", dir + "/run2", "--max-steps", "3", "--nproc", "2"])
+        XCTAssertTrue(more.contains("the rows of steps 2…3 (counted on 1 rank(s)) are dropped"), more)
+        let renumbered = try String(contentsOfFile: dir + "/run2/metrics.csv", encoding: .utf8).split(separator: "\n").dropFirst()
+            .map { $0.split(separator: ",").prefix(2).joined(separator: ",") }
+        XCTAssertEqual(renumbered, ["1,1", "2,1", "3,2", "4,2"])
     }
 
     /// Evaluation split over 3 ranks (uneven shares) gives the single process's scores.

@@ -261,9 +261,17 @@ public final class Trainer {
             let samples = contents.metadata["samples_in_epoch"].flatMap(Int.init) ?? batchInEpoch * options.batch * savedWorld
             let perEpoch = Trainer.batchesPerEpoch(train.count, batch: options.batch, worldSize: worldSize)
             batchInEpoch = min(samples / (options.batch * worldSize), perEpoch)
+            let savedAt = step
             step = epoch * perEpoch + batchInEpoch
             log("the run was saved with \(savedWorld) rank(s) and continues on \(worldSize): sample \(batchInEpoch * options.batch * worldSize) "
                 + "of epoch \(epoch + 1) (saved at sample \(samples)), step \(step)")
+            // More ranks count fewer, larger steps: the rows numbered past the new count would sit before
+            // the rows to come, so metrics.csv continues from the new count.
+            if step < savedAt {
+                try dropRows(of: "metrics.csv", column: "step", after: step)
+                log("metrics.csv: the rows of steps \(step + 1)…\(savedAt) (counted on \(savedWorld) rank(s)) are dropped; steps are now counted "
+                    + "in global batches of \(worldSize) rank(s)")
+            }
         }
         if let scaler, let s = contents.tensors["scaler.scale"], let g = contents.tensors["scaler.growth_tracker"] {
             try scaler.load(scale: s, growthTracker: g, skippedSteps: skippedSteps)
@@ -504,7 +512,8 @@ public final class Trainer {
         if let progress {
             let done = Double(step) / Double(max(total, 1))
             let width = 24
-            let filled = Int(done * Double(width))
+            // Clamped: a training set that shrank before a resume puts the step past this total.
+            let filled = min(max(Int(done * Double(width)), 0), width)
             progress("[" + String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled) + "] " + line)
         } else {
             let now = DispatchTime.now().uptimeNanoseconds
@@ -516,7 +525,7 @@ public final class Trainer {
     }
 
     static func duration(_ s: Double) -> String {
-        guard s.isFinite else { return "?" }
+        guard s.isFinite, s >= 0, s < 1e12 else { return "?" }
         let t = Int(s)
         return t >= 3600 ? String(format: "%ldh%02ldm", t / 3600, t % 3600 / 60) : String(format: "%ldm%02lds", t / 60, t % 60)
     }
