@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stdio.h> /* before jpeglib.h, which uses FILE */
 #include <jpeglib.h>
+#include <jerror.h> /* the warning codes (JWRN_*) */
 #include <png.h>
 #include <stdlib.h>
 #include <string.h>
@@ -229,9 +230,23 @@ static void jpeg_on_error(j_common_ptr cinfo) {
 }
 
 static void jpeg_on_message(j_common_ptr cinfo, int level) {
-  /* Level -1 is a warning ("premature end of data segment", "corrupt data"): count it, print nothing;
-     the decoder turns any warning into an error once the image is read. */
-  if (level < 0) cinfo->err->num_warnings++;
+  /* Level -1 is a warning; nothing is printed. Those that mean image data was lost or made up (a
+     truncated stream padded with grey, a corrupt entropy-coded segment) are counted, and the decoder
+     turns them into an error once the image is read. Header oddities that cost no pixel (an unknown
+     JFIF revision, stray bytes before a marker), which OpenCV reads past, are not. */
+  if (level >= 0) return;
+  switch (cinfo->err->msg_code) {
+  case JWRN_JPEG_EOF:
+  case JWRN_HIT_MARKER:
+  case JWRN_MUST_RESYNC:
+  case JWRN_HUFF_BAD_CODE:
+  case JWRN_BOGUS_PROGRESSION:
+  case JWRN_NOT_SEQUENTIAL:
+    cinfo->err->num_warnings++;
+    break;
+  default:
+    break;
+  }
 }
 
 static int decode_jpeg(const uint8_t *bytes, size_t n, cimg_image *out, char *err, size_t cap) {
@@ -252,6 +267,13 @@ static int decode_jpeg(const uint8_t *bytes, size_t n, cimg_image *out, char *er
   jpeg_mem_src(&cinfo, (unsigned char *)bytes, (unsigned long)n);
   jpeg_save_markers(&cinfo, JPEG_APP0 + 1, 0xFFFF); /* APP1: EXIF, for the orientation */
   jpeg_read_header(&cinfo, TRUE);
+  /* Before start_decompress, which for a progressive file allocates buffers for the whole declared
+     size: a corrupt header claiming 60000×60000 must not cost gigabytes first. */
+  if ((size_t)cinfo.image_width * cinfo.image_height > (size_t)1 << 28) {
+    int iw = (int)cinfo.image_width, ih = (int)cinfo.image_height;
+    jpeg_destroy_decompress(&cinfo);
+    return fail(err, cap, "JPEG of %dx%d pixels is too large", iw, ih);
+  }
   int orientation = 1;
   for (jpeg_saved_marker_ptr m = cinfo.marker_list; m; m = m->next) {
     if (m->marker == JPEG_APP0 + 1 && m->data_length >= 6 && memcmp(m->data, "Exif\0\0", 6) == 0) {

@@ -24,6 +24,21 @@ final class DatasetTests: XCTestCase {
         XCTAssertEqual(try CrackDataset(root: dir, list: dir + "/crlf.txt").samples.map(\.name), ["s3", "s1", "s0"])
     }
 
+    /// A colour mask is made grey as OpenCV makes it (luminance): green strokes (grey 149) are crack,
+    /// magenta (105) is not; the channel mean (85 and 170) had it the other way round. Grey masks and
+    /// .jfif photos read as ever.
+    func testColourMasksAreThresholdedOnOpenCVsGrey() throws {
+        let dir = try Oracle.scratch()
+        try makeTestDataset(dir, count: 1)
+        let colours: [[UInt8]] = [[0, 255, 0], [255, 0, 255], [255, 255, 255], [0, 0, 0], [128, 128, 128], [127, 127, 127]]
+        var pixels = [UInt8](repeating: 0, count: 40 * 30 * 3)
+        for (i, rgb) in colours.enumerated() { for k in 0..<3 { pixels[3 * i + k] = rgb[k] } }
+        try Image(width: 40, height: 30, channels: 3, pixels: pixels).write(to: dir + "/masks/s0.png")
+        try FileManager.default.moveItem(atPath: dir + "/images/s0.png", toPath: dir + "/images/s0.jfif")
+        let label = try CrackDataset(root: dir).loadOriginal(0).label
+        XCTAssertEqual(Array(label.prefix(colours.count)), [1, 0, 1, 0, 1, 0])
+    }
+
     /// With several crack classes a mask's grey values are class indices (binary reading would make a
     /// mask of 0, 1 and 2 all background); a value past the classes is an error naming the mask.
     func testSeveralClassesReadClassIndices() throws {

@@ -11,7 +11,7 @@ final class ImageTests: XCTestCase {
         // 16-bit PNGs keep each sample's high byte, as imread's 8-bit image does (not the nearest level).
         for (name, channels, tolerance) in [("rgb.png", 3, 0.0), ("grey.png", 1, 0.0), ("photo.jpg", 3, 2.0), ("grey.jpg", 1, 2.0),
                                             ("deep.png", 1, 0.0), ("deep_rgb.png", 3, 0.0), ("deep_black.png", 1, 0.0),
-                                            ("cmyk.jpg", 3, 2.0)] {
+                                            ("cmyk.jpg", 3, 2.0), ("jfif201.jpg", 3, 2.0), ("stray.jpg", 3, 2.0)] {
             let image = try Image.read(at: d + "/" + name)
             XCTAssertEqual([image.width, image.height, image.channels], [80, 60, channels], name)
             let ours = try image.tensor().permute([1, 2, 0]).squeeze(dim: channels == 1 ? 2 : 0).to(dtype: .float32)
@@ -70,7 +70,7 @@ final class ImageTests: XCTestCase {
     func testUnsupportedAndBrokenFilesAreNamedErrors() throws {
         let d = try Oracle.scratch()
         try Oracle.run("image_oracle.py", [d])
-        let cases = [("deep_mask.png", "16-bit PNG whose values all lie in 0…255"), ("truncated.png", "truncated"), ("truncated.jpg", "JPEG"),
+        let cases = [("huge_progressive.jpg", "JPEG of 60000x60000 pixels is too large"), ("deep_mask.png", "16-bit PNG whose values all lie in 0…255"), ("truncated.png", "truncated"), ("truncated.jpg", "JPEG"),
                      ("missing.png", "no such file")]
         for (name, fragment) in cases {
             XCTAssertThrowsError(try Image.read(at: d + "/" + name), name) { error in

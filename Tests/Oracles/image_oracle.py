@@ -37,6 +37,18 @@ cv2.imwrite(f"{d}/deep_black.png", np.zeros((60, 80), np.uint16))
 from PIL import Image as PILImage
 
 PILImage.fromarray(rgb).convert("CMYK").save(f"{d}/cmyk.jpg", quality=90)
+# JPEGs with header oddities libjpeg warns about but decodes whole (OpenCV reads them): JFIF revision
+# 2.01; a stray zero byte before the quantisation tables. And a progressive JPEG header claiming
+# 60000 × 60000 pixels, to be refused before its buffers are allocated.
+photo = open(f"{d}/photo.jpg", "rb").read()
+assert photo[6:11] == b"JFIF\0"
+open(f"{d}/jfif201.jpg", "wb").write(photo[:11] + b"\x02\x01" + photo[13:])
+dqt = photo.index(b"\xff\xdb")
+open(f"{d}/stray.jpg", "wb").write(photo[:dqt] + b"\x00" + photo[dqt:])
+cv2.imwrite(f"{d}/progressive.jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])
+prog = open(f"{d}/progressive.jpg", "rb").read()
+sof = prog.index(b"\xff\xc2")
+open(f"{d}/huge_progressive.jpg", "wb").write(prog[: sof + 5] + struct.pack(">HH", 60000, 60000) + prog[sof + 9 :])
 for name in ("rgb.png", "photo.jpg"):
     data = open(f"{d}/{name}", "rb").read()
     open(f"{d}/truncated.{name.split('.')[1]}", "wb").write(data[: len(data) * 2 // 3])
@@ -124,6 +136,8 @@ decoded = {
     "deep_rgb.png": cv2.cvtColor(cv2.imread(f"{d}/deep_rgb.png"), cv2.COLOR_BGR2RGB),
     "deep_black.png": cv2.imread(f"{d}/deep_black.png", cv2.IMREAD_GRAYSCALE),
     "cmyk.jpg": cv2.cvtColor(cv2.imread(f"{d}/cmyk.jpg"), cv2.COLOR_BGR2RGB),
+    "jfif201.jpg": cv2.cvtColor(cv2.imread(f"{d}/jfif201.jpg"), cv2.COLOR_BGR2RGB),
+    "stray.jpg": cv2.cvtColor(cv2.imread(f"{d}/stray.jpg"), cv2.COLOR_BGR2RGB),
 }
 for name, is_grey in list(oriented.items()) + list(bmp.items()):
     read = cv2.imread(f"{d}/{name}", cv2.IMREAD_GRAYSCALE if is_grey else cv2.IMREAD_COLOR)

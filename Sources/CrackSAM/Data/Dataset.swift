@@ -139,7 +139,7 @@ public struct CrackDataset: Sendable {
     }
 
     /// The sample at its own size: RGB image and label (binary: mask/255 > 0.5, colour masks by their
-    /// channel mean; with several classes, class indices). A mask must have its image's size.
+    /// grey value as OpenCV converts colour to grey; with several classes, class indices). A mask must have its image's size.
     public func loadOriginal(_ index: Int) throws -> (image: Image, label: [UInt8]) {
         let s = samples[index]
         let image = try Image.read(at: s.image).rgb()
@@ -158,10 +158,18 @@ public struct CrackDataset: Sendable {
             }
             return (image, label)
         }
+        // Crack where the grey value is above 127 (REFERENCE: mask/255 > 0.5). A colour mask is made grey
+        // as OpenCV makes it (its fixed-point luminance, 0.299 R + 0.587 G + 0.114 B), not by the channel
+        // mean, which put green strokes (grey 149) under the threshold.
         for p in 0..<label.count {
-            var sum = 0
-            for k in 0..<c { sum += Int(mask.pixels[p * c + k]) }
-            label[p] = Double(sum) / Double(c) / 255.0 > 0.5 ? 1 : 0
+            let grey: Int
+            if c == 3 {
+                let (r, g, b) = (Int(mask.pixels[3 * p]), Int(mask.pixels[3 * p + 1]), Int(mask.pixels[3 * p + 2]))
+                grey = (4899 * r + 9617 * g + 1868 * b + 8192) >> 14
+            } else {
+                grey = Int(mask.pixels[p * c])
+            }
+            label[p] = grey > 127 ? 1 : 0
         }
         return (image, label)
     }

@@ -54,7 +54,7 @@ public struct Image: Equatable, Sendable {
     }
 
     /// The extensions of files `read(at:)` decodes.
-    public static let readableExtensions: Set<String> = ["png", "jpg", "jpeg", "bmp"]
+    public static let readableExtensions: Set<String> = ["png", "jpg", "jpeg", "jpe", "jfif", "bmp"]
     /// Image formats found among crack photos and datasets (CrackTree's BMP, TIFF scans, …) that are not
     /// read: commands name such files rather than pass over them.
     public static let unreadableImageExtensions: Set<String> = ["tif", "tiff", "webp", "gif", "jp2", "pgm", "ppm"]
