@@ -126,7 +126,10 @@ struct Train: ParsableCommand {
         check("--val-every", valEvery, o.valEvery, isDefault: valEvery == d.valEvery)
         check("--save-every", saveEvery, o.saveEvery, isDefault: saveEvery == d.saveEvery)
         check("--seed", seed, o.seed, isDefault: seed == d.seed)
-        check("--device", device, o.device, isDefault: device == d.device)
+        // The device's kind is the recipe's (cpu or cuda: --amp's default follows it); which GPU is the
+        // machine's, as under a launcher, where a run given --device cuda records each rank's cuda:N.
+        func kind(_ device: String) -> String { device.hasPrefix("cuda") ? "cuda" : device }
+        check("--device", kind(device), kind(o.device), isDefault: device == d.device)
         check("--no-augment", noAugment, !o.augment, isDefault: !noAugment)
         check("--sync-every", syncEvery, o.syncEvery)
         check("--random-weights", randomWeights, run.randomWeights ?? false, isDefault: !randomWeights)
@@ -193,8 +196,13 @@ struct Train: ParsableCommand {
             // What depends on the machine, not the recipe, may change when a run moves.
             if workers != TrainingOptions().workers { c.options.workers = workers }
             if checkpointActivations { c.options.checkpointActivations = true }
-            // The GPU is this rank's own, whatever device the run was saved from.
-            if let environment, c.options.device.hasPrefix("cuda") { c.options.device = "cuda:\(environment.localRank)" }
+            // The GPU is this rank's own, whatever device the run was saved from; a single process takes
+            // the GPU it is given.
+            if let environment, c.options.device.hasPrefix("cuda") {
+                c.options.device = "cuda:\(environment.localRank)"
+            } else if c.options.device.hasPrefix("cuda"), device.hasPrefix("cuda") {
+                c.options.device = device
+            }
             runConfig = c
         } else {
             guard let data, let out else { throw ValidationError("--data and --out are required (or --resume RUN_DIR)") }

@@ -19,6 +19,9 @@ final class TrainCLITests: XCTestCase {
         XCTAssertTrue(out.contains("these flags would change it: --epochs 5 (the run has 3), --lr 1.0 (the run has 0.0004), "
             + "--rank 8 (the run has 4)"), out)
         XCTAssertEqual(try String(contentsOfFile: run + "/metrics.csv", encoding: .utf8).split(separator: "\n").count, 5)
+        // The device's kind is the recipe's; which GPU (cuda:N) is the machine's.
+        out = try crackCLI(["train", "--resume", run, "--device", "cuda:1"], expectSuccess: false)
+        XCTAssertTrue(out.contains("these flags would change it: --device cuda (the run has cpu)"), out)
         out = try crackCLI(["train", "--resume", run, "--out", dir + "/other"], expectSuccess: false)
         XCTAssertTrue(out.contains("give one of them"), out)
         // The run's own command again, with --resume: the same values change nothing, and it continues.
