@@ -79,8 +79,6 @@ struct Train: ParsableCommand {
         var valList: String?
     }
 
-    /// A resumed run keeps the recipe its config.json records. A flag that would change it (given, and
-    /// not what the run has) is refused rather than ignored; flags left at their defaults say nothing.
     /// A JSON decoding error in a line: which key, and what was wrong with it.
     static func explain(_ error: DecodingError) -> String {
         func path(_ keys: [CodingKey]) -> String { keys.isEmpty ? "the top level" : "'" + keys.map(\.stringValue).joined(separator: ".") + "'" }
@@ -102,6 +100,8 @@ struct Train: ParsableCommand {
         }
     }
 
+    /// A resumed run keeps the recipe its config.json records. A flag that would change it (given, and
+    /// not what the run has) is refused rather than ignored; flags left at their defaults say nothing.
     func refuseChangesToTheRecipe(of run: RunConfig, at directory: String) throws {
         let o = run.options, d = TrainingOptions()  // the flags' defaults are the recipe's
         var changed: [(flag: String, given: String, saved: String)] = []
