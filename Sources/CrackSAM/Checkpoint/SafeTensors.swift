@@ -80,8 +80,9 @@ public enum SafeTensors {
             }
             let (bytes, overflow) = elements.multipliedReportingOverflow(by: dtype.itemSize)
             guard !overflow, bytes == e - b else {
-                // (Not elements × item size here: that product is what may have overflowed.)
-                throw bad("\(name): shape \(shape) of \(dtypeName) needs \(elements) × \(dtype.itemSize) bytes but data_offsets span \(e - b)")
+                // Where the product overflowed, its factors: computing it again would trap.
+                let needed = overflow ? "\(elements) × \(dtype.itemSize) bytes (past 64 bits)" : "\(bytes) bytes"
+                throw bad("\(name): shape \(shape) of \(dtypeName) needs \(needed) but data_offsets span \(e - b)")
             }
             entries.append(Entry(name: name, dtype: dtype, shape: shape, begin: b, end: e))
         }
