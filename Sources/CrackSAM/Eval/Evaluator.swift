@@ -32,13 +32,6 @@ public struct ImageScore: Equatable, Sendable {
     public var truth: Int
     public var intersection: Int
 
-    public init(image: String, predicted: Int, truth: Int, intersection: Int) {
-        self.image = image
-        self.predicted = predicted
-        self.truth = truth
-        self.intersection = intersection
-    }
-
     /// Pr, Re, F1 and IoU with the authors' edge rules.
     public var scores: SegmentationScores { SegmentationScores(predicted: predicted, truth: truth, intersection: intersection) }
 }
