@@ -233,4 +233,18 @@ final class DatasetTests: XCTestCase {
         let loader = BatchLoader(dataset: ds, size: 32, batchSize: 7)
         XCTAssertThrowsError(try loader.nextBatch()) { error in XCTAssertTrue("\(error)".contains("s4.png"), "\(error)") }
     }
+
+    /// A loader dropped mid-epoch without stop() is freed (its workers hold it only while building a
+    /// batch), and its deinit stops the workers; they used to keep it, and themselves, alive for good.
+    func testALoaderDroppedMidEpochIsFreed() throws {
+        let dir = try Oracle.scratch()
+        try makeTestDataset(dir, count: 7)
+        var loader: BatchLoader? = BatchLoader(dataset: try CrackDataset(root: dir), size: 32, batchSize: 1, workers: 2, prefetch: 1)
+        weak var dropped = loader
+        _ = try loader?.nextBatch()
+        loader = nil
+        let deadline = Date().addingTimeInterval(10)
+        while dropped != nil && Date() < deadline { usleep(10_000) }
+        XCTAssertNil(dropped, "the workers still hold the loader")
+    }
 }

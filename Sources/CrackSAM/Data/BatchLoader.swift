@@ -22,12 +22,50 @@ public final class BatchLoader: Sequence, IteratorProtocol {
     let rank: Int
     let worldSize: Int
 
-    private let lock = NSCondition()
-    private var ready: [Int: Result<Batch, Error>] = [:]
-    private var nextToBuild = 0
-    private var nextToHand = 0
-    private let prefetch: Int
-    private var stopped = false
+    /// What the workers and the consumer share. The workers hold the loader weakly, and strongly only
+    /// while they build a batch: a loader dropped without `stop()` is freed, and its deinit stops them.
+    private final class Queue: @unchecked Sendable {
+        let lock = NSCondition()
+        var ready: [Int: Result<Batch, Error>] = [:]
+        var nextToBuild = 0
+        var nextToHand = 0
+        var stopped = false
+        let prefetch: Int
+        let batchCount: Int
+
+        init(prefetch: Int, batchCount: Int, start: Int) {
+            self.prefetch = prefetch
+            self.batchCount = batchCount
+            nextToBuild = start
+            nextToHand = start
+        }
+
+        /// The next batch for a worker to build, once fewer than `prefetch` wait unclaimed; nil to stop.
+        func claim() -> Int? {
+            lock.lock()
+            defer { lock.unlock() }
+            while !stopped && nextToBuild < batchCount && nextToBuild >= nextToHand + prefetch { lock.wait() }
+            if stopped || nextToBuild >= batchCount { return nil }
+            nextToBuild += 1
+            return nextToBuild - 1
+        }
+
+        func deliver(_ b: Int, _ result: Result<Batch, Error>) {
+            lock.lock()
+            ready[b] = result
+            lock.broadcast()
+            lock.unlock()
+        }
+
+        func stop() {
+            lock.lock()
+            stopped = true
+            lock.broadcast()
+            lock.unlock()
+        }
+    }
+
+    private let queue: Queue
     private var workers: [Thread] = []
 
     /// Batches per epoch; with data parallelism, global batches (every rank has its share of each).
@@ -55,7 +93,6 @@ public final class BatchLoader: Sequence, IteratorProtocol {
         self.batchSize = Swift.max(batchSize, 1)
         self.epoch = epoch
         self.augmenter = augmenter
-        self.prefetch = Swift.max(prefetch, 1)
         pin = pinMemory
         self.rank = rank
         self.worldSize = Swift.max(worldSize, 1)
@@ -69,10 +106,16 @@ public final class BatchLoader: Sequence, IteratorProtocol {
             order += (0..<(padded - order.count)).map { order[$0 % order.count] }
         }
         self.order = order
-        nextToBuild = startBatch
-        nextToHand = startBatch
+        let global = self.batchSize * self.worldSize
+        queue = Queue(prefetch: Swift.max(prefetch, 1), batchCount: (order.count + global - 1) / global, start: startBatch)
+        let queue = self.queue
         for _ in 0..<Swift.max(workers, 1) {
-            let t = Thread { [weak self] in self?.work() }
+            let t = Thread { [weak self] in
+                while let b = queue.claim() {
+                    guard let loader = self else { return }  // dropped: nothing is waiting for batches
+                    queue.deliver(b, Result { try loader.build(b) })
+                }
+            }
             t.stackSize = 1 << 22
             self.workers.append(t)
         }
@@ -82,28 +125,7 @@ public final class BatchLoader: Sequence, IteratorProtocol {
     deinit { stop() }
 
     /// Stops the workers (they finish the batch in hand).
-    public func stop() {
-        lock.lock()
-        stopped = true
-        lock.broadcast()
-        lock.unlock()
-    }
-
-    private func work() {
-        while true {
-            lock.lock()
-            while !stopped && nextToBuild < batchCount && nextToBuild >= nextToHand + prefetch { lock.wait() }
-            if stopped || nextToBuild >= batchCount { lock.unlock(); return }
-            let b = nextToBuild
-            nextToBuild += 1
-            lock.unlock()
-            let result = Result { try build(b) }
-            lock.lock()
-            ready[b] = result
-            lock.broadcast()
-            lock.unlock()
-        }
-    }
+    public func stop() { queue.stop() }
 
     private func build(_ b: Int) throws -> Batch {
         let indices = indices(ofBatch: b)
@@ -129,13 +151,14 @@ public final class BatchLoader: Sequence, IteratorProtocol {
     /// The next batch in order (waiting for the workers if needed); nil after the last. A decoding error
     /// is thrown by `nextBatch()`; `next()` (for `for … in`) stops at it, so prefer `nextBatch()`.
     public func nextBatch() throws -> Batch? {
-        lock.lock()
-        defer { lock.unlock() }
-        guard nextToHand < batchCount else { return nil }
-        while ready[nextToHand] == nil { lock.wait() }
-        let result = ready.removeValue(forKey: nextToHand)!
-        nextToHand += 1
-        lock.broadcast()
+        let q = queue
+        q.lock.lock()
+        defer { q.lock.unlock() }
+        guard q.nextToHand < q.batchCount else { return nil }
+        while q.ready[q.nextToHand] == nil { q.lock.wait() }
+        let result = q.ready.removeValue(forKey: q.nextToHand)!
+        q.nextToHand += 1
+        q.lock.broadcast()
         return try result.get()
     }
 
