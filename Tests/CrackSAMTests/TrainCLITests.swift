@@ -72,6 +72,17 @@ final class TrainCLITests: XCTestCase {
         XCTAssertEqual(try steps(), Array(1...9))
     }
 
+    /// A training set that changed on disk under the same --data (an image removed) is said on resume: the
+    /// schedule's length follows the new count.
+    func testAChangedTrainingSetIsSaidOnResume() throws {
+        let dir = try Oracle.scratch()
+        try makeTestDataset(dir + "/data", count: 6)
+        _ = try crackCLI(["train"] + tiny + ["--data", dir + "/data", "--out", dir + "/run", "--max-steps", "1"])
+        for sub in ["images", "masks"] { try FileManager.default.removeItem(atPath: dir + "/data/\(sub)/s5.png") }
+        let out = try crackCLI(["train", "--resume", dir + "/run", "--max-steps", "1"])
+        XCTAssertTrue(out.contains("warning: the run trained on 6 samples and its training set now has 5"), out)
+    }
+
     /// Two crack classes end to end: masks of class indices train a 3-channel model, which eval scores
     /// (crack = any class) with --num-classes 2 and refuses to score against masks read as binary.
     func testTwoCrackClassesTrainAndEvaluate() throws {

@@ -209,6 +209,7 @@ public final class Trainer {
             "step": String(step), "epoch": String(epoch), "batch_in_epoch": String(batchInEpoch), "best_iou": String(bestIoU),
             "best_epoch": String(bestEpoch), "skipped_steps": String(skippedSteps), "seed": String(options.seed),
             "world_size": String(worldSize), "samples_in_epoch": String(batchInEpoch * options.batch * worldSize),
+            "train_samples": String(train.count),
             "rng": "augmentation and shuffling are derived from (seed, epoch, sample); no other randomness in a step",
         ]
         try SafeTensors.save(tensors, metadata: meta, to: statePath)
@@ -253,6 +254,12 @@ public final class Trainer {
         bestEpoch = try int("best_epoch")
         skippedSteps = try int("skipped_steps")
         bestIoU = Double(contents.metadata["best_iou"] ?? "-1") ?? -1
+        // The training set may have changed on disk (images removed, a list file edited) under the same
+        // --data: the run goes on, but the schedule's length and each epoch's order follow the new count.
+        if let saved = contents.metadata["train_samples"].flatMap(Int.init), saved != train.count {
+            log("warning: the run trained on \(saved) samples and its training set now has \(train.count): the learning-rate "
+                + "schedule's length and the epochs' order change with it")
+        }
         // A run saved with another world size continues at the same sample of the epoch: batches are
         // counted anew in global batches of this world size, and the step count (which drives the
         // learning-rate schedule) is placed at the same point of the run.
