@@ -201,10 +201,10 @@ struct Predict: ParsableCommand {
             try AtomicFile.write(try encoder.encode(measurements), to: out + "/measurements.json")
             var csv = ["image,crack,unit,area,length,mean_width,max_width,orientation_deg,pixels"]
             for m in measurements {
-                csv.append(String(format: "%@,all,%@,%.4f,%.4f,%.4f,%.4f,,%ld", m.image, m.unit, m.totalArea, m.totalLength, m.meanWidth, m.maxWidth,
+                csv.append(String(format: "%@,all,%@,%.4f,%.4f,%.4f,%.4f,,%ld", EvaluationReport.csvField(m.image), m.unit, m.totalArea, m.totalLength, m.meanWidth, m.maxWidth,
                                   m.cracks.reduce(0) { $0 + $1.pixels }))
                 for c in m.cracks {
-                    csv.append(String(format: "%@,%ld,%@,%.4f,%.4f,%.4f,%.4f,%.2f,%ld", m.image, c.id, m.unit, c.area, c.length, c.meanWidth, c.maxWidth,
+                    csv.append(String(format: "%@,%ld,%@,%.4f,%.4f,%.4f,%.4f,%.2f,%ld", EvaluationReport.csvField(m.image), c.id, m.unit, c.area, c.length, c.meanWidth, c.maxWidth,
                                       c.orientation, c.pixels))
                 }
             }

@@ -46,6 +46,18 @@ final class PredictModesTests: XCTestCase {
         XCTAssertEqual(rows.count, predicted)
     }
 
+    /// A file name with a comma is quoted in measurements.csv, so that the columns stay put.
+    func testMeasurementsCSVQuotesNamesWithCommas() throws {
+        let dir = try Oracle.scratch()
+        try makeTestDataset(dir + "/data", count: 1)
+        let photo = dir + "/wall, north.png"
+        try FileManager.default.copyItem(atPath: dir + "/data/images/s0.png", toPath: photo)
+        try crackCLI(["predict"] + tiny + ["--out", dir + "/out", photo])
+        let rows = try String(contentsOfFile: dir + "/out/measurements.csv", encoding: .utf8).split(separator: "\n").dropFirst()
+        XCTAssertFalse(rows.isEmpty)
+        for row in rows { XCTAssertTrue(row.hasPrefix("\"\(photo)\","), String(row)) }
+    }
+
     func testLargeImagesInTileModeAndMeasurementsInMillimetres() throws {
         let dir = try Oracle.scratch()
         try FileManager.default.createDirectory(atPath: dir + "/photos", withIntermediateDirectories: true)

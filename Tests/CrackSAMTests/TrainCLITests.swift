@@ -168,23 +168,10 @@ final class TrainCLITests: XCTestCase {
         let dir = try Oracle.scratch()
         try makeTestDataset(dir + "/data", count: 6)
         let run = dir + "/run"
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-            .appendingPathComponent("crack-cli").path)
-        process.arguments = ["train"] + tiny + ["--data", dir + "/data", "--out", run, "--epochs", "100000"]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let deadline = Date().addingTimeInterval(60)
-        while Date() < deadline {
-            if let text = try? String(contentsOfFile: run + "/metrics.csv", encoding: .utf8), text.split(separator: "\n").count >= 4 { break }
-            usleep(50_000)
-        }
-        process.interrupt()  // SIGINT, as Ctrl-C
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        XCTAssertEqual(process.terminationStatus, 0, output)
+        // Interrupted once the first step's line is printed (SIGINT, as Ctrl-C).
+        let (status, output) = try interruptedCLI(["train"] + tiny + ["--data", dir + "/data", "--out", run, "--epochs", "100000"],
+                                                  after: "  step 1/")
+        XCTAssertEqual(status, 0, output)
         XCTAssertTrue(output.contains("resume with: crack-cli train --resume \(run)"), output)
         XCTAssertTrue(FileManager.default.fileExists(atPath: run + "/state.safetensors"))
         let steps = try String(contentsOfFile: run + "/metrics.csv", encoding: .utf8).split(separator: "\n").count - 1

@@ -29,8 +29,8 @@ public enum EvaluationReport {
     }
 
     /// A CSV field: quoted (quotes doubled) when it holds a comma, a quote or a line break, as RFC 4180
-    /// has it; file and model names may.
-    static func field(_ text: String) -> String {
+    /// has it; file and model names may. Every CSV the tool writes with names in it goes through here.
+    public static func csvField(_ text: String) -> String {
         guard text.contains(where: { $0 == "," || $0 == "\"" || $0.isNewline }) else { return text }
         return "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\""
     }
@@ -38,7 +38,7 @@ public enum EvaluationReport {
     public static func csv(_ results: [EvaluationResult]) -> String {
         var lines = ["model,dataset,variant,images,precision,recall,f1,iou,pooled_iou"]
         for r in results {
-            lines.append([field(r.model), field(r.dataset), r.variant].joined(separator: ",")
+            lines.append([csvField(r.model), csvField(r.dataset), r.variant].joined(separator: ",")
                 + String(format: ",%ld,%.6f,%.6f,%.6f,%.6f,%.6f", r.images, r.precision, r.recall, r.f1, r.iou, r.pooledIoU))
         }
         return lines.joined(separator: "\n") + "\n"
@@ -50,7 +50,7 @@ public enum EvaluationReport {
         for r in results {
             for image in r.imageScores {
                 let s = image.scores
-                lines.append([field(r.model), field(r.dataset), r.variant, field(image.image)].joined(separator: ",")
+                lines.append([csvField(r.model), csvField(r.dataset), r.variant, csvField(image.image)].joined(separator: ",")
                     + String(format: ",%.6f,%.6f,%.6f,%.6f,%ld,%ld,%ld", s.precision, s.recall, s.f1, s.iou, image.predicted, image.truth,
                              image.intersection))
             }
