@@ -92,7 +92,8 @@ final class EvalTests: XCTestCase {
         // A sweep long enough to be running when the signal comes.
         let sweep = stride(from: 1, through: 401, by: 2).map(String.init).joined(separator: ",")
         let (status, output) = try interruptedCLI(["eval"] + tiny + ["--dataset", "A=" + dir + "/a", "--blur-sweep", sweep, "--batch", "1",
-                                                                     "--json", dir + "/p.json", "--markdown", dir + "/p.md"], after: "on A (blur:3)")
+                                                                     "--json", dir + "/p.json", "--markdown", dir + "/p.md",
+                                                                     "--blur-plot", dir + "/p.png"], after: "on A (blur:3)")
         XCTAssertNotEqual(status, 0, output)
         XCTAssertTrue(output.contains("stopped by a signal; the "), output)
         XCTAssertTrue(output.contains("Error: stopped by a signal (Ctrl-C or SIGTERM)"), output)
@@ -100,6 +101,8 @@ final class EvalTests: XCTestCase {
         XCTAssertTrue(try String(contentsOfFile: dir + "/p.md", encoding: .utf8).hasPrefix("(partial: the evaluation was stopped by a signal)"))
         let partial = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/p.json"))) as? [[String: Any]])
         XCTAssertEqual(Array(partial.prefix(3)).compactMap { $0["variant"] as? String }, ["clean", "blur:1", "blur:3"])
+        // The plot of the kernels that finished goes where --blur-plot says (the default would land in the working directory).
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/p.png"))
     }
 
     /// --per-image: a row per image and variant whose IoUs average to the reported IoU; a name with a
