@@ -66,7 +66,7 @@ func requireNotAFolder(_ path: String?, _ option: String) throws {
 /// Creates the folder an output file will be written to, before any work is done: an evaluation or a
 /// prediction over many images must not end in "no such folder" and lose its results.
 func prepareFolder(for path: String, _ option: String) throws {
-    let folder = (path as NSString).deletingLastPathComponent
+    let folder = Folder.parent(of: path)
     guard !folder.isEmpty else { return }
     do {
         try Folder.make(folder)

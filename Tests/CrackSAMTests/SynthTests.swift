@@ -37,6 +37,20 @@ final class SynthTests: XCTestCase {
         XCTAssertGreaterThan(cracked, 5)
     }
 
+    /// `synth --out d` trapped: Foundation's deletingLastPathComponent crashes on a one-character path,
+    /// which Folder.make met when making d/images's parent. Folder.parent splits paths itself.
+    func testAOneLetterOutputFolder() throws {
+        let cases = ["d": "", ".": "", "a/": "", "é": "", "/": "/", "/a": "/", "/a/": "/", "a/b": "a", "a//b/": "a",
+                     "runs/lora-h/best.pth": "runs/lora-h", "./o": ".", "../x/y": "../x"]
+        for (path, parent) in cases { XCTAssertEqual(Folder.parent(of: path), parent, path) }
+        let dir = try Oracle.scratch()
+        let previous = FileManager.default.currentDirectoryPath
+        XCTAssertTrue(FileManager.default.changeCurrentDirectoryPath(dir))
+        defer { FileManager.default.changeCurrentDirectoryPath(previous) }
+        try Synth.write(to: "d", count: 2, options: options(size: 32))
+        XCTAssertEqual(try CrackDataset(root: dir + "/d").count, 2)
+    }
+
     func testCrackFreeImagesHaveEmptyMasks() {
         var o = options()
         o.crackFree = 1

@@ -9,10 +9,22 @@ public enum Folder {
             if isFolder.boolValue { return }
             throw DataError.cannotWrite(path: path, reason: "a file is in the way of this folder")
         }
-        let parent = (path as NSString).deletingLastPathComponent
+        let parent = Folder.parent(of: path)
         if !parent.isEmpty && parent != path { try make(parent) }
         if mkdir(path, 0o777) != 0 && errno != EEXIST {
             throw DataError.cannotWrite(path: path, reason: "cannot create the folder: \(String(cString: strerror(errno)))")
         }
+    }
+
+    /// The folder part of a path ("runs/a/b" → "runs/a", "/x" → "/", "b" → ""), by string rules only.
+    /// Not NSString.deletingLastPathComponent: swift-corelibs-foundation (Swift 6.3) traps on a path of
+    /// one character ("d", ".", "a/"), which crashed `synth --out d`.
+    public static func parent(of path: String) -> String {
+        var p = Substring(path)
+        while p.count > 1 && p.hasSuffix("/") { p = p.dropLast() }
+        guard let slash = p.lastIndex(of: "/") else { return "" }
+        var head = p[..<slash]
+        while head.hasSuffix("/") { head = head.dropLast() }
+        return head.isEmpty ? "/" : String(head)
     }
 }
