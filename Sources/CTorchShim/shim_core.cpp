@@ -20,12 +20,22 @@
 
 std::atomic<int64_t> g_live_tensors{0};
 
-ct_error ct_make_error(const char *msg) { return new ct_error_s{msg ? std::string(msg) : std::string("unknown error")}; }
+static ct_error_s g_out_of_memory_error{"out of memory (while reporting a libtorch error)"};
+
+ct_error ct_make_error(const char *msg) noexcept {
+  try {
+    return new ct_error_s{msg ? std::string(msg) : std::string("unknown error")};
+  } catch (...) {
+    return &g_out_of_memory_error;
+  }
+}
 
 extern "C" {
 
 const char *ct_error_message(ct_error err) { return err ? err->message.c_str() : ""; }
-void ct_error_free(ct_error err) { delete err; }
+void ct_error_free(ct_error err) {
+  if (err != &g_out_of_memory_error) delete err;
+}
 void ct_tensor_free(ct_tensor t) { delete t; }
 int64_t ct_live_tensors(void) { return g_live_tensors.load(std::memory_order_relaxed); }
 const char *ct_torch_version(void) { return TORCH_VERSION; }
@@ -108,8 +118,7 @@ ct_error ct_to_buffer(ct_tensor t, void *dst, size_t nbytes, int dtype) {
 ct_error ct_to(ct_tensor t, int dtype, int device_type, int device_index, int non_blocking, int copy, ct_tensor *out) {
   CT_TRY({
     auto st = dtype < 0 ? t->t.scalar_type() : static_cast<at::ScalarType>(dtype);
-    auto dev = device_type < 0 ? t->t.device()
-                               : at::Device(static_cast<at::DeviceType>(device_type), static_cast<c10::DeviceIndex>(device_index));
+    auto dev = device_type < 0 ? t->t.device() : at::Device(static_cast<at::DeviceType>(device_type), ct_device_index(device_index));
     *out = ct_wrap(t->t.to(dev, st, non_blocking != 0, copy != 0));
   })
 }
@@ -167,9 +176,20 @@ ct_error ct_autocast_enter(int device_type, int dtype, int enabled, ct_guard *ou
     *out = new AutocastGuard(static_cast<at::DeviceType>(device_type), st, enabled != 0);
   })
 }
-int ct_autocast_enabled(int device_type) { return at::autocast::is_autocast_enabled(static_cast<at::DeviceType>(device_type)) ? 1 : 0; }
+// libtorch throws for a device type without autocast (meta): there it is simply not on.
+int ct_autocast_enabled(int device_type) {
+  try {
+    return at::autocast::is_autocast_enabled(static_cast<at::DeviceType>(device_type)) ? 1 : 0;
+  } catch (...) {
+    return 0;
+  }
+}
 int ct_autocast_dtype(int device_type) {
-  return static_cast<int>(at::autocast::get_autocast_dtype(static_cast<at::DeviceType>(device_type)));
+  try {
+    return static_cast<int>(at::autocast::get_autocast_dtype(static_cast<at::DeviceType>(device_type)));
+  } catch (...) {
+    return -1;
+  }
 }
 void ct_set_autocast_cache(int enabled) { at::autocast::set_autocast_cache_enabled(enabled != 0); }
 int ct_autocast_cache(void) { return at::autocast::is_autocast_cache_enabled() ? 1 : 0; }
@@ -228,12 +248,12 @@ static void require_cuda(int device_index) {
                             std::to_string(ct_cuda_device_count()) + " present)");
 }
 ct_error ct_cuda_synchronize(int device_index) {
-  CT_TRY(require_cuda(device_index); at::accelerator::synchronizeDevice(static_cast<c10::DeviceIndex>(device_index)))
+  CT_TRY(require_cuda(device_index); at::accelerator::synchronizeDevice(ct_device_index(device_index)))
 }
 ct_error ct_cuda_memory(int device_index, int64_t *allocated, int64_t *peak, int64_t *reserved) {
   CT_TRY({
     require_cuda(device_index);
-    auto stats = at::accelerator::getDeviceStats(static_cast<c10::DeviceIndex>(device_index));
+    auto stats = at::accelerator::getDeviceStats(ct_device_index(device_index));
     constexpr auto agg = static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);
     *allocated = stats.allocated_bytes[agg].current;
     *peak = stats.allocated_bytes[agg].peak;
@@ -241,18 +261,18 @@ ct_error ct_cuda_memory(int device_index, int64_t *allocated, int64_t *peak, int
   })
 }
 ct_error ct_cuda_reset_peak(int device_index) {
-  CT_TRY(require_cuda(device_index); at::accelerator::resetPeakStats(static_cast<c10::DeviceIndex>(device_index)))
+  CT_TRY(require_cuda(device_index); at::accelerator::resetPeakStats(ct_device_index(device_index)))
 }
 ct_error ct_cuda_empty_cache(void) { CT_TRY(require_cuda(0); at::accelerator::emptyCache()) }
 ct_error ct_cuda_memory_info(int device_index, int64_t *free_bytes, int64_t *total_bytes) {
   CT_TRY({
     require_cuda(device_index);
-    auto [f, t] = at::accelerator::getMemoryInfo(static_cast<c10::DeviceIndex>(device_index));
+    auto [f, t] = at::accelerator::getMemoryInfo(ct_device_index(device_index));
     *free_bytes = static_cast<int64_t>(f);
     *total_bytes = static_cast<int64_t>(t);
   })
 }
-void ct_manual_seed(uint64_t seed) { at::manual_seed(seed); }
+ct_error ct_manual_seed(uint64_t seed) { CT_TRY(at::manual_seed(seed)) }
 void ct_set_num_threads(int n) {
   if (n > 0) at::set_num_threads(n);
 }
@@ -324,7 +344,7 @@ extern "C" {
 ct_error ct_event_create(int device_type, int device_index, ct_event *out) {
   CT_TRY({
     auto type = static_cast<c10::DeviceType>(device_type);
-    c10::Device device(type, static_cast<c10::DeviceIndex>(device_index));
+    c10::Device device(type, ct_device_index(device_index));
     // BACKEND_DEFAULT: an event that records timing (PYTORCH_DEFAULT disables it).
     *out = new ct_event_s{c10::Event(type, c10::EventFlag::BACKEND_DEFAULT), device};
   })

@@ -55,7 +55,7 @@ ct_error ct_cuda_graph_new(int device_index, ct_cuda_graph *out) {
   CT_TRY({
     TORCH_CHECK(device_index >= 0 && device_index < static_cast<int>(c10::cuda::device_count()),
                 "no CUDA device ", device_index, " (", static_cast<int>(c10::cuda::device_count()), " visible)");
-    auto d = static_cast<c10::DeviceIndex>(device_index);
+    auto d = ct_device_index(device_index);
     c10::DeviceGuard guard(c10::Device(c10::kCUDA, d));
     *out = new ct_cuda_graph_s(device_index, c10::cuda::getStreamFromPool(false, d));
   })

@@ -3,6 +3,9 @@
 #include <ATen/ATen.h>
 #include <atomic>
 #include <exception>
+#include <limits>
+#include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 #include "ctorch.h"
@@ -19,7 +22,17 @@ struct ct_error_s {
   std::string message;
 };
 
-ct_error ct_make_error(const char *msg);
+// Never throws: where even the message cannot be allocated, a static "out of memory" error comes back
+// (ct_error_free knows not to delete it).
+ct_error ct_make_error(const char *msg) noexcept;
+
+// A C int as c10's 8-bit device index, refused rather than wrapped (256 would silently be cuda:0).
+inline c10::DeviceIndex ct_device_index(int index) {
+  if (index < -1 || index > std::numeric_limits<c10::DeviceIndex>::max())
+    throw std::out_of_range("device index " + std::to_string(index) + " is out of range (-1 to " +
+                            std::to_string(std::numeric_limits<c10::DeviceIndex>::max()) + ")");
+  return static_cast<c10::DeviceIndex>(index);
+}
 
 inline ct_tensor ct_wrap(at::Tensor t) { return new ct_tensor_s(std::move(t)); }
 
@@ -33,7 +46,7 @@ inline std::optional<at::Tensor> ct_opt(ct_tensor t) {
 inline at::TensorOptions ct_options(int dtype, int device_type, int device_index) {
   return at::TensorOptions()
       .dtype(static_cast<at::ScalarType>(dtype))
-      .device(at::Device(static_cast<at::DeviceType>(device_type), static_cast<c10::DeviceIndex>(device_index)));
+      .device(at::Device(static_cast<at::DeviceType>(device_type), ct_device_index(device_index)));
 }
 
 inline std::vector<at::Tensor> ct_list(const ct_tensor *ts, int n) {

@@ -31,7 +31,7 @@ ct_error ct_group_nccl(ct_store s, int rank, int world_size, int64_t timeout_ms,
     opts->timeout = std::chrono::milliseconds(timeout_ms);
     auto pg = c10::make_intrusive<c10d::ProcessGroupNCCL>(s->store, rank, world_size, opts);
     // Bind the group to this rank's GPU and connect now, so a bad rendezvous fails here, not mid-step.
-    at::Device device(at::kCUDA, static_cast<c10::DeviceIndex>(device_index));
+    at::Device device(at::kCUDA, ct_device_index(device_index));
     pg->setBoundDeviceId(device);
     pg->eagerConnectSingleDevice(device);
     *out = new ct_group_s{c10::static_intrusive_pointer_cast<c10d::Backend>(pg), rank, world_size};

@@ -94,6 +94,12 @@ static at::Tensor unary(int op, const at::Tensor &a) {
   }
 }
 
+// 0, 1, …, dim − 1: a full reduction that keeps its dimensions (as size 1) names them all.
+static std::vector<int64_t> every_dim(const at::Tensor &t) {
+  std::vector<int64_t> dims(static_cast<size_t>(t.dim()));
+  for (size_t i = 0; i < dims.size(); ++i) dims[i] = static_cast<int64_t>(i);
+  return dims;
+}
 static std::optional<at::ScalarType> opt_dtype(int dtype) {
   if (dtype < 0) return std::nullopt;
   return static_cast<at::ScalarType>(dtype);
@@ -128,7 +134,11 @@ ct_error ct_unbind(ct_tensor t, int64_t dim, ct_tensor *outs, int64_t cap, int64
     auto parts = t->t.unbind(dim);
     if ((int64_t)parts.size() > cap)
       throw std::invalid_argument("unbind: " + std::to_string(parts.size()) + " parts, room for " + std::to_string(cap));
-    for (size_t i = 0; i < parts.size(); ++i) outs[i] = ct_wrap(parts[i]);
+    // Every handle made before any is handed out: a failed allocation leaves the outputs untouched.
+    std::vector<std::unique_ptr<ct_tensor_s>> made;
+    made.reserve(parts.size());
+    for (auto &p : parts) made.emplace_back(ct_wrap(std::move(p)));
+    for (size_t i = 0; i < made.size(); ++i) outs[i] = made[i].release();
     *count = (int64_t)parts.size();
   })
 }
@@ -212,10 +222,12 @@ ct_error ct_dropout(ct_tensor t, double p, int train, ct_tensor *out) { CT_OUT(a
 
 // ---- reductions ----
 ct_error ct_sum(ct_tensor t, const int64_t *dims, int ndims, int keepdim, int dtype, ct_tensor *out) {
-  CT_OUT(ndims == 0 ? at::sum(t->t, opt_dtype(dtype)) : at::sum(t->t, ct_ints(dims, ndims), keepdim != 0, opt_dtype(dtype)))
+  CT_OUT(ndims == 0 && keepdim == 0 ? at::sum(t->t, opt_dtype(dtype))
+                                    : at::sum(t->t, ndims == 0 ? every_dim(t->t) : ct_ints(dims, ndims).vec(), keepdim != 0, opt_dtype(dtype)))
 }
 ct_error ct_mean(ct_tensor t, const int64_t *dims, int ndims, int keepdim, int dtype, ct_tensor *out) {
-  CT_OUT(ndims == 0 ? at::mean(t->t, opt_dtype(dtype)) : at::mean(t->t, ct_ints(dims, ndims), keepdim != 0, opt_dtype(dtype)))
+  CT_OUT(ndims == 0 && keepdim == 0 ? at::mean(t->t, opt_dtype(dtype))
+                                    : at::mean(t->t, ndims == 0 ? every_dim(t->t) : ct_ints(dims, ndims).vec(), keepdim != 0, opt_dtype(dtype)))
 }
 ct_error ct_amax(ct_tensor t, const int64_t *dims, int ndims, int keepdim, ct_tensor *out) {
   CT_OUT(at::amax(t->t, ct_ints(dims, ndims), keepdim != 0))
@@ -226,8 +238,9 @@ ct_error ct_amin(ct_tensor t, const int64_t *dims, int ndims, int keepdim, ct_te
 ct_error ct_max_dim(ct_tensor t, int64_t dim, int keepdim, ct_tensor *values, ct_tensor *indices) {
   CT_TRY({
     auto [v, i] = at::max(t->t, dim, keepdim != 0);
-    *values = ct_wrap(v);
-    *indices = ct_wrap(i);
+    std::unique_ptr<ct_tensor_s> vh(ct_wrap(v)), ih(ct_wrap(i));
+    *values = vh.release();
+    *indices = ih.release();
   })
 }
 ct_error ct_argmax(ct_tensor t, int64_t dim, int keepdim, ct_tensor *out) { CT_OUT(at::argmax(t->t, dim, keepdim != 0)) }
@@ -257,11 +270,16 @@ ct_error ct_fused_adamw_(const ct_tensor *params, const ct_tensor *grads, const 
     // As torch.optim.AdamW(fused=True): the kernel reads the already-advanced step for bias correction,
     // and a step skipped for inf/NaN gradients is taken back.
     at::_foreach_add_(s, 1.0);
-    if (lr_tensor != nullptr) {
-      at::_fused_adamw_(p, g, m, v, {}, s, lr_tensor->t, beta1, beta2, weight_decay, eps, false, false, ct_opt(grad_scale),
-                        ct_opt(found_inf));
-    } else {
-      at::_fused_adamw_(p, g, m, v, {}, s, lr, beta1, beta2, weight_decay, eps, false, false, ct_opt(grad_scale), ct_opt(found_inf));
+    try {
+      if (lr_tensor != nullptr) {
+        at::_fused_adamw_(p, g, m, v, {}, s, lr_tensor->t, beta1, beta2, weight_decay, eps, false, false, ct_opt(grad_scale),
+                          ct_opt(found_inf));
+      } else {
+        at::_fused_adamw_(p, g, m, v, {}, s, lr, beta1, beta2, weight_decay, eps, false, false, ct_opt(grad_scale), ct_opt(found_inf));
+      }
+    } catch (...) {
+      at::_foreach_add_(s, -1.0);  // a step that did not happen is not counted (bias correction)
+      throw;
     }
     // One multi-tensor kernel for all counters (not one per parameter: this runs every step).
     if (found_inf != nullptr) at::_foreach_add_(s, found_inf->t.reshape({}).to(s[0].scalar_type()), -1);

@@ -48,7 +48,7 @@ struct StepBenchOptions: ParsableArguments {
         let peftConfig = try peft.resolve(over: PEFTConfig(deltaType: .lora))
         Torch.allowTF32 = !noTF32
         Torch.channelsLastConvolutions = channelsLast ?? (dev != .cpu)
-        Torch.manualSeed(0)
+        try Torch.manualSeed(0)
         let net = try ParameterInit.withDevice(dev) { () throws -> SAMModel in
             let net = try SAMModel(config: config)
             try net.applyPEFT(peftConfig)
@@ -360,7 +360,7 @@ extension Bench {
                 throw ValidationError("the three copies of the model do not start from the same weights")
             }
             let s = graphNet.config.imageSize
-            Torch.manualSeed(1)
+            try Torch.manualSeed(1)
             var losses: [[Tensor]] = [[], [], []]
             for k in 0..<options.steps {
                 let images = try Tensor.rand([options.batch, 3, s, s], device: device)

@@ -175,7 +175,7 @@ struct ModelBuilder {
         // Weights drawn from the generator are drawn with the seed the delta was trained with: the same
         // encoder (a delta on another one scores as if untrained).
         let drawnSeed = sam == nil ? description?.initSeed ?? seed : seed
-        Torch.manualSeed(drawnSeed)
+        try Torch.manualSeed(drawnSeed)
         let net = try SAMModel(config: config)
         if sam == nil { net.initSeed = drawnSeed }
         if let sam {

@@ -5,7 +5,7 @@ import XCTest
 /// order of additions could differ), on a config with window and global blocks and LoRA + adapters.
 final class ActivationCheckpointingTests: XCTestCase {
     func makeModel() throws -> SAMModel {
-        Torch.manualSeed(5)
+        try Torch.manualSeed(5)
         let model = try SAMModel(config: SAMConfig(backbone: .custom, embedDim: 32, depth: 3, heads: 2, globalBlocks: [1], imageSize: 48))
         try model.applyPEFT(PEFTConfig(deltaType: .both, rank: 4, loraTargets: [.q, .v], adapterDim: 8, adapterScale: 0.2))
         // LoRA's B starts at zero, which would leave A without a gradient: make every delta weight matter.
@@ -19,7 +19,7 @@ final class ActivationCheckpointingTests: XCTestCase {
     }
 
     func testGradientsEqualTheOrdinaryBackward() throws {
-        Torch.manualSeed(9)
+        try Torch.manualSeed(9)
         let images = try Tensor.rand([2, 3, 48, 48]).to(dtype: .float64)
         let labels = try Tensor.randint(0, 2, shape: [2, 48, 48])
         var grads: [[String: [Double]]] = []
@@ -62,7 +62,7 @@ final class ActivationCheckpointingTests: XCTestCase {
     /// nothing below what trains, so a step costs what the ordinary one does (counted FLOPs), plus the
     /// recomputed blocks that do train.
     func testNothingBelowTheDeltaIsRecomputed() throws {
-        Torch.manualSeed(9)
+        try Torch.manualSeed(9)
         let images = try Tensor.rand([2, 3, 48, 48]), labels = try Tensor.randint(0, 2, shape: [2, 48, 48])
         func flops(_ model: SAMModel, checkpointing: Bool) throws -> Double {
             let step = try TrainingStep(model: model, amp: .off, weightDecay: 0, device: .cpu)
@@ -96,7 +96,7 @@ final class ActivationCheckpointingTests: XCTestCase {
 /// Channels-last convolutions are the same convolutions in another memory order.
 final class ChannelsLastTests: XCTestCase {
     func testLogitsMatchTheDefaultLayout() throws {
-        Torch.manualSeed(3)
+        try Torch.manualSeed(3)
         let model = try SAMModel(config: SAMConfig(backbone: .custom, embedDim: 32, depth: 2, heads: 2, globalBlocks: [1], imageSize: 48))
         let images = try Tensor.rand([2, 3, 48, 48])
         let plain = try Torch.withInferenceMode { try model(images).logits }

@@ -7,7 +7,7 @@ import XCTest
 /// `crack-cli bench graph-agree` (scripts/gpu-bench).
 final class CUDAGraphTests: XCTestCase {
     func testAdamWReadsItsRateFromATensor() throws {
-        Torch.manualSeed(21)
+        try Torch.manualSeed(21)
         let start = try Tensor.randn([5, 7])
         let grads = try (0..<3).map { _ in try Tensor.randn([5, 7]) }
         func train(rateInTensor: Bool) throws -> Tensor {
@@ -34,7 +34,7 @@ final class CUDAGraphTests: XCTestCase {
     }
 
     func makeModel() throws -> SAMModel {
-        Torch.manualSeed(5)
+        try Torch.manualSeed(5)
         let model = try SAMModel(config: SAMConfig(backbone: .custom, embedDim: 32, depth: 2, heads: 2, globalBlocks: [1], imageSize: 48))
         try model.applyPEFT(PEFTConfig(deltaType: .lora, rank: 4, loraTargets: [.q, .v]))
         return model
@@ -46,7 +46,7 @@ final class CUDAGraphTests: XCTestCase {
         let graphed = try TrainingStep(model: makeModel(), amp: .off, weightDecay: 0.01, device: .cpu)
         let plain = try TrainingStep(model: makeModel(), amp: .off, weightDecay: 0.01, device: .cpu)
         graphed.cudaGraph = true
-        Torch.manualSeed(6)
+        try Torch.manualSeed(6)
         for k in 0..<4 {
             let images = try Tensor.rand([2, 3, 48, 48]), labels = try Tensor.randint(0, 2, shape: [2, 48, 48])
             let lr = 1e-3 * Double(k + 1)

@@ -100,7 +100,7 @@ final class DistributedTests: XCTestCase {
     /// The global-batch loss: the ranks' objectives' gradients, summed, are the gradient of the whole
     /// batch's loss, and every rank reports the whole batch's loss (float64, so rounding is out of the way).
     func testGlobalBatchLossMatchesOneProcess() throws {
-        Torch.manualSeed(7)
+        try Torch.manualSeed(7)
         let logits = try Tensor.randn([4, 2, 6, 5]).to(dtype: .float64)
         let target = try Tensor.randint(0, 2, shape: [4, 6, 5])
         let whole = try logits.detach().requiresGrad(true)

@@ -45,6 +45,34 @@ final class ErrorTests: XCTestCase {
         XCTAssertThrowsError(try Tensor.zeros([2, 3]).crossEntropy(target: try Tensor.zeros([2])))
     }
 
+    /// The shim's contract at its edges: a query libtorch cannot answer (autocast on meta) neither ends
+    /// the process nor invents a dtype; a failed optimizer step leaves its step counters as they were;
+    /// a bad dim or device index is an error, not a trap or another device.
+    func testShimEdgesThrowOrAnswerAndLeaveNoTrace() throws {
+        XCTAssertFalse(Torch.isAutocastEnabled(device: .meta))
+        XCTAssertNil(Torch.autocastDType(device: .meta))
+
+        let param = try Tensor.ones([3]), step = try Tensor.zeros([])
+        let (m, v) = (try Tensor.zeros([3]), try Tensor.zeros([3]))
+        for _ in 0..<3 {
+            XCTAssertThrowsError(try FusedKernels.adamW(params: [param], grads: [try Tensor.ones([3], dtype: .float64)], expAvgs: [m],
+                                                        expAvgSqs: [v], steps: [step], lr: 0.1, beta1: 0.9, beta2: 0.999,
+                                                        weightDecay: 0, eps: 1e-8))
+        }
+        XCTAssertEqual(try step.item(), 0, "a step that failed is not counted")
+        try FusedKernels.adamW(params: [param], grads: [try Tensor.ones([3])], expAvgs: [m], expAvgSqs: [v], steps: [step], lr: 0.1,
+                               beta1: 0.9, beta2: 0.999, weightDecay: 0, eps: 1e-8)
+        XCTAssertEqual(try step.item(), 1)
+
+        let t = try Tensor.ones([2, 3])
+        XCTAssertEqual(try t.sum(keepDim: true).shape, [1, 1])
+        XCTAssertEqual(try t.mean(keepDim: true).shape, [1, 1])
+        XCTAssertEqual(try t.sum().shape, [])
+        XCTAssertThrowsError(try t.unbind(dim: 2)) { XCTAssertTrue("\($0)".contains("out of range"), "\($0)") }
+        XCTAssertEqual(try t.unbind(dim: -1).count, 3)
+        XCTAssertThrowsError(try t.to(device: .cuda(256)))
+    }
+
     func testBufferOfTheWrongSizeThrows() throws {
         XCTAssertThrowsError(try Tensor([1, 2, 3] as [Float], shape: [2, 2]))
     }

@@ -8,7 +8,7 @@ final class PEFTTests: XCTestCase {
 
     /// A model with every delta weight random (LoRA's B starts at zero, which would hide mistakes).
     func randomDeltaModel(_ peft: PEFTConfig) throws -> SAMModel {
-        Torch.manualSeed(7)
+        try Torch.manualSeed(7)
         let model = try SAMModel(config: small)
         try model.applyPEFT(peft)
         try Torch.withNoGrad {
@@ -44,6 +44,30 @@ final class PEFTTests: XCTestCase {
             XCTAssertEqual(elsewhere.count, 0, "\(peft.deltaType): \(elsewhere.count) weights not on the meta device, e.g. \(elsewhere.prefix(3))")
             XCTAssertGreaterThan(model.namedSlots().count, 100)
         }
+    }
+
+    /// `withDevice` is scoped to its thread, as `with torch.device` is: a model built on another thread
+    /// meanwhile gets the default device, and the scope ends where it began.
+    func testParameterDeviceIsPerThread() throws {
+        final class Result: @unchecked Sendable { var device: Device? }  // written before `finished` is signalled
+        let inside = DispatchSemaphore(value: 0), done = DispatchSemaphore(value: 0), finished = DispatchSemaphore(value: 0)
+        let result = Result()
+        let thread = Thread {
+            result.device = try? ParameterInit.withDevice(.meta) { () throws -> Device in
+                inside.signal()
+                done.wait()
+                return try Linear(4, 4).weight.tensor.device
+            }
+            finished.signal()
+        }
+        thread.start()
+        inside.wait()
+        let here = try Linear(4, 4).weight.tensor.device
+        done.signal()
+        finished.wait()
+        XCTAssertEqual(here, .cpu, "another thread's withDevice(.meta) leaked into this one")
+        XCTAssertEqual(result.device, .meta)
+        XCTAssertEqual(try Linear(2, 2).weight.tensor.device, .cpu)
     }
 
     /// Under autocast a block casts its normalized tokens once, so the LoRA pairs beside the frozen qkv

@@ -20,7 +20,7 @@ final class PredictModesTests: XCTestCase {
         let a = try Image.read(at: dir + "/resize/fits_mask.png"), b = try Image.read(at: dir + "/tile/fits_mask.png")
         XCTAssertEqual(a, b)
         // The same below the thresholds: a single tile's blended probabilities are the model's own.
-        Torch.manualSeed(5)
+        try Torch.manualSeed(5)
         let model = try SAMModel(config: SAMConfig(backbone: .custom, embedDim: 32, depth: 2, heads: 2, globalBlocks: [1], imageSize: 32))
         let predictor = SAMPredictor(model: model)
         let image = Image(width: 32, height: 32, channels: 3, pixels: pixels)

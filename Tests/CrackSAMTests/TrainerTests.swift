@@ -13,7 +13,7 @@ final class TrainerTests: XCTestCase {
     }
 
     func model() throws -> SAMModel {
-        Torch.manualSeed(11)
+        try Torch.manualSeed(11)
         let m = try SAMModel(config: Self.tiny)
         try m.applyPEFT(PEFTConfig(deltaType: .lora, rank: 2))
         return m

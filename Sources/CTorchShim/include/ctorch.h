@@ -7,6 +7,9 @@
  *   - Nothing throws across this boundary. Each fallible entry point returns a ct_error:
  *     NULL on success, otherwise an owned error carrying libtorch's message (read it with
  *     ct_error_message, release it with ct_error_free). Out-parameters are untouched on failure.
+ *     Functions that return a plain value are queries and setters that cannot fail; a query whose
+ *     libtorch call can throw says what it returns instead.
+ *   - Device indices lie in -1 (the current device) … 127 (c10::DeviceIndex); others are an error.
  *   - Optional tensors are passed as NULL. Optional doubles use NAN for "absent".
  *   - No model logic lives here: the Swift side composes these primitives.
  */
@@ -154,7 +157,7 @@ ct_error ct_cross_entropy(ct_tensor logits, ct_tensor target, ct_tensor weight, 
 ct_error ct_one_hot(ct_tensor t, int64_t num_classes, ct_tensor *out);
 ct_error ct_dropout(ct_tensor t, double p, int train, ct_tensor *out);
 
-/* ---- reductions: ndims == 0 reduces over every dimension; dtype < 0 keeps the default ---- */
+/* ---- reductions: ndims == 0 reduces over every dimension (kept as size 1 with keepdim); dtype < 0 keeps the default ---- */
 ct_error ct_sum(ct_tensor t, const int64_t *dims, int ndims, int keepdim, int dtype, ct_tensor *out);
 ct_error ct_mean(ct_tensor t, const int64_t *dims, int ndims, int keepdim, int dtype, ct_tensor *out);
 ct_error ct_amax(ct_tensor t, const int64_t *dims, int ndims, int keepdim, ct_tensor *out);
@@ -210,8 +213,9 @@ void ct_guard_exit(ct_guard g);
 /* ---- autocast, precision, devices, RNG, threads ---- */
 /* Enters autocast for a device type with a dtype (CT_FLOAT16 / CT_BFLOAT16); exit restores. */
 ct_error ct_autocast_enter(int device_type, int dtype, int enabled, ct_guard *out);
+/* 0 also for a device type libtorch has no autocast for (CT_META). */
 int ct_autocast_enabled(int device_type);
-/* The dtype autocast casts to on that device type (a CT_ dtype), enabled or not. */
+/* The dtype autocast casts to on that device type (a CT_ dtype), enabled or not; -1 where it has none. */
 int ct_autocast_dtype(int device_type);
 /* Autocast's cache of casted weights (on by default; off while a CUDA graph is captured). */
 void ct_set_autocast_cache(int enabled);
@@ -231,7 +235,8 @@ ct_error ct_cuda_reset_peak(int device_index);
 ct_error ct_cuda_empty_cache(void);
 /* Free and total device memory in bytes, as the driver reports them. */
 ct_error ct_cuda_memory_info(int device_index, int64_t *free_bytes, int64_t *total_bytes);
-void ct_manual_seed(uint64_t seed);
+/* Seeds the CPU and every CUDA generator (fails while a CUDA graph is being captured). */
+ct_error ct_manual_seed(uint64_t seed);
 void ct_set_num_threads(int n);
 int ct_num_threads(void);
 

@@ -227,15 +227,14 @@ public struct LoadReport: Equatable, CustomStringConvertible, Sendable {
 }
 
 /// Where new parameters are allocated. `.meta` builds a model without memory (to count parameters of
-/// ViT-H without 2.5 GB); scoped like `with torch.device(...)`.
+/// ViT-H without 2.5 GB); scoped like `with torch.device(...)`, and like it per thread (a task-local
+/// value, bound to the thread outside tasks): two threads building models cannot leave each other's
+/// parameters on the wrong device.
 public enum ParameterInit {
-    nonisolated(unsafe) static var device: Device = .cpu
+    @TaskLocal static var device: Device = .cpu
 
     public static func withDevice<R>(_ device: Device, _ body: () throws -> R) rethrows -> R {
-        let previous = self.device
-        self.device = device
-        defer { self.device = previous }
-        return try body()
+        try $device.withValue(device, operation: body)
     }
 
     /// PyTorch's default for Linear/Conv weights: kaiming_uniform(a=√5) = U(±1/√fan_in).

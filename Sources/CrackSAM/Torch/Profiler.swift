@@ -12,7 +12,8 @@ public enum Profiler {
         let result: R
         do { result = try body() } catch {
             var p: ct_profile? = nil
-            if ct_profiler_stop(&p) == nil, let p { ct_profile_free(p) }
+            // The body's error is the one reported; a failed stop's own error is freed.
+            if let stopError = ct_profiler_stop(&p) { ct_error_free(stopError) } else if let p { ct_profile_free(p) }
             throw error
         }
         var p: ct_profile? = nil

@@ -39,10 +39,13 @@ public final class Tensor {
         }
     }
 
-    /// Size of one dimension; negative indices count from the end.
+    /// Size of one dimension; negative indices count from the end. A dim outside the shape is a
+    /// programming error (as an array index is), stopped with the shape named.
     public func size(_ dim: Int) -> Int {
         let s = shape
-        return s[dim < 0 ? dim + s.count : dim]
+        let d = dim < 0 ? dim + s.count : dim
+        precondition(s.indices.contains(d), "size(\(dim)) of a tensor of shape \(s)")
+        return s[d]
     }
 
     public var count: Int { Int(ct_numel(handle)) }

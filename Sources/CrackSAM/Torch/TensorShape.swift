@@ -48,7 +48,10 @@ extension Tensor {
     /// `t.unbind(dim)`: every slice along `dim`, as views. Its backward stacks the slices' gradients
     /// into one tensor, where `select` per slice would zero-fill a full-size gradient for each.
     public func unbind(dim: Int) throws -> [Tensor] {
-        let n = size(dim)
+        // A dim out of range gets no room, and libtorch's own error ("Dimension out of range") comes back.
+        let shape = self.shape
+        let d = dim < 0 ? dim + shape.count : dim
+        let n = shape.indices.contains(d) ? shape[d] : 0
         var handles = [ct_tensor?](repeating: nil, count: n)
         var count: Int64 = 0
         try handles.withUnsafeMutableBufferPointer { try check(ct_unbind(handle, Int64(dim), $0.baseAddress, Int64(n), &count)) }

@@ -10,7 +10,7 @@ public enum Torch {
     /// turn it on for CUDA (the neck's input is already NHWC in memory, and cuDNN's NHWC kernels are faster).
     nonisolated(unsafe) public static var channelsLastConvolutions = false
 
-    public static func manualSeed(_ seed: UInt64) { ct_manual_seed(seed) }
+    public static func manualSeed(_ seed: UInt64) throws { try check(ct_manual_seed(seed)) }
 
     /// Intra-op threads libtorch uses on the CPU.
     public static var threads: Int {

@@ -172,7 +172,7 @@ public final class Trainer {
         stepper.checkpointActivations = options.checkpointActivations == true
         schedule = Trainer.schedule(options, batchesPerEpoch: Trainer.batchesPerEpoch(train.count, batch: options.batch, worldSize: parallel?.worldSize ?? 1))
         Torch.allowTF32 = options.tf32
-        Torch.manualSeed(options.seed)
+        try Torch.manualSeed(options.seed)
     }
 
     var statePath: String { runDirectory + "/state.safetensors" }
