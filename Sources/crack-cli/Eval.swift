@@ -16,7 +16,9 @@ struct Eval: ParsableCommand {
     @OptionGroup var model: ModelOptions
     @OptionGroup var peft: PEFTOptions
 
-    @Option(help: "Official SAM checkpoint; not needed for --vit custom.") var sam: String?
+    @Option(help: "Official SAM checkpoint, or a model exported by `export` (merged or full); not needed for --vit custom.") var sam: String?
+    @Flag(help: "Also load --sam's mask tokens, hypernetworks and IoU head. Without it they are kept for a model this tool exported (or any head without Meta's 4 tokens), and Meta's are replaced by CrackSAM's fresh, seeded initialisation.")
+    var keepDecoderHead = false
     @Option(help: "A trained delta (repeatable), NAME=FILE to name its rows, or 'none' (the untrained model).") var delta: [String] = []
     @Option(help: "NAME=DIR (images/ and masks/), repeatable; NAME=DIR:LIST to select samples.") var dataset: [String] = []
     @Option(help: "Noisy variants, comma separated: case1,case2.") var noise: String?
@@ -153,6 +155,23 @@ struct Eval: ParsableCommand {
             }
             datasets.append((name, try CrackDataset(root: dir, list: list, classes: model.numClasses)))
         }
+        // Every model checked now (its files, flags, and the delta's keys against a model that holds no
+        // memory): a broken last --delta is found before the hours spent on the first.
+        var models = try Eval.models(delta.isEmpty ? ["none"] : delta)
+        if let sam, ["sam-merged", "cracksam-full"].contains(try SAMCheckpointFile.metadata(at: sam)["format"] ?? "") {
+            // --sam is a trained model (an export): its rows carry its name, not "untrained".
+            let stem = URL(fileURLWithPath: sam).deletingPathExtension().lastPathComponent
+            models = models.map { $0.file == nil ? (stem, nil) : $0 }
+        }
+        for (name, file) in models {
+            let config = try builder(for: file).check()
+            // Masks are read for --num-classes: binary, or class indices. A model of another class count
+            // would be scored against labels read the other way.
+            guard config.numClasses == model.numClasses else {
+                throw ValidationError("\(file ?? name) has \(config.numClasses) crack classes: pass --num-classes \(config.numClasses), "
+                    + "so that masks are read as \(config.numClasses > 1 ? "class indices" : "binary")")
+            }
+        }
         // Every file read once now (decoding is cheap next to the model): a broken one in the last dataset
         // is found before the hours spent on the first.
         for (_, ds) in datasets { try ds.verify() }
@@ -165,16 +184,8 @@ struct Eval: ParsableCommand {
         // Ctrl-C or SIGTERM stops between batches, and what finished is reported as on an error.
         StopRequest.catchSignals()
         do {
-            for (name, file) in try Eval.models(delta.isEmpty ? ["none"] : delta) {
-                var peftOptions = peft
-                if file == nil && peft.deltaType == nil { peftOptions.deltaType = "none" }
-                let net = try ModelBuilder(model: model, peft: peftOptions, sam: sam, delta: file).build()
-                // Masks were read for --num-classes: binary, or class indices. A model of another class count
-                // would be scored against labels read the other way.
-                guard net.config.numClasses == model.numClasses else {
-                    throw ValidationError("\(file ?? name) has \(net.config.numClasses) crack classes: pass --num-classes \(net.config.numClasses), "
-                        + "so that masks are read as \(net.config.numClasses > 1 ? "class indices" : "binary")")
-                }
+            for (name, file) in models {
+                let net = try builder(for: file).build()
                 if dev != .cpu { try net.move(to: dev) }
                 let evaluator = Evaluator(predictor: SAMPredictor(model: net, device: dev, amp: ampType, resize: resize), name: name, batch: batch, group: group)
                 for (datasetName, ds) in datasets {
@@ -203,18 +214,40 @@ struct Eval: ParsableCommand {
         try report(results, stoppedBy: nil, plot: !sweep.isEmpty)
     }
 
-    /// Prints the tables and writes --json, --csv, --per-image, --markdown and the blur plot; `stoppedBy` marks them partial.
+    /// The model of one --delta (nil: --sam alone: the untrained model, or a model `export` wrote).
+    func builder(for file: String?) -> ModelBuilder {
+        ModelBuilder(model: model, peft: peft, sam: sam, delta: file, keepDecoderHead: keepDecoderHead ? true : nil)
+    }
+
+    /// Prints the tables and writes --json, --csv, --per-image, --markdown and the blur plot. A run that
+    /// was stopped (`stoppedBy`) writes them under partial names (r.json → r.partial.json), so a partial
+    /// result is never taken for a whole one and never replaces the complete files of an earlier run.
     func report(_ results: [EvaluationResult], stoppedBy cause: String?, plot: Bool) throws {
         let table = (cause.map { "(partial: the evaluation was stopped by \($0))\n\n" } ?? "") + EvaluationReport.markdown(results)
         print("")
         print(table)
-        if let json { try AtomicFile.write(try EvaluationReport.json(results), to: json) }
-        if let csv { try AtomicFile.write(Data(EvaluationReport.csv(results).utf8), to: csv) }
-        if let perImage { try AtomicFile.write(Data(EvaluationReport.perImageCSV(results).utf8), to: perImage) }
-        if let markdown { try AtomicFile.write(Data(table.utf8), to: markdown) }
-        if plot {
-            try EvaluationReport.blurPlot(results).write(to: blurPlot)
-            print("blur sweep plot → \(blurPlot)")
+        func target(_ path: String) -> String { cause == nil ? path : Eval.partialPath(path) }
+        var written: [String] = []
+        if let json { try AtomicFile.write(try EvaluationReport.json(results), to: target(json)); written.append(target(json)) }
+        if let csv { try AtomicFile.write(Data(EvaluationReport.csv(results).utf8), to: target(csv)); written.append(target(csv)) }
+        if let perImage {
+            try AtomicFile.write(Data(EvaluationReport.perImageCSV(results).utf8), to: target(perImage))
+            written.append(target(perImage))
         }
+        if let markdown { try AtomicFile.write(Data(table.utf8), to: target(markdown)); written.append(target(markdown)) }
+        if plot {
+            try EvaluationReport.blurPlot(results).write(to: target(blurPlot))
+            print("blur sweep plot → \(target(blurPlot))")
+        }
+        if cause != nil && !written.isEmpty { print("partial results → " + written.joined(separator: ", ")) }
+    }
+
+    /// r.json → r.partial.json; a name without an extension gets ".partial" appended.
+    static func partialPath(_ path: String) -> String {
+        let nameStart = path.lastIndex(of: "/").map { path.index(after: $0) } ?? path.startIndex
+        if let dot = path[nameStart...].lastIndex(of: "."), dot != nameStart {
+            return path[..<dot] + ".partial" + path[dot...]
+        }
+        return path + ".partial"
     }
 }

@@ -10,7 +10,9 @@ struct Export: ParsableCommand {
             image_encoder.blocks.0.attn.adapter.down.weight, ….attn.qkv.lora_q.a.weight) and the config
             (safetensors metadata or a <file>.json sidecar).
             --merge: LoRA folded into qkv/proj, a plain SAM state dict with the trained prompt encoder and
-            decoder, loadable by Meta-layout code (LoRA only: adapters cannot be folded).
+            decoder, loadable by Meta-layout code (LoRA only: adapters cannot be folded); a .pth gets a
+            <file>.json sidecar saying what it is.
+            Merged and full exports load back with --sam FILE (their trained decoder head is kept).
             --delta-only: the delta in the authors' format (w_a_000, …, prompt_encoder.*, mask_decoder.*).
             The format follows the extension: .safetensors, otherwise a torch.save .pth.
             """)
@@ -43,7 +45,7 @@ struct Export: ParsableCommand {
     func run() throws {
         let sidecar = DeltaFile.sidecarPath(for: out)
         let safetensors = out.lowercased().hasSuffix(".safetensors")
-        let targets = safetensors || merge ? [out] : [out, sidecar]
+        let targets = safetensors ? [out] : [out, sidecar]
         for target in targets { try requireNotAFolder(target, "--out") }
         if !force, let existing = targets.first(where: { FileManager.default.fileExists(atPath: $0) }) {
             throw ValidationError("\(existing) exists; pass --force to overwrite it")
@@ -56,12 +58,20 @@ struct Export: ParsableCommand {
             try net.saveDelta(to: out)
         } else if merge {
             let merged = try net.mergedStateDict()
+            // The mark that tells --sam this is a CrackSAM model whose decoder head is to be kept (Meta's
+            // state-dict loaders ignore a sidecar, so the .pth stays a plain SAM state dict).
+            // Described as a model with no delta (the delta is folded in), custom backbone sizes included, so
+            // --sam FILE needs no model flags.
+            var metadata = DeltaDescription(peft: PEFTConfig(deltaType: .none), backbone: description.backbone,
+                                            imageSize: description.imageSize, numClasses: description.numClasses,
+                                            customBackbone: description.customBackbone).metadata
+            metadata["format"] = "sam-merged"
             if safetensors {
-                try SafeTensors.save(merged, metadata: ["format": "sam-merged", "backbone": description.backbone,
-                                                        "image_size": String(description.imageSize),
-                                                        "num_classes": String(description.numClasses)], to: out)
+                try SafeTensors.save(merged, metadata: metadata, to: out)
             } else {
                 try PyTorchCheckpoint.save(merged, to: out)
+                let json = try JSONSerialization.data(withJSONObject: metadata, options: [.prettyPrinted, .sortedKeys])
+                try AtomicFile.write(to: sidecar) { try json.write(to: URL(fileURLWithPath: $0)) }
             }
         } else {
             let full = net.stateDict()

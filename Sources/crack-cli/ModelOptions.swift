@@ -119,7 +119,8 @@ struct ModelBuilder {
     /// nil: random initialisation (custom backbones, demos).
     var sam: String?
     var delta: String?
-    var keepDecoderHead = false
+    /// nil: the file decides (a CrackSAM export's trained head is kept, Meta's is replaced); true: keep it.
+    var keepDecoderHead: Bool?
     var nonStrict = false
     var seed: UInt64 = 3407
     /// Official backbones without --sam: random weights (speed measurements only).
@@ -134,22 +135,54 @@ struct ModelBuilder {
     /// it is there: the checkpoint used when no --sam is given.
     static func weightsInFolder(_ backbone: SAMConfig.Backbone) -> String? {
         guard let name = officialFileNames[backbone], FileManager.default.fileExists(atPath: "weights/" + name) else { return nil }
-        FileHandle.standardError.write(Data("using weights/\(name) (no --sam given)\n".utf8))
         return "weights/" + name
     }
 
-    func build() throws -> SAMModel {
+    /// What `build` makes, resolved from the flags and the files' descriptions; the SAM weights are not read.
+    struct Plan {
+        var config: SAMConfig
+        var peft: PEFTConfig
+        var description: DeltaDescription?
+        var deltaTensors: StateDict?
+        /// The SAM file to load (--sam, or Meta's file in weights/), nil for drawn weights.
+        var sam: String?
+        /// --sam is a full export (`export` without --merge): the model and its delta in one file.
+        var fullExport: Bool
+        /// Weights drawn from the generator in Meta's layout (train --random-weights deltas, speed runs).
+        var random: Bool
+        /// Lines for stderr when the model is built (where weights come from).
+        var notes: [String]
+    }
+
+    func plan() throws -> Plan {
+        var notes: [String] = []
         var description: DeltaDescription?
         var deltaTensors: StateDict?
         if let delta {
             let read = try DeltaFile.read(at: delta)
             (deltaTensors, description) = (read.tensors, read.description)
         }
+        // A full export is described as a delta is: the model is made from that description, then loaded
+        // whole. A merged export is described as a model without a delta (the delta is folded in).
+        var fullExport = false
+        var describedBy = delta
+        if let sam = self.sam {
+            let metadata = try SAMCheckpointFile.metadata(at: sam)
+            if metadata["format"] == "cracksam-full" {
+                if let delta { throw ValidationError("\(sam) is a full export: it holds its delta already; drop --delta \(delta)") }
+                description = try DeltaDescription(metadata: metadata, source: sam)
+                fullExport = true
+                describedBy = sam
+            } else if metadata["format"] == "sam-merged", delta == nil, metadata["delta_type"] != nil {
+                description = try DeltaDescription(metadata: metadata, source: sam)
+                describedBy = sam
+            }
+        }
         var config: SAMConfig
-        if let c = try model.config(recorded: description?.customBackbone, source: delta) {
+        if let c = try model.config(recorded: description?.customBackbone, source: describedBy) {
             config = c
             if let d = description, d.backbone != "unknown", d.backbone != c.backbone.rawValue {
-                throw ValidationError("\(delta!) was trained on \(d.backbone), but --vit \(model.vit!) was given")
+                throw ValidationError("\(describedBy!) was trained on \(d.backbone), but --vit \(model.vit!) was given")
             }
             if model.imageSize == nil, let d = description { config.imageSize = d.imageSize }
             // The delta's classes unless --num-classes says otherwise (1 is also the flag's default).
@@ -157,38 +190,80 @@ struct ModelBuilder {
         } else if let d = description, let backbone = SAMConfig.Backbone(rawValue: d.backbone), backbone != .custom {
             config = try SAMConfig.named(backbone, imageSize: model.imageSize ?? d.imageSize, numClasses: d.numClasses)
         } else {
-            throw ValidationError("--vit b|l|h is required" + (delta == nil ? "" : " (\(delta!) does not say which backbone it was trained on)"))
+            throw ValidationError("--vit b|l|h is required" + (describedBy == nil
+                ? (delta == nil ? " for the untrained model (--delta none)" : "")
+                : " (\(describedBy!) does not say which backbone it was trained on)"))
         }
         let peftConfig = try peft.resolve(over: description?.peft ?? PEFTConfig(deltaType: delta == nil ? .none : .lora))
         // A delta trained on random weights in Meta's layout (train --random-weights, for speed runs) gets
         // them again; on Meta's checkpoint its scores would mean nothing.
         var random = randomWeights
-        if config.backbone != .custom, let d = description, let drawn = d.initSeed, let delta {
+        if config.backbone != .custom, !fullExport, let d = description, let drawn = d.initSeed, let delta {
             if let given = self.sam {
                 throw ValidationError("\(delta) was trained on random \(d.backbone) weights (train --random-weights, seed \(drawn)), "
                     + "not on Meta's checkpoint: it does not fit --sam \(given)")
             }
-            FileHandle.standardError.write(Data("\(delta) was trained on random \(d.backbone) weights (train --random-weights): drawn again with seed \(drawn)\n".utf8))
+            notes.append("\(delta) was trained on random \(d.backbone) weights (train --random-weights): drawn again with seed \(drawn)")
             random = true
         }
-        let sam = self.sam ?? (config.backbone == .custom || random ? nil : ModelBuilder.weightsInFolder(config.backbone))
-        // Weights drawn from the generator are drawn with the seed the delta was trained with: the same
-        // encoder (a delta on another one scores as if untrained).
-        let drawnSeed = sam == nil ? description?.initSeed ?? seed : seed
-        try Torch.manualSeed(drawnSeed)
-        let net = try SAMModel(config: config)
-        if sam == nil { net.initSeed = drawnSeed }
-        if let sam {
-            let report = try net.loadSAMCheckpoint(at: sam, strict: !nonStrict, keepDecoderHead: keepDecoderHead)
-            if !report.isClean {
-                FileHandle.standardError.write(Data("warning: \(sam) does not fully fit the model:\n\(report)\n".utf8))
-            }
-        } else if config.backbone != .custom && !random {
+        var sam = self.sam
+        if sam == nil, config.backbone != .custom, !random, let found = ModelBuilder.weightsInFolder(config.backbone) {
+            notes.append("using \(found) (no --sam given)")
+            sam = found
+        }
+        if sam == nil && config.backbone != .custom && !random {
             throw ValidationError("--sam FILE is required for --vit \(config.backbone.rawValue) (official SAM weights), "
                 + "or \(ModelBuilder.officialFileNames[config.backbone]!) in weights/")
         }
-        if peftConfig.deltaType != .none { try net.applyPEFT(peftConfig) }
-        if let deltaTensors, let delta { try net.loadDelta(deltaTensors, source: delta) }
+        return Plan(config: config, peft: peftConfig, description: description, deltaTensors: deltaTensors, sam: sam,
+                    fullExport: fullExport, random: random, notes: notes)
+    }
+
+    /// Everything `build` checks except the SAM weights: the files are there and readable as what they
+    /// claim, the flags agree with the delta, and the delta's keys and shapes fit the model (made on the
+    /// meta device, which holds no memory). `eval` runs it for every model before evaluating the first.
+    func check() throws -> SAMConfig {
+        let plan = try plan()
+        if let sam = plan.sam, !FileManager.default.fileExists(atPath: sam) { throw TorchError.fileNotFound(path: sam) }
+        let net = try ParameterInit.withDevice(.meta) { () throws -> SAMModel in
+            let net = try SAMModel(config: plan.config)
+            if plan.peft.deltaType != .none { try net.applyPEFT(plan.peft) }
+            return net
+        }
+        if let tensors = plan.deltaTensors, let delta { try net.checkDelta(tensors, source: delta) }
+        return plan.config
+    }
+
+    func build() throws -> SAMModel {
+        let plan = try plan()
+        for note in plan.notes { FileHandle.standardError.write(Data((note + "\n").utf8)) }
+        let config = plan.config
+        // Weights drawn from the generator are drawn with the seed the delta was trained with: the same
+        // encoder (a delta on another one scores as if untrained).
+        let drawnSeed = plan.sam == nil ? plan.description?.initSeed ?? seed : seed
+        try Torch.manualSeed(drawnSeed)
+        let net = try SAMModel(config: config)
+        if plan.sam == nil { net.initSeed = drawnSeed }
+        if let sam = plan.sam {
+            let file = try SAMCheckpointFile.read(at: sam)
+            if plan.fullExport {
+                if plan.peft.deltaType != .none { try net.applyPEFT(plan.peft) }
+                let report = try net.loadStateDict(file.stateDict, strict: !nonStrict, source: sam)
+                if !report.isClean {
+                    FileHandle.standardError.write(Data("warning: \(sam) does not fully fit the model:\n\(report)\n".utf8))
+                }
+                return net
+            }
+            let report = try net.loadSAMCheckpoint(file, strict: !nonStrict, keepDecoderHead: keepDecoderHead)
+            if !report.isClean {
+                FileHandle.standardError.write(Data("warning: \(sam) does not fully fit the model:\n\(report)\n".utf8))
+            }
+            if keepDecoderHead == nil, file.hasCrackSAMHead, delta == nil {
+                FileHandle.standardError.write(Data("\(sam): a CrackSAM model (its decoder head has \(config.numClasses + 1) mask tokens): its trained head is loaded\n".utf8))
+            }
+        }
+        if plan.peft.deltaType != .none { try net.applyPEFT(plan.peft) }
+        if let tensors = plan.deltaTensors, let delta { try net.loadDelta(tensors, source: delta) }
         return net
     }
 }

@@ -39,7 +39,7 @@ struct Predict: ParsableCommand {
     @Option(help: "Write image embeddings (key 'embedding', [N, 256, S/16, S/16]) to this .safetensors file.")
     var saveEmbedding: String?
 
-    @Flag(help: "Also load the checkpoint's mask tokens, hypernetworks and IoU head (a file whose decoder already has num-classes + 1 tokens); by default they are CrackSAM's fresh, seeded initialisation.")
+    @Flag(help: "Also load the checkpoint's mask tokens, hypernetworks and IoU head. Without it they are kept for a model this tool exported (or any head without Meta's 4 tokens), and Meta's are replaced by CrackSAM's fresh, seeded initialisation.")
     var keepDecoderHead = false
 
     @Flag(help: "Load what fits and list missing, unexpected and mis-shaped keys as a warning instead of failing.")
@@ -90,7 +90,7 @@ struct Predict: ParsableCommand {
         if let saveEmbedding { try prepareFolder(for: saveEmbedding, "--save-embedding") }
         let device = Device(device)!
         try device.requireAvailable()
-        let net = try ModelBuilder(model: model, peft: peft, sam: sam, delta: delta, keepDecoderHead: keepDecoderHead,
+        let net = try ModelBuilder(model: model, peft: peft, sam: sam, delta: delta, keepDecoderHead: keepDecoderHead ? true : nil,
                                    nonStrict: nonStrict, seed: seed).build()
         let config = net.config
         if device != .cpu { try net.move(to: device) }

@@ -236,6 +236,7 @@ struct Train: ParsableCommand {
             do { try o.validate() } catch { throw ValidationError("\(error)") }
             // Without --sam, Meta's file in weights/ when it is there, recorded so a resume finds the same one.
             let samPath = sam ?? (config.backbone == .custom || randomWeights ? nil : ModelBuilder.weightsInFolder(config.backbone))
+            if sam == nil, let samPath { FileHandle.standardError.write(Data("using \(samPath) (no --sam given)\n".utf8)) }
             runConfig = RunConfig(options: o, backbone: config.backbone.rawValue, imageSize: config.imageSize, numClasses: config.numClasses,
                                   embedDim: config.embedDim, depth: config.depth, heads: config.heads, globalBlocks: config.globalBlocks,
                                   patchSize: config.patchSize, peft: try peft.resolve(),

@@ -98,11 +98,14 @@ final class EvalTests: XCTestCase {
         XCTAssertTrue(output.contains("stopped by a signal; the "), output)
         XCTAssertTrue(output.contains("Error: stopped by a signal (Ctrl-C or SIGTERM)"), output)
         XCTAssertFalse(output.contains("on A (blur:401)"), output)
-        XCTAssertTrue(try String(contentsOfFile: dir + "/p.md", encoding: .utf8).hasPrefix("(partial: the evaluation was stopped by a signal)"))
-        let partial = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/p.json"))) as? [[String: Any]])
+        XCTAssertTrue(try String(contentsOfFile: dir + "/p.partial.md", encoding: .utf8).hasPrefix("(partial: the evaluation was stopped by a signal)"))
+        let partial = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/p.partial.json"))) as? [[String: Any]])
         XCTAssertEqual(Array(partial.prefix(3)).compactMap { $0["variant"] as? String }, ["clean", "blur:1", "blur:3"])
         // The plot of the kernels that finished goes where --blur-plot says (the default would land in the working directory).
-        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/p.png"))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/p.partial.png"))
+        // Partial results have names of their own: the complete files a finished run writes are not replaced.
+        for name in ["p.md", "p.json", "p.png"] { XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/" + name), name) }
+        XCTAssertTrue(output.contains("partial results → \(dir)/p.partial.json, \(dir)/p.partial.md"), output)
     }
 
     /// --per-image: a row per image and variant whose IoUs average to the reported IoU; a name with a
@@ -181,9 +184,21 @@ final class EvalTests: XCTestCase {
                                                  "--markdown", dir + "/p.md", "--save-predictions", dir + "/preds"], expectSuccess: false)
         XCTAssertTrue(stopped.contains("stopped by an error; the 1 evaluation(s) that finished are reported and written"), stopped)
         XCTAssertTrue(stopped.contains("\(dir)/preds/untrained/B: cannot write: a file is in the way of this folder"), stopped)
-        XCTAssertTrue(try String(contentsOfFile: dir + "/p.md", encoding: .utf8).hasPrefix("(partial: the evaluation was stopped by an error)"))
-        let partial = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/p.json"))) as! [[String: Any]]
+        XCTAssertTrue(try String(contentsOfFile: dir + "/p.partial.md", encoding: .utf8).hasPrefix("(partial: the evaluation was stopped by an error)"))
+        let partial = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/p.partial.json"))) as! [[String: Any]]
         XCTAssertEqual(partial.map { $0["dataset"] as? String }, ["A"])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/p.json"))
+        // Every model is checked before the first is evaluated: a missing or mismatched last --delta ends the
+        // run before any score, not after the first model's hours.
+        for (bad, message) in [(dir + "/nowhere.pth", "\(dir)/nowhere.pth: no such file"),
+                               (dir + "/a/images/s0.png", "not a PyTorch zip checkpoint")] {
+            let early = try crackCLI(["eval"] + tiny + ["--dataset", "A=" + dir + "/a", "--delta", dir + "/run/epoch_1.pth", "--delta", bad],
+                                     expectSuccess: false)
+            XCTAssertTrue(early.contains(message) && !early.contains("epoch_1 on A"), early)
+        }
+        let otherRank = try crackCLI(["eval"] + tiny + ["--dataset", "A=" + dir + "/a", "--delta", "none", "--delta", dir + "/run/epoch_1.pth",
+                                                       "--rank", "8"], expectSuccess: false)
+        XCTAssertTrue(otherRank.contains("w_a_000") && !otherRank.contains("untrained on A"), otherRank)
         // Specs that would mislabel rows or silently change the run are refused by name.
         for (args, message) in [(["--dataset", "=" + dir + "/a"], "NAME=DIR with a name and a folder (got '=\(dir)/a')"),
                                 (["--dataset", "A=" + dir + "/a", "--dataset", "A=" + dir + "/b"], "--dataset names must differ: 'A' is given twice"),

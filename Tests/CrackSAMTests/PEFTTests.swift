@@ -252,6 +252,19 @@ final class PEFTTests: XCTestCase {
         XCTAssertEqual(Set(try PyTorchCheckpoint.loadStateDict(at: dir + "/d.pth").keys),
                        Set(try PyTorchCheckpoint.loadStateDict(at: dir + "/delta.pth").keys))
 
+        // Exports load back with --sam alone, trained decoder head included (it used to be replaced by
+        // the fresh initialisation meant for Meta's head, without a word).
+        try crackCLI(["predict", "--sam", dir + "/merged.pth", "--save-logits", dir + "/lm.safetensors"] + paths)
+        XCTAssertLessThanOrEqual(try relErr(try SafeTensors.load(at: dir + "/lm.safetensors").tensors["logits"]!), 1e-4, "merged, via --sam")
+        try crackCLI(["predict", "--sam", dir + "/full.safetensors", "--save-logits", dir + "/lf.safetensors"] + paths)
+        XCTAssertLessThanOrEqual(try relErr(try SafeTensors.load(at: dir + "/lf.safetensors").tensors["logits"]!), 1e-5, "full, via --sam")
+        // Where a delta goes, an export is named for what it is.
+        let asDelta = try crackCLI(["predict", "--sam", dir + "/base.pth", "--delta", dir + "/merged.pth", paths[0]], expectSuccess: false)
+        XCTAssertTrue(asDelta.contains("it is a merged export (export --merge: SAM weights with the delta folded in), not a delta; "
+            + "pass it as --sam " + dir + "/merged.pth"), asDelta)
+        let twice = try crackCLI(["predict", "--sam", dir + "/full.safetensors", "--delta", dir + "/delta.pth", paths[0]], expectSuccess: false)
+        XCTAssertTrue(twice.contains("is a full export: it holds its delta already; drop --delta"), twice)
+
         // A delta for another backbone is named.
         let wrong = try crackCLI(["predict", "--vit", "h", "--sam", dir + "/base.pth", "--delta", dir + "/delta.pth", paths[0]],
                                 expectSuccess: false)

@@ -21,7 +21,25 @@ public enum SafeTensors {
         public var metadata: [String: String]
     }
 
-    public static func load(at path: String) throws -> Contents {
+    /// A `.safetensors` name, or (whatever the name) the format's start: an 8-byte header length and
+    /// the header's "{". A `.pth` (a zip, "PK") is not one.
+    public static func isSafeTensorsFile(at path: String) throws -> Bool {
+        if path.lowercased().hasSuffix(".safetensors") { return true }
+        guard FileManager.default.fileExists(atPath: path) else { throw TorchError.fileNotFound(path: path) }
+        guard let handle = FileHandle(forReadingAtPath: path) else { return false }
+        defer { try? handle.close() }
+        let head = [UInt8](handle.readData(ofLength: 9))
+        return head.count == 9 && head[8] == UInt8(ascii: "{")
+    }
+
+    /// The `__metadata__` map alone: the header is read, no tensor is made.
+    public static func metadata(at path: String) throws -> [String: String] {
+        try load(at: path, readingTensors: false).metadata
+    }
+
+    public static func load(at path: String) throws -> Contents { try load(at: path, readingTensors: true) }
+
+    static func load(at path: String, readingTensors: Bool) throws -> Contents {
         guard FileManager.default.fileExists(atPath: path) else { throw TorchError.fileNotFound(path: path) }
         let data: Data
         do {
@@ -55,6 +73,7 @@ public enum SafeTensors {
             }
         }
 
+        if !readingTensors { return Contents(tensors: StateDict(), metadata: metadata) }
         struct Entry { let name: String; let dtype: DType; let shape: [Int]; let begin: Int; let end: Int }
         var entries: [Entry] = []
         for (name, value) in header where name != "__metadata__" {

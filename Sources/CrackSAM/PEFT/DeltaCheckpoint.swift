@@ -47,6 +47,16 @@ extension SAMModel {
 
     /// Loads a delta in the authors' format; every missing, unexpected or mis-shaped key is named.
     public func loadDelta(_ stateDict: StateDict, source: String) throws {
+        let slots = try checkDelta(stateDict, source: source)
+        try Torch.withNoGrad {
+            for (k, p) in slots { try p.assign(stateDict[k]!) }
+        }
+    }
+
+    /// The delta's slots by key, after checking that `stateDict` fills every one with its shape and has
+    /// no other key: what loadDelta would refuse, found without loading (on a meta-device model too).
+    @discardableResult
+    public func checkDelta(_ stateDict: StateDict, source: String) throws -> OrderedDictionary<String, Parameter> {
         var slots: OrderedDictionary<String, Parameter> = [:]
         for (k, p) in deltaSlots() { slots[k] = p }
         for (k, p) in promptEncoder.namedSlots(prefix: "prompt_encoder.") { slots[k] = p }
@@ -58,9 +68,7 @@ extension SAMModel {
             if t.shape != p.shape { report.mismatched.append(.init(key: k, expected: p.shape, actual: t.shape)) }
         }
         guard report.isClean else { throw TorchError.stateDictMismatch(source: source, report: report) }
-        try Torch.withNoGrad {
-            for (k, p) in slots { try p.assign(stateDict[k]!) }
-        }
+        return slots
     }
 
     public var deltaDescription: DeltaDescription {
@@ -93,6 +101,8 @@ public enum DeltaFile {
     public static func read(at path: String) throws -> (tensors: StateDict, description: DeltaDescription?) {
         if path.lowercased().hasSuffix(".safetensors") {
             let contents = try SafeTensors.load(at: path)
+            try refuseExport(contents.metadata["format"], path: path)
+            try refuseWholeModel(contents.tensors, path: path)
             if contents.metadata["format"] == "cracksam-delta" {
                 return (contents.tensors, try DeltaDescription(metadata: contents.metadata, source: path))
             }
@@ -104,9 +114,31 @@ public enum DeltaFile {
             guard let meta = (try? JSONSerialization.jsonObject(with: data)) as? [String: String] else {
                 throw TorchError.malformedCheckpoint(path: sidecar, reason: "not a JSON object of strings")
             }
+            try refuseExport(meta["format"], path: path)
             return (tensors, try DeltaDescription(metadata: meta, source: sidecar))
         }
+        try refuseWholeModel(tensors, path: path)
         return (tensors, infer(tensors))
+    }
+
+    /// Meta's checkpoint or an export without its description, given where a delta goes.
+    static func refuseWholeModel(_ tensors: StateDict, path: String) throws {
+        guard tensors["image_encoder.patch_embed.proj.weight"] != nil else { return }
+        throw TorchError.malformedCheckpoint(path: path, reason: "it holds a whole SAM model (image_encoder.*), not a delta; "
+            + "pass it as --sam \(path)")
+    }
+
+    /// `export`'s merged and full files hold a whole model: they are read with --sam, not as a delta.
+    static func refuseExport(_ format: String?, path: String) throws {
+        switch format {
+        case "sam-merged"?:
+            throw TorchError.malformedCheckpoint(path: path, reason: "it is a merged export (export --merge: SAM weights with the "
+                + "delta folded in), not a delta; pass it as --sam \(path)")
+        case "cracksam-full"?:
+            throw TorchError.malformedCheckpoint(path: path, reason: "it is a full export (SAM weights and the delta), not a delta; "
+                + "pass it as --sam \(path)")
+        default: return
+        }
     }
 
     /// What an authors' delta without a description must be, from its keys and shapes. LoRA targets

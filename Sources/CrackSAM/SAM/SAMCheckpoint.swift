@@ -6,8 +6,60 @@ import Foundation
 ///   `iou_prediction_head`) are dropped and keep their fresh initialisation;
 /// - `image_encoder.pos_embed` is resized from the file's grid (64×64 at 1024 px) to S/16, bilinearly;
 /// - the *global* blocks' `rel_pos_h/w` are resized to 2·S/16 − 1 rows; window blocks keep 27 rows.
+/// A file as `--sam` takes it: Meta's `.pth`, or a model this tool exported (`export --merge`, or the
+/// full state dict), as `.pth` (its description in a `<file>.json` sidecar) or `.safetensors` (in the
+/// metadata). `format` is what the export recorded ("sam-merged", "cracksam-full"), nil for a file that
+/// says nothing about itself (Meta's, or an export whose sidecar was lost).
+public struct SAMCheckpointFile {
+    public let path: String
+    public let stateDict: StateDict
+    public let metadata: [String: String]
+    public var format: String? { metadata["format"] }
+
+    public static func read(at path: String) throws -> SAMCheckpointFile {
+        if try SafeTensors.isSafeTensorsFile(at: path) {
+            let contents = try SafeTensors.load(at: path)
+            return SAMCheckpointFile(path: path, stateDict: contents.tensors, metadata: contents.metadata)
+        }
+        let sd = try PyTorchCheckpoint.loadStateDict(at: path)
+        return SAMCheckpointFile(path: path, stateDict: sd, metadata: try sidecarMetadata(of: path))
+    }
+
+    /// What the file says about itself, without reading its tensors (a ViT-H file is 2.5 GB).
+    public static func metadata(at path: String) throws -> [String: String] {
+        if try SafeTensors.isSafeTensorsFile(at: path) { return try SafeTensors.metadata(at: path) }
+        guard FileManager.default.fileExists(atPath: path) else { throw TorchError.fileNotFound(path: path) }
+        return try sidecarMetadata(of: path)
+    }
+
+    static func sidecarMetadata(of path: String) throws -> [String: String] {
+        let sidecar = path + ".json"
+        guard let data = FileManager.default.contents(atPath: sidecar) else { return [:] }
+        guard let meta = (try? JSONSerialization.jsonObject(with: data)) as? [String: String] else {
+            throw TorchError.malformedCheckpoint(path: sidecar, reason: "not a JSON object of strings")
+        }
+        return meta
+    }
+
+    /// Mask tokens in the file's decoder head: Meta's SAM always has 4 (three multimask outputs and
+    /// the single-mask one); a CrackSAM model has num_classes + 1.
+    public var maskTokens: Int? { stateDict["mask_decoder.mask_tokens.weight"].flatMap { $0.rank == 2 ? $0.size(0) : nil } }
+
+    /// Whether the file's decoder head was trained for CrackSAM and is to be loaded, not replaced by the
+    /// fresh initialisation REFERENCE prescribes for Meta's head: an export says so, and a head whose token
+    /// count is not Meta's 4 cannot be Meta's. An unmarked 4-token head (Meta's file, or an exported
+    /// 3-class model without its sidecar) is taken for Meta's unless `--keep-decoder-head` says otherwise.
+    public var hasCrackSAMHead: Bool {
+        if format == "sam-merged" || format == "cracksam-full" { return true }
+        if let tokens = maskTokens { return tokens != SAMModel.metaMaskTokens }
+        return false
+    }
+}
+
 extension SAMModel {
     static let classDependentKeys = ["mask_tokens", "output_hypernetworks_mlps", "iou_prediction_head"]
+    /// Meta's decoder: num_multimask_outputs 3, plus one token for the single mask.
+    public static let metaMaskTokens = 4
 
     /// Which backbone a SAM state dict holds, from its patch embedding width and block count.
     public static func detectBackbone(_ stateDict: StateDict, path: String) throws -> (backbone: SAMConfig.Backbone, embedDim: Int, depth: Int) {
@@ -32,13 +84,26 @@ extension SAMModel {
 
     /// Loads an official SAM checkpoint by key name under the CrackSAM rules. Missing, unexpected and
     /// mis-shaped keys are thrown by name (`strict`) or returned in the report; a file of another
-    /// backbone is refused saying which one it holds. `keepDecoderHead` loads the file's mask tokens,
-    /// hypernetworks and IoU head too (for a file whose decoder already has num_classes + 1 tokens,
-    /// such as an exported CrackSAM model).
+    /// backbone is refused saying which one it holds. The file's mask tokens, hypernetworks and IoU head
+    /// are loaded too when `keepDecoderHead` says so, or, when it is nil, when the file's head is a
+    /// CrackSAM one (`SAMCheckpointFile.hasCrackSAMHead`: a model this tool exported); Meta's head is
+    /// replaced by the fresh initialisation.
     @discardableResult
-    public func loadSAMCheckpoint(at path: String, strict: Bool = true, keepDecoderHead: Bool = false) throws -> LoadReport {
-        var sd = try PyTorchCheckpoint.loadStateDict(at: path)
+    public func loadSAMCheckpoint(at path: String, strict: Bool = true, keepDecoderHead: Bool? = nil) throws -> LoadReport {
+        try loadSAMCheckpoint(SAMCheckpointFile.read(at: path), strict: strict, keepDecoderHead: keepDecoderHead)
+    }
+
+    @discardableResult
+    public func loadSAMCheckpoint(_ file: SAMCheckpointFile, strict: Bool = true, keepDecoderHead: Bool? = nil) throws -> LoadReport {
+        let path = file.path
+        var sd = file.stateDict
         let found = try SAMModel.detectBackbone(sd, path: path)
+        let keepDecoderHead = keepDecoderHead ?? file.hasCrackSAMHead
+        // A trained head for another class count would be refused key by key; say what it means instead.
+        if keepDecoderHead, let tokens = file.maskTokens, tokens != config.numClasses + 1 {
+            throw TorchError.malformedCheckpoint(path: path, reason: "its decoder head has \(tokens) mask tokens, "
+                + "a model for \(tokens - 1) crack class(es); this one has \(config.numClasses) (pass --num-classes \(tokens - 1))")
+        }
         if config.backbone != .custom && found.backbone != config.backbone {
             let what = found.backbone == .custom ? "an unknown (width \(found.embedDim), \(found.depth) blocks)" : found.backbone.rawValue
             throw TorchError.wrongBackbone(path: path, expected: config.backbone.rawValue, found: what)
