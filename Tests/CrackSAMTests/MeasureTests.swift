@@ -20,7 +20,8 @@ final class MeasureTests: XCTestCase {
     }
 
     func testDiagonalLineOfKnownLengthAndWidth() {
-        for (degrees, thickness) in [(45.0, 6.0), (30.0, 6.0), (22.5, 4.0), (0.0, 6.0), (90.0, 3.0), (135.0, 9.0), (160.0, 2.0)] {
+        for (degrees, thickness) in [(45.0, 6.0), (30.0, 6.0), (22.5, 4.0), (0.0, 6.0), (90.0, 3.0), (135.0, 9.0), (160.0, 2.0),
+                                     (0.0, 2.0), (0.0, 4.0), (90.0, 5.0), (45.0, 3.0)] {
             // 300 px long, centred in a 340×340 mask.
             let expectedLength = 300.0
             let (c, s) = (cos(degrees * .pi / 180), sin(degrees * .pi / 180))
@@ -32,7 +33,14 @@ final class MeasureTests: XCTestCase {
             print(String(format: "line %.0f° %.0f px wide, %.0f px long: length %.1f, mean width %.2f, max %.2f, orientation %.1f", degrees,
                          thickness, expectedLength, c.length, c.meanWidth, c.maxWidth, c.orientation))
             XCTAssertEqual(c.length, expectedLength, accuracy: 0.03 * expectedLength, "\(degrees)° length within 3%")
-            XCTAssertEqual(c.meanWidth, thickness, accuracy: 1, "\(degrees)° width within 1 px")
+            // The mean width is the drawn mask's: its pixels per unit of length (a 45° band of 3 px covers
+            // 3.54 px² per px, its pixel centres lying 0.71 px apart across it), and near the drawn thickness.
+            let drawn = Double(mask.reduce(0) { $0 + Int($1) }) / expectedLength
+            XCTAssertEqual(c.meanWidth, drawn, accuracy: 0.03 * drawn, "\(degrees)° mean width")
+            XCTAssertEqual(c.meanWidth, thickness, accuracy: 0.6, "\(degrees)° mean width")
+            // Axis-aligned bands are measured exactly, even widths too (the skeleton is then off the centre line).
+            if degrees == 0 || degrees == 90 { XCTAssertEqual(c.maxWidth, thickness, "\(degrees)° max width") }
+            XCTAssertEqual(c.maxWidth, thickness + 0.5, accuracy: 1, "\(degrees)° max width")
             let angleError = min(abs(c.orientation - degrees), 180 - abs(c.orientation - degrees))
             XCTAssertLessThan(angleError, 2, "\(degrees)° orientation")
             // Millimetres: exactly the pixel figures scaled.
@@ -42,6 +50,25 @@ final class MeasureTests: XCTestCase {
             XCTAssertEqual(mm.cracks[0].meanWidth, c.meanWidth * 0.25)
             XCTAssertEqual(mm.cracks[0].area, c.area * 0.0625)
         }
+    }
+
+    /// Short and small cracks: each skeleton pixel stands for one pixel of length, and an end adds only
+    /// what thinning removed beyond it (a lone pixel used to measure 1.5 px, an N-pixel line N + 1).
+    func testSmallCracksHaveTheirPixelLength() throws {
+        var dot = [UInt8](repeating: 0, count: 100)
+        dot[55] = 1
+        XCTAssertEqual(CrackGeometry.measure(dot, width: 10, height: 10, image: "dot").cracks.first?.length, 1)
+        for n in [2, 5, 12] {
+            var line = [UInt8](repeating: 0, count: 20 * 20)
+            for x in 3..<(3 + n) { line[10 * 20 + x] = 1 }
+            let c = CrackGeometry.measure(line, width: 20, height: 20, image: "line").cracks[0]
+            XCTAssertEqual(c.length, Double(n), accuracy: 1e-9, "\(n)-pixel line")
+            XCTAssertEqual(c.meanWidth, 1, accuracy: 1e-9, "\(n)-pixel line")
+        }
+        var square = [UInt8](repeating: 0, count: 20 * 20)
+        for y in 5..<10 { for x in 5..<10 { square[y * 20 + x] = 1 } }
+        let blob = try XCTUnwrap(CrackGeometry.measure(square, width: 20, height: 20, image: "square").cracks.first)
+        XCTAssertEqual([blob.length, blob.meanWidth, blob.maxWidth], [5, 5, 5], "a 5×5 blob")
     }
 
     func testSeparateCracksAreCountedSeparately() {

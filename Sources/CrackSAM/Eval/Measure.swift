@@ -1,7 +1,8 @@
 import Foundation
 
-/// Geometry of segmented cracks, per connected crack and per image: area, skeleton length, mean and
-/// maximum width (twice the distance to the background along the skeleton, minus the centre pixel), and
+/// Geometry of segmented cracks, per connected crack and per image: area, skeleton length, mean width
+/// (area / length: exact on average for a band at any angle), maximum width (across the crack at each
+/// skeleton pixel, edge to edge along the normal to the skeleton's local direction), and
 /// orientation (principal axis of the skeleton, degrees from the image x axis, counter-clockwise, 0…180).
 /// With a pixel size, lengths and widths are in millimetres and areas in mm².
 public struct CrackMeasurement: Codable, Equatable, Sendable {
@@ -148,10 +149,31 @@ public enum CrackGeometry {
                 points = [deepest]
             }
             let set = Set(points)
+            /// The crack's width through skeleton pixel p, along the normal to direction θ: from the
+            /// foreground's edge on one side to its edge on the other. (Twice the distance to the background
+            /// is 1 px short for every even width: there the skeleton lies half a pixel off the centre line.)
+            func across(_ p: Int, theta: Double) -> Double {
+                let (cx, cy) = (Double(p % w), Double(p / w))
+                let (nx, ny) = (-sin(theta), cos(theta))
+                // Quarter-pixel steps sampled between boundaries (at 1/8, 3/8, …), so that no sample sits on a
+                // pixel edge, where rounding would favour one side; the edge is half a step before the first
+                // sample off the crack.
+                func reach(_ sign: Double) -> Double {
+                    var t = 0.125
+                    while true {
+                        let x = Int((cx + sign * t * nx).rounded()), y = Int((cy + sign * t * ny).rounded())
+                        if x < 0 || y < 0 || x >= w || y >= h || labels[y * w + x] != Int32(id) { return t - 0.125 }
+                        t += 0.25
+                    }
+                }
+                return reach(1) + reach(-1)
+            }
             // Length: each skeleton pixel contributes the length of skeleton it stands for, from the skeleton
             // around it (radius 4, direction θ by PCA); plain link counting would be off by up to 8 % at 22.5°.
-            // Each free end adds its distance to the background, which thinning took off the crack's extent.
+            // Each free end adds what thinning took off the crack's extent beyond it: the distance from the
+            // end pixel's own far edge (it already counts its one pixel) to the background, d − 1.
             var length = 0.0
+            var widths: [Double] = []
             for p in points {
                 let (x, y) = (p % w, p / w)
                 var nx = 0.0, ny = 0.0, n = 0.0, sxx = 0.0, syy = 0.0, sxy = 0.0
@@ -173,9 +195,10 @@ public enum CrackGeometry {
                 // one-pixel line, less where thinning left the line two pixels thick.
                 let projections = local.map { $0.0 * cos(theta) + $0.1 * sin(theta) }
                 length += local.count > 1 ? (projections.max()! - projections.min()!) / Double(local.count - 1) : 1
-                if neighbours <= 1 { length += max(dist[p] - 0.5, 0) }
+                // An isolated skeleton pixel is both ends of its crack.
+                if neighbours <= 1 { length += Double(neighbours == 0 ? 2 : 1) * max(dist[p] - 1, 0) }
+                widths.append(local.count > 1 ? across(p, theta: theta) : 2 * dist[p] - 1)
             }
-            let widths = points.map { 2 * dist[$0] - 1 }
             allWidths += widths
             // Orientation from the covariance of skeleton coordinates (y up for counter-clockwise angles).
             let xs = points.map { Double($0 % w) }, ys = points.map { -Double($0 / w) }
@@ -185,12 +208,13 @@ public enum CrackGeometry {
             var angle = 0.5 * atan2(2 * sxy, sxx - syy) * 180 / Double.pi
             if angle < 0 { angle += 180 }
             cracks.append(CrackMeasurement(id: cracks.count + 1, area: Double(areas[id]) * scale * scale, length: length * scale,
-                                           meanWidth: widths.reduce(0, +) / Double(widths.count) * scale,
+                                           meanWidth: Double(areas[id]) / length * scale,
                                            maxWidth: (widths.max() ?? 0) * scale, orientation: angle, pixels: areas[id]))
         }
+        func lengthInPixels(_ cracks: [CrackMeasurement], _ scale: Double) -> Double { cracks.reduce(0) { $0 + $1.length } / scale }
         return ImageMeasurement(image: image, unit: mmPerPixel == nil ? "px" : "mm", cracks: cracks,
                                 totalArea: cracks.reduce(0) { $0 + $1.area }, totalLength: cracks.reduce(0) { $0 + $1.length },
-                                meanWidth: allWidths.isEmpty ? 0 : allWidths.reduce(0, +) / Double(allWidths.count) * scale,
+                                meanWidth: cracks.isEmpty ? 0 : Double(cracks.reduce(0) { $0 + $1.pixels }) / lengthInPixels(cracks, scale) * scale,
                                 maxWidth: (allWidths.max() ?? 0) * scale)
     }
 }
