@@ -22,6 +22,39 @@ final class CheckpointTests: XCTestCase {
         return try JSONSerialization.jsonObject(with: data) as! [String: [String]]
     }
 
+    /// Outputs go through links and into FIFOs and devices, as a shell redirection would: renaming a new
+    /// file over the path replaced the link (its target kept the old contents) or the device node.
+    func testAtomicWritesFollowLinksAndFillFIFOs() throws {
+        let dir = try Oracle.scratch()
+        try FileManager.default.createDirectory(atPath: dir + "/shared", withIntermediateDirectories: true)
+        try Data("old".utf8).write(to: URL(fileURLWithPath: dir + "/shared/r.json"))
+        try FileManager.default.createSymbolicLink(atPath: dir + "/link.json", withDestinationPath: "shared/r.json")
+        try AtomicFile.write(Data("new".utf8), to: dir + "/link.json")
+        XCTAssertEqual(try FileManager.default.destinationOfSymbolicLink(atPath: dir + "/link.json"), "shared/r.json", "the link stays")
+        XCTAssertEqual(try String(contentsOfFile: dir + "/shared/r.json", encoding: .utf8), "new")
+        // A link to a file not there yet makes it.
+        try FileManager.default.createSymbolicLink(atPath: dir + "/ahead.json", withDestinationPath: dir + "/shared/later.json")
+        try AtomicFile.write(Data("made".utf8), to: dir + "/ahead.json")
+        XCTAssertEqual(try String(contentsOfFile: dir + "/shared/later.json", encoding: .utf8), "made")
+
+        XCTAssertEqual(mkfifo(dir + "/pipe", 0o600), 0)
+        final class Received: @unchecked Sendable { var data = Data() }  // written before `done` is signalled
+        let received = Received(), done = DispatchSemaphore(value: 0)
+        Thread {
+            if let h = FileHandle(forReadingAtPath: dir + "/pipe") { received.data = h.readDataToEndOfFile() }
+            done.signal()
+        }.start()
+        try AtomicFile.write(Data("through the pipe".utf8), to: dir + "/pipe")
+        done.wait()
+        XCTAssertEqual(String(decoding: received.data, as: UTF8.self), "through the pipe")
+        var info = stat()
+        XCTAssertEqual(lstat(dir + "/pipe", &info), 0)
+        XCTAssertEqual(info.st_mode & S_IFMT, S_IFIFO, "still a FIFO")
+        try AtomicFile.write(Data("discarded".utf8), to: "/dev/null")
+        XCTAssertEqual(lstat("/dev/null", &info), 0)
+        XCTAssertEqual(info.st_mode & S_IFMT, S_IFCHR, "/dev/null is still a device")
+    }
+
     func testModelStateDictLoadsWithPyTorchKeyOrderAndValues() throws {
         let d = try files()
         let sd = try PyTorchCheckpoint.loadStateDict(at: d + "/state_dict.pth")

@@ -140,9 +140,19 @@ public enum PyTorchCheckpoint {
 }
 
 /// Writes a file through a temporary name in the same folder and renames it into place.
+/// A symbolic link is written through (its target gets the new file; the link stays), and a path that
+/// is not a regular file (a FIFO, /dev/stdout) is written into, as a shell redirection would: renaming
+/// over either would replace the link or the device node with a plain file.
 public enum AtomicFile {
     public static func write(to path: String, _ body: (_ temporaryPath: String) throws -> Void) throws {
-        let url = URL(fileURLWithPath: path)
+        let target = resolvingLinks(path)
+        var info = stat()
+        if stat(target, &info) == 0 && (info.st_mode & S_IFMT) != S_IFREG {
+            if (info.st_mode & S_IFMT) == S_IFDIR { throw TorchError.io(path: path, reason: "is a folder") }
+            try writeInto(target, named: path, body)
+            return
+        }
+        let url = URL(fileURLWithPath: target)
         let dir = url.deletingLastPathComponent().path
         guard FileManager.default.fileExists(atPath: dir) else {
             throw TorchError.io(path: path, reason: "folder \(dir) does not exist")
@@ -150,7 +160,7 @@ public enum AtomicFile {
         let tmp = dir + "/." + url.lastPathComponent + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         do {
             try body(tmp)
-            guard rename(tmp, path) == 0 else {
+            guard rename(tmp, target) == 0 else {
                 throw TorchError.io(path: path, reason: "cannot rename into place: \(String(cString: strerror(errno)))")
             }
         } catch {
@@ -158,6 +168,36 @@ public enum AtomicFile {
             if case TorchError.libtorch(let message) = error { throw TorchError.io(path: path, reason: message) }
             if error is TorchError { throw error }
             // Foundation's errors (disk full, permissions) come back naming the file, as ours do.
+            throw TorchError.io(path: path, reason: error.localizedDescription)
+        }
+    }
+
+    /// The file a chain of symbolic links ends at (a link's relative target is read from its folder).
+    static func resolvingLinks(_ path: String) -> String {
+        var p = path
+        for _ in 0..<40 {  // the kernel's own limit on a chain of links
+            guard let next = try? FileManager.default.destinationOfSymbolicLink(atPath: p) else { return p }
+            let folder = Folder.parent(of: p)
+            p = next.hasPrefix("/") || folder.isEmpty ? next : folder + "/" + next
+        }
+        return p
+    }
+
+    /// Made in the temporary folder, then copied into `target` (a FIFO, a device): not atomic, as nothing can be there.
+    static func writeInto(_ target: String, named path: String, _ body: (String) throws -> Void) throws {
+        let tmp = NSTemporaryDirectory() + "/cracksam-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        defer { unlink(tmp) }
+        do {
+            try body(tmp)
+            let data = try Data(contentsOf: URL(fileURLWithPath: tmp))
+            guard let handle = FileHandle(forWritingAtPath: target) else {
+                throw TorchError.io(path: path, reason: "cannot open for writing: \(String(cString: strerror(errno)))")
+            }
+            defer { try? handle.close() }
+            try handle.write(contentsOf: data)
+        } catch let error as TorchError {
+            throw error
+        } catch {
             throw TorchError.io(path: path, reason: error.localizedDescription)
         }
     }
