@@ -158,7 +158,8 @@ struct Eval: ParsableCommand {
         // Every model checked now (its files, flags, and the delta's keys against a model that holds no
         // memory): a broken last --delta is found before the hours spent on the first.
         var models = try Eval.models(delta.isEmpty ? ["none"] : delta)
-        if let sam, ["sam-merged", "cracksam-full"].contains(try SAMCheckpointFile.metadata(at: sam)["format"] ?? "") {
+        if let sam, FileManager.default.fileExists(atPath: sam),
+           ["sam-merged", "cracksam-full"].contains(try SAMCheckpointFile.metadata(at: sam)["format"] ?? "") {
             // --sam is a trained model (an export): its rows carry its name, not "untrained".
             let stem = URL(fileURLWithPath: sam).deletingPathExtension().lastPathComponent
             models = models.map { $0.file == nil ? (stem, nil) : $0 }

@@ -166,7 +166,8 @@ struct ModelBuilder {
         // whole. A merged export is described as a model without a delta (the delta is folded in).
         var fullExport = false
         var describedBy = delta
-        if let sam = self.sam {
+        // (A missing file is named where it is loaded, after the checks below that say more.)
+        if let sam = self.sam, FileManager.default.fileExists(atPath: sam) {
             let metadata = try SAMCheckpointFile.metadata(at: sam)
             if metadata["format"] == "cracksam-full" {
                 if let delta { throw ValidationError("\(sam) is a full export: it holds its delta already; drop --delta \(delta)") }

@@ -271,8 +271,12 @@ struct Train: ParsableCommand {
         // Datasets first: a bad dataset fails before anything is written.
         let trainSet = try CrackDataset(root: runConfig.data, list: runConfig.dataList, classes: runConfig.numClasses)
         let valSet = try runConfig.val.map { try CrackDataset(root: $0, list: runConfig.valList, classes: runConfig.numClasses) }
-        // The validation set is first read after --val-every epochs: a broken file there is found now.
-        try valSet?.verify()
+        // Every file read once now, not when its batch comes: a broken image or a mask of another size ends
+        // the run before it starts, not hours in. Each rank reads its share.
+        let (rank, ranks) = (group?.rank ?? 0, group?.worldSize ?? 1)
+        if leader { print("checking \(trainSet.count) training\(valSet.map { " and \($0.count) validation" } ?? "") samples") }
+        try trainSet.subset(DataParallel.shard(trainSet.count, rank: rank, worldSize: ranks)).verify()
+        try valSet.map { try $0.subset(DataParallel.shard($0.count, rank: rank, worldSize: ranks)).verify() }
         var modelOptions = model
         modelOptions.vit = runConfig.backbone == "custom" ? "custom" : String(runConfig.backbone.dropFirst(4))
         modelOptions.imageSize = runConfig.imageSize

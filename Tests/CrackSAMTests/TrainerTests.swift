@@ -108,6 +108,36 @@ final class TrainerTests: XCTestCase {
 
     /// Every loss NaN (a frozen encoder weight poisoned): the NaN steps are skipped, every one is in
     /// metrics.csv, and the still-finite weights are saved.
+    /// A sample that breaks on disk during a run (it passed the check at the start) stops the run with the
+    /// file named, after the steps done are saved: mended, the run resumes from there.
+    func testASampleBrokenMidRunKeepsTheStepsDone() throws {
+        let dir = try Oracle.scratch("data")
+        try makeTestDataset(dir, count: 6)
+        let data = try CrackDataset(root: dir)
+        let image = dir + "/images/s3.png"
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: image))
+        try bytes.prefix(bytes.count / 2).write(to: URL(fileURLWithPath: image))
+        let run = try Oracle.scratch("run")
+        var o = options()
+        o.workers = 2
+        let trainer = try Trainer(model: try model(), train: data, validation: nil, options: o, runDirectory: run, log: { _ in })
+        XCTAssertThrowsError(try trainer.run()) { error in
+            guard case TrainingError.batchFailed(let reason, let step, let checkpoint) = error else { return XCTFail("\(error)") }
+            XCTAssertTrue(reason.contains(image), reason)
+            XCTAssertEqual(checkpoint, run + "/state.safetensors")
+            XCTAssertEqual(step, trainer.step)
+            XCTAssertTrue("\(error)".hasSuffix("is saved in \(run)/state.safetensors: mend the file and --resume"), "\(error)")
+        }
+        XCTAssertLessThan(trainer.step, 9, "it stopped at the broken sample's batch")
+        XCTAssertEqual(try SafeTensors.load(at: run + "/state.safetensors").metadata["step"], String(trainer.step))
+        try bytes.write(to: URL(fileURLWithPath: image))
+        let resumed = try Trainer(model: try model(), train: data, validation: nil, options: o, runDirectory: run, log: { _ in })
+        try resumed.resume()
+        XCTAssertEqual(resumed.step, trainer.step)
+        XCTAssertEqual(try resumed.run(), .finished)
+        XCTAssertEqual(resumed.step, 9)
+    }
+
     func testNonFiniteLossStopsAndKeepsTheLastGoodWeights() throws {
         let data = try dataset()
         let dir = try Oracle.scratch("nan")

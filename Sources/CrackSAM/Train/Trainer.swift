@@ -81,6 +81,9 @@ public enum TrainingError: Error, Equatable, CustomStringConvertible, LocalizedE
     /// a learning rate far too high): `checkpoint` was left as it was, holding step `savedStep`, or
     /// nothing when none had been saved yet.
     case nonFiniteWeights(steps: Int, atStep: Int, checkpoint: String, savedStep: Int?)
+    /// A batch could not be made (an image or mask that changed or broke on disk during the run): the
+    /// state after step `atStep` was saved to `checkpoint` first, so the run resumes once it is mended.
+    case batchFailed(reason: String, atStep: Int, checkpoint: String)
 
     public var description: String {
         switch self {
@@ -95,6 +98,8 @@ public enum TrainingError: Error, Equatable, CustomStringConvertible, LocalizedE
                 + "finite (an update diverged: is the learning rate too high?); stopped. "
                 + (saved.map { "\(ckpt) was left as it was: it holds step \($0), the last state saved" }
                     ?? "No resumable state had been saved yet")
+        case .batchFailed(let reason, let step, let ckpt):
+            return "\(reason); stopped. The state after step \(step) is saved in \(ckpt): mend the file and --resume"
         }
     }
 
@@ -389,7 +394,7 @@ public final class Trainer {
                                      pinMemory: device != .cpu, startBatch: batchInEpoch, rank: parallel?.rank ?? 0, worldSize: worldSize)
             defer { loader.stop() }
             windowStart = DispatchTime.now().uptimeNanoseconds
-            while let batch = try loader.nextBatch() {
+            while let batch = try nextBatch(loader) {
                 let lr = schedule.rate(at: step)
                 let images = try batch.images.to(device: device, nonBlocking: true)
                 let labels = try batch.labels.to(device: device, nonBlocking: true)
@@ -469,6 +474,18 @@ public final class Trainer {
             try writePlots()
         }
         return .finished
+    }
+
+    /// The loader's next batch. A sample that fails now passed the check before the run, so it changed on
+    /// disk since: the steps done are kept (read back and saved) before the run stops with its reason.
+    private func nextBatch(_ loader: BatchLoader) throws -> Batch? {
+        do {
+            return try loader.nextBatch()
+        } catch {
+            try readBack(batches: loader.batchCount)
+            guard try saveState(), isLeader else { throw error }
+            throw TrainingError.batchFailed(reason: "\(error)", atStep: step, checkpoint: statePath)
+        }
     }
 
     private var captureReported = false
