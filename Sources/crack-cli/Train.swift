@@ -322,7 +322,10 @@ struct Train: ParsableCommand {
         StopRequest.catchSignals()
         let outcome = try trainer.run()
         if tty { FileHandle.standardError.write(Data("\n".utf8)) }
-        guard leader else { return }
+        guard leader else {
+            if case .stoppedBySignal = outcome { throw StopRequest.Interrupted() }
+            return
+        }
         switch outcome {
         case .finished:
             let best = runDirectory + "/best.pth"
@@ -330,6 +333,10 @@ struct Train: ParsableCommand {
                 ? "best delta (on validation) \(best)" : "deltas \(runDirectory)/epoch_\(runConfig.options.lastEpoch).pth (no validation set, no best.pth)"))
         case .interrupted(let step):
             print("stopped at step \(step) with a resumable checkpoint; resume with: crack-cli train --resume \(runDirectory)")
+        case .stoppedBySignal(let step):
+            print("stopped at step \(step) with a resumable checkpoint; resume with: crack-cli train --resume \(runDirectory)")
+            // Not a finished run: `train && eval`, or a scheduler, must not take it for one.
+            throw StopRequest.Interrupted()
         }
     }
 }

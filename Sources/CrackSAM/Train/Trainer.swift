@@ -113,8 +113,10 @@ public enum TrainingError: Error, Equatable, CustomStringConvertible, LocalizedE
 public final class Trainer {
     public enum Outcome: Equatable {
         case finished
-        /// Stopped early by a signal or `maxSteps`, with a resumable checkpoint written.
+        /// Stopped early at `maxSteps`, with a resumable checkpoint written.
         case interrupted(step: Int)
+        /// Stopped early by a signal (Ctrl-C, SIGTERM; on any rank), with a resumable checkpoint written.
+        case stoppedBySignal(step: Int)
     }
 
     public let model: SAMModel
@@ -445,13 +447,14 @@ public final class Trainer {
                 // A signal is checked where the host has caught up anyway (every step, or at each
                 // read-back with --sync-every): with data parallelism agreeing on it is a collective.
                 let reachedMax = options.maxSteps.map { stepsThisRun >= $0 } ?? false
-                if try reachedMax || (unread.isEmpty && stopAgreed()) {
+                let signalled = try !reachedMax && unread.isEmpty && stopAgreed()
+                if reachedMax || signalled {
                     try readBack(batches: loader.batchCount)
                     guard try saveState() else {
                         throw TrainingError.nonFiniteWeights(steps: nonFiniteStreak, atStep: step, checkpoint: statePath, savedStep: savedStep)
                     }
                     try writePlots()
-                    return .interrupted(step: step)
+                    return signalled ? .stoppedBySignal(step: step) : .interrupted(step: step)
                 }
             }
             epoch += 1
