@@ -25,10 +25,13 @@ struct Predict: ParsableCommand {
     var overlap: Int?
 
     @Option(help: "Resize mode's resampling of an image that is not S×S: spline (the authors' scipy.ndimage.zoom, cubic spline on [0, 1] floats, the mask back with its order 0) or opencv (8-bit bicubic, nearest back).")
-    var resize: ResizeMethod = .spline
+    var resize: ResizeMethod?
 
     @Option(help: "Write <name>_mask.png, <name>_overlay.png and measurements.csv/.json into this folder.")
     var out: String?
+
+    @Flag(help: "Replace the results of an earlier predict in --out (its measurements.csv/.json).")
+    var force = false
 
     @Option(help: "Pixel size in millimetres: measurements in mm and mm².")
     var mmPerPixel: Double?
@@ -60,6 +63,14 @@ struct Predict: ParsableCommand {
     func validate() throws {
         guard !inputs.isEmpty else { throw ValidationError("give at least one image or folder") }
         guard ["resize", "tile"].contains(mode) else { throw ValidationError("--mode must be resize or tile") }
+        // Options the chosen mode would ignore without a word.
+        if mode == "tile" && resize != nil {
+            throw ValidationError("--resize is resize mode's resampling; tile mode reads S×S windows at full resolution")
+        }
+        if mode == "resize" && overlap != nil { throw ValidationError("--overlap is for --mode tile") }
+        if mmPerPixel != nil && out == nil {
+            throw ValidationError("--mm-per-pixel sets the units of the measurements, which are written with --out FOLDER")
+        }
         if mode == "tile" && (saveLogits != nil || saveEmbedding != nil) {
             throw ValidationError("--save-logits/--save-embedding describe the S×S forward of resize mode")
         }
@@ -88,6 +99,12 @@ struct Predict: ParsableCommand {
         // The tensors are written after every image has run: their folders exist first.
         if let saveLogits { try prepareFolder(for: saveLogits, "--save-logits") }
         if let saveEmbedding { try prepareFolder(for: saveEmbedding, "--save-embedding") }
+        // An earlier run's measurements are not replaced without a word (and a run whose every input
+        // fails would leave them empty): refused before the model is built.
+        if let out, !force, let earlier = ["measurements.json", "measurements.csv"].first(where: { FileManager.default.fileExists(atPath: out + "/" + $0) }) {
+            throw ValidationError("\(out) holds the results of an earlier predict (\(earlier)); pass --force to replace them, or choose another --out")
+        }
+        let resize = self.resize ?? .spline
         let device = Device(device)!
         try device.requireAvailable()
         let net = try ModelBuilder(model: model, peft: peft, sam: sam, delta: delta, keepDecoderHead: keepDecoderHead ? true : nil,
@@ -100,8 +117,12 @@ struct Predict: ParsableCommand {
             var isDir: ObjCBool = false
             if FileManager.default.fileExists(atPath: input, isDirectory: &isDir), isDir.boolValue {
                 // Other image formats are kept in the list: reading them fails, and they are reported as skipped.
+                // Predicting into the folder it reads: the masks and overlays written there are not inputs.
+                let isOut = out.map { URL(fileURLWithPath: $0).standardizedFileURL.resolvingSymlinksInPath()
+                    == URL(fileURLWithPath: input).standardizedFileURL.resolvingSymlinksInPath() } ?? false
                 let files = try FileManager.default.contentsOfDirectory(atPath: input).sorted().filter {
                     let ext = ($0 as NSString).pathExtension.lowercased()
+                    if isOut && ($0.hasSuffix("_mask.png") || $0.hasSuffix("_overlay.png")) { return false }
                     return Image.readableExtensions.contains(ext) || Image.unreadableImageExtensions.contains(ext)
                 }
                 images += files.map { input + "/" + $0 }

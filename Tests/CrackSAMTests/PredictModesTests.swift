@@ -28,6 +28,36 @@ final class PredictModesTests: XCTestCase {
         let tiled = try TilePlan(width: 32, height: 32, tile: 32, overlap: 8).run(image, with: predictor)
         XCTAssertEqual(tiled, direct)
         XCTAssertGreaterThan(Set(direct).count, 100, "a real, non-constant probability map")
+        // Several crack classes: tile mode says crack exactly where resize mode's argmax does (it used
+        // to threshold 1 − P(background), which says crack where three near-even classes favour background).
+        try Torch.manualSeed(6)
+        let classes = try SAMModel(config: SAMConfig(backbone: .custom, embedDim: 32, depth: 2, heads: 2, globalBlocks: [1], imageSize: 32,
+                                                     numClasses: 2))
+        let several = SAMPredictor(model: classes)
+        let blended = try TilePlan(width: 32, height: 32, tile: 32, overlap: 8).run(image, with: several).map { $0 > 0.5 }
+        let argmax = try Torch.withInferenceMode {
+            try classes(Tensor.stack([Preprocess.image(image, size: 32)])).logits.argmax(dim: 1).gt(0).to(dtype: .uint8).toArray(of: UInt8.self)
+        }
+        XCTAssertEqual(blended, argmax.map { $0 != 0 })
+        XCTAssertTrue(blended.contains(true) && blended.contains(false), "both answers occur")
+        XCTAssertThrowsError(try TilePlan(width: 40, height: 32, tile: 32, overlap: 8).run(image, with: several)) {
+            XCTAssertTrue("\($0)".contains("the plan is for 40×32 RGB images, this one is 32×32"), "\($0)")
+        }
+    }
+
+    /// A second predict into the same --out does not replace the first one's measurements unless asked,
+    /// and predicting into the folder it reads does not take its own masks and overlays for inputs.
+    func testAnEarlierPredictIsKeptAndOwnOutputsAreNotInputs() throws {
+        let dir = try Oracle.scratch()
+        try makeTestDataset(dir + "/data", count: 2)
+        let images = dir + "/data/images"
+        try crackCLI(["predict"] + tiny + ["--out", images, images])
+        let refused = try crackCLI(["predict"] + tiny + ["--out", images, images], expectSuccess: false)
+        XCTAssertTrue(refused.contains("\(images) holds the results of an earlier predict (measurements.json); pass --force"), refused)
+        let again = try crackCLI(["predict"] + tiny + ["--out", images, "--force", images])
+        XCTAssertFalse(again.contains("_mask.png  crack pixels") || again.contains("_overlay.png  crack pixels"), again)
+        let rows = try String(contentsOfFile: images + "/measurements.csv", encoding: .utf8).split(separator: "\n").filter { $0.contains(",all,") }
+        XCTAssertEqual(rows.count, 2, rows.joined(separator: "\n"))
     }
 
     /// Ctrl-C over a large folder: it stops between batches and writes the measurements of the images it

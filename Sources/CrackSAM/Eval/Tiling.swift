@@ -7,12 +7,18 @@ public protocol ProbabilityPredictor {
 }
 
 extension SAMPredictor: ProbabilityPredictor {
-    /// P(crack) = 1 − P(background) from the softmax over the logits' channels.
+    /// The crack probability from the softmax over the logits' channels: P(crack) with one crack class;
+    /// with several, 0.5 + (P(likeliest crack class) − P(background)) / 2, which is above 0.5 exactly
+    /// where the argmax is a crack class, the rule of resize mode. (1 − P(background) is not: with
+    /// P = 0.38, 0.31, 0.31 it says crack where the argmax says background.) Linear in the probabilities,
+    /// so blending tiles and then thresholding at 0.5 keeps that meaning.
     public func probabilities(_ images: [Image]) throws -> [[Float]] {
         let s = inputSize
         let flat = try Torch.withInferenceMode {
-            try (1.0 - logits(images).to(dtype: .float32).softmax(dim: 1).select(dim: 1, index: 0)).to(device: .cpu)
-                .contiguous().toArray(of: Float.self)
+            let p = try logits(images).to(dtype: .float32).softmax(dim: 1)
+            let background = try p.select(dim: 1, index: 0)
+            let crack = try p.size(1) == 2 ? p.select(dim: 1, index: 1) : p.narrow(dim: 1, start: 1, length: p.size(1) - 1).amax(dims: [1])
+            return try ((crack - background) * 0.5 + 0.5).to(device: .cpu).contiguous().toArray(of: Float.self)
         }
         return (0..<images.count).map { Array(flat[($0 * s * s)..<(($0 + 1) * s * s)]) }
     }
@@ -81,7 +87,13 @@ public struct TilePlan: Sendable {
 
     /// Segments an RGB image tile by tile (in batches) and returns the blended crack probability per pixel.
     public func run(_ image: Image, with predictor: ProbabilityPredictor, batch: Int = 4) throws -> [Double] {
-        precondition(predictor.inputSize == tile, "the plan's tile must be the predictor's input size")
+        guard predictor.inputSize == tile else {
+            throw TorchError.invalidArgument("tiling: the plan's tiles are \(tile) px, the model takes \(predictor.inputSize) px")
+        }
+        guard image.channels == 3, image.width == width, image.height == height else {
+            throw TorchError.invalidArgument("tiling: the plan is for \(width)×\(height) RGB images, this one is "
+                + "\(image.width)×\(image.height) with \(image.channels) channel(s)")
+        }
         var acc = [Double](repeating: 0, count: width * height)
         let sums = weightSums()
         for start in stride(from: 0, to: origins.count, by: max(batch, 1)) {
