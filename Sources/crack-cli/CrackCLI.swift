@@ -10,6 +10,27 @@ struct CrackCLI: ParsableCommand {
         subcommands: [Info.self, SynthCommand.self, Train.self, Eval.self, Predict.self, Export.self, DegradeCommand.self, Bench.self],
         defaultSubcommand: Info.self
     )
+
+    /// As ArgumentParser's own main, except that a ValidationError thrown while a command runs (a file
+    /// against a flag, a delta for another model) is printed as "Error: …" alone: the usage text it would
+    /// bring there is the root command's, which says nothing about what went wrong.
+    static func main() {
+        let command: ParsableCommand
+        do {
+            command = try parseAsRoot()
+        } catch {
+            exit(withError: error)
+        }
+        do {
+            var running = command
+            try running.run()
+        } catch let error as ValidationError {
+            exit(withError: CommandFailure(description: error.message))
+        } catch {
+            exit(withError: error)
+        }
+        exit()
+    }
 }
 
 /// Prints a JSON object with sorted keys (stable for scripts and diffs).
@@ -67,9 +88,12 @@ func requireNotAFolder(_ path: String?, _ option: String) throws {
 /// prediction over many images must not end in "no such folder" and lose its results.
 func prepareFolder(for path: String, _ option: String) throws {
     let folder = Folder.parent(of: path)
-    guard !folder.isEmpty else { return }
     do {
-        try Folder.make(folder)
+        if !folder.isEmpty { try Folder.make(folder) }
+        // A path through a link or to a device is written where it leads (AtomicFile), so only a plain
+        // new or existing file's folder is probed.
+        var info = stat()
+        if lstat(path, &info) != 0 || (info.st_mode & S_IFMT) == S_IFREG { try Folder.requireWritable(folder) }
     } catch {
         throw ValidationError("\(option) \(path): \(error)")
     }

@@ -36,7 +36,11 @@ struct SynthCommand: ParsableCommand {
         guard (16...SynthCommand.maxSize).contains(size) else {
             throw ValidationError("--size must be from 16 to \(SynthCommand.maxSize) pixels (got \(size))")
         }
-        if let montage { try requireImageExtension(montage, "--montage"); try requireNotAFolder(montage, "--montage") }
+        if let montage {
+            try requireImageExtension(montage, "--montage")
+            try requireNotAFolder(montage, "--montage")
+            try prepareFolder(for: montage, "--montage")  // before the dataset is written, not after
+        }
         // Writing into a dataset would mix the two (and leave the old one's extra samples behind).
         for sub in ["images", "masks"] {
             let files = (try? FileManager.default.contentsOfDirectory(atPath: out + "/" + sub)) ?? []

@@ -242,6 +242,17 @@ struct Train: ParsableCommand {
                                   patchSize: config.patchSize, peft: try peft.resolve(),
                                   sam: samPath, randomWeights: randomWeights ? true : nil, data: data, dataList: dataList, val: val, valList: valList)
             runDirectory = out
+            // Before the datasets are read and the model is built: an --out that cannot be a run folder.
+            var isFolder: ObjCBool = false
+            if FileManager.default.fileExists(atPath: out, isDirectory: &isFolder), !isFolder.boolValue {
+                throw ValidationError("--out \(out) is a file; name a folder for the run")
+            }
+            // Nothing is made yet (a run that cannot start leaves nothing), but the folder that will hold it
+            // must take files.
+            var existing = out
+            while !FileManager.default.fileExists(atPath: existing) && !Folder.parent(of: existing).isEmpty { existing = Folder.parent(of: existing) }
+            if !FileManager.default.fileExists(atPath: existing) { existing = "" }
+            do { try Folder.requireWritable(existing) } catch { throw ValidationError("--out \(out): \(error)") }
         }
         // Before the run directory is made: a run that cannot start must leave nothing to --resume.
         try Device(runConfig.options.device)?.requireAvailable()

@@ -178,4 +178,32 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(status, 0, text)
         XCTAssertTrue(text.contains("using weights/sam_vit_b_01ec64.pth (no --sam given)") && text.contains("crack pixels"), text)
     }
+
+    /// Outputs that cannot be written are refused before the work (a folder where no file can be made,
+    /// a file where a run folder goes, the input itself), and an error found while a command runs is not
+    /// followed by the root command's usage text.
+    func testOutputsThatCannotBeWrittenAreRefusedFirst() throws {
+        let dir = try Oracle.scratch()
+        try makeTestDataset(dir + "/data", count: 2)
+        let tiny = ["--vit", "custom", "--embed-dim", "32", "--depth", "1", "--heads", "2", "--global-blocks", "0", "--image-size", "32"]
+        try Data().write(to: URL(fileURLWithPath: dir + "/afile"))
+        var out = try crackCLI(["train"] + tiny + ["--data", dir + "/data", "--out", dir + "/afile"], expectSuccess: false)
+        XCTAssertTrue(out.contains("--out \(dir)/afile is a file; name a folder for the run"), out)
+        // /proc takes no new files, even from root.
+        out = try crackCLI(["eval"] + tiny + ["--dataset", "D=" + dir + "/data", "--json", "/proc/x.json"], expectSuccess: false)
+        XCTAssertTrue(out.contains("--json /proc/x.json: /proc: cannot write: no file can be made in this folder") && !out.contains("on D"), out)
+        out = try crackCLI(["train"] + tiny + ["--data", dir + "/data", "--out", "/proc/cracksam/run"], expectSuccess: false)
+        XCTAssertTrue(out.contains("no file can be made in this folder"), out)
+        out = try crackCLI(["synth", "--out", dir + "/s", "--count", "2", "--montage", "/proc/m.png"], expectSuccess: false)
+        XCTAssertTrue(out.contains("--montage /proc/m.png: /proc: cannot write"), out)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/s"), "no dataset written before the montage fails")
+        let photo = dir + "/data/images/s0.png"
+        out = try crackCLI(["degrade", "--case", "case1", photo, dir + "/data/images/../images/s0.png"], expectSuccess: false)
+        XCTAssertTrue(out.contains("is the input image; name another file"), out)
+        try crackCLI(["degrade", "--case", "case1", photo, dir + "/new/folder/s0.png"])
+        XCTAssertEqual(try Image.read(at: dir + "/new/folder/s0.png").width, 40)
+        out = try crackCLI(["eval"] + tiny + ["--dataset", "D=" + dir + "/nowhere"], expectSuccess: false)
+        XCTAssertTrue(out.contains("Error: \(dir)/nowhere: not a dataset") && !out.contains("Usage:"), out)
+    }
+
 }

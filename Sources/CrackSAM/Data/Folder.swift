@@ -16,6 +16,18 @@ public enum Folder {
         }
     }
 
+    /// Fails, naming the folder and the system's reason, when no file can be made in it (read-only,
+    /// /proc, no permission): found before hours of work whose results would go there, not after.
+    public static func requireWritable(_ path: String) throws {
+        let probe = (path.isEmpty ? "." : path) + "/.cracksam-write-check-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let fd = open(probe, O_WRONLY | O_CREAT | O_EXCL, 0o600)
+        guard fd >= 0 else {
+            throw DataError.cannotWrite(path: path.isEmpty ? "." : path, reason: "no file can be made in this folder: \(String(cString: strerror(errno)))")
+        }
+        close(fd)
+        unlink(probe)
+    }
+
     /// The folder part of a path ("runs/a/b" → "runs/a", "/x" → "/", "b" → ""), by string rules only.
     /// Not NSString.deletingLastPathComponent: swift-corelibs-foundation (Swift 6.3) traps on a path of
     /// one character ("d", ".", "a/"), which crashed `synth --out d`.

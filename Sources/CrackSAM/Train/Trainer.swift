@@ -574,7 +574,9 @@ public final class Trainer {
     /// Makes a fresh run directory, refusing one that holds another run.
     public static func prepareNewRun(at path: String) throws {
         let fm = FileManager.default
-        if fm.fileExists(atPath: path) {
+        var isFolder: ObjCBool = false
+        if fm.fileExists(atPath: path, isDirectory: &isFolder) {
+            guard isFolder.boolValue else { throw DataError.cannotWrite(path: path, reason: "a file is in the way of this run folder") }
             let entries = (try? fm.contentsOfDirectory(atPath: path)) ?? []
             if entries.contains(where: { ["config.json", "state.safetensors", "metrics.csv"].contains($0) || $0.hasPrefix("epoch_") }) {
                 throw TrainingError.runDirectoryInUse(path: path)
