@@ -52,6 +52,14 @@ struct CommandFailure: Error, CustomStringConvertible {
     let description: String
 }
 
+/// Masks that no image took are not used; a dataset with some is said to have them (a deleted image, a
+/// misspelt name), not read as if it were whole.
+func warnAboutUnusedMasks(_ dataset: CrackDataset) {
+    guard let first = dataset.unusedMasks.first else { return }
+    let n = dataset.unusedMasks.count
+    FileHandle.standardError.write(Data("warning: \(dataset.root): \(n) mask(s) have no image of their name and are not used (\(first)\(n > 1 ? ", …" : ""))\n".utf8))
+}
+
 /// --amp's autocast dtype: nil for off. Anything else is refused rather than run silently in float32.
 func autocastDType(_ amp: String) throws -> DType? {
     guard let a = TrainingOptions.AMP(rawValue: amp) else { throw ValidationError("--amp must be fp16, bf16 or off (got '\(amp)')") }

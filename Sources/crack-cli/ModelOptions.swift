@@ -8,11 +8,11 @@ struct ModelOptions: ParsableArguments {
     var vit: String?
 
     // A custom backbone's sizes: given, else what a delta records, else 64, 4, 4, "1,3", 16.
-    @Option(help: .hidden) var embedDim: Int?
-    @Option(help: .hidden) var depth: Int?
-    @Option(help: .hidden) var heads: Int?
-    @Option(help: .hidden) var globalBlocks: String?
-    @Option(help: .hidden) var patchSize: Int?
+    @Option(help: "--vit custom: token width (default 64, or what the delta records).") var embedDim: Int?
+    @Option(help: "--vit custom: number of blocks (default 4).") var depth: Int?
+    @Option(help: "--vit custom: attention heads (default 4).") var heads: Int?
+    @Option(help: "--vit custom: blocks with global attention, comma separated (default 1,3).") var globalBlocks: String?
+    @Option(help: "--vit custom: patch size (default 16).") var patchSize: Int?
 
     @Option(help: "Input size S (a multiple of 16); default 448, or what a delta file records.")
     var imageSize: Int?
@@ -60,6 +60,12 @@ struct ModelOptions: ParsableArguments {
         } else {
             guard let backbone = SAMConfig.Backbone(argument: vit) else {
                 throw ValidationError("--vit must be b, l or h (got '\(vit)')")
+            }
+            // Meta's backbones have fixed sizes: a size flag would be ignored without a word.
+            let sizeFlags = [("--embed-dim", embedDim != nil), ("--depth", depth != nil), ("--heads", heads != nil),
+                             ("--global-blocks", globalBlocks != nil), ("--patch-size", patchSize != nil)].filter(\.1).map(\.0)
+            if !sizeFlags.isEmpty {
+                throw ValidationError("\(sizeFlags.joined(separator: ", ")) set(s) the size of --vit custom; --vit \(vit) has Meta's fixed sizes")
             }
             config = try SAMConfig.named(backbone, imageSize: imageSize ?? 448, numClasses: numClasses)
         }

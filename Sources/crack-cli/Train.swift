@@ -282,6 +282,7 @@ struct Train: ParsableCommand {
         // Datasets first: a bad dataset fails before anything is written.
         let trainSet = try CrackDataset(root: runConfig.data, list: runConfig.dataList, classes: runConfig.numClasses)
         let valSet = try runConfig.val.map { try CrackDataset(root: $0, list: runConfig.valList, classes: runConfig.numClasses) }
+        if leader { for ds in [trainSet] + (valSet.map { [$0] } ?? []) { warnAboutUnusedMasks(ds) } }
         // Every file read once now, not when its batch comes: a broken image or a mask of another size ends
         // the run before it starts, not hours in. Each rank reads its share.
         let (rank, ranks) = (group?.rank ?? 0, group?.worldSize ?? 1)
@@ -292,11 +293,13 @@ struct Train: ParsableCommand {
         modelOptions.vit = runConfig.backbone == "custom" ? "custom" : String(runConfig.backbone.dropFirst(4))
         modelOptions.imageSize = runConfig.imageSize
         modelOptions.numClasses = runConfig.numClasses
-        modelOptions.embedDim = runConfig.embedDim
-        modelOptions.depth = runConfig.depth
-        modelOptions.heads = runConfig.heads
-        modelOptions.globalBlocks = runConfig.globalBlocks.map(String.init).joined(separator: ",")
-        modelOptions.patchSize = runConfig.patchSize ?? 16
+        if runConfig.backbone == "custom" {
+            modelOptions.embedDim = runConfig.embedDim
+            modelOptions.depth = runConfig.depth
+            modelOptions.heads = runConfig.heads
+            modelOptions.globalBlocks = runConfig.globalBlocks.map(String.init).joined(separator: ",")
+            modelOptions.patchSize = runConfig.patchSize ?? 16
+        }
         var peftOptions = PEFTOptions()
         peftOptions.deltaType = runConfig.peft.deltaType.rawValue
         peftOptions.rank = runConfig.peft.rank

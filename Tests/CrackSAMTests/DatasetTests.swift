@@ -4,6 +4,20 @@ import XCTest
 
 /// Datasets, augmentation and the batch loader.
 final class DatasetTests: XCTestCase {
+    /// A list naming a sample twice would weigh it twice in a mean: refused with both lines. Masks that no
+    /// image takes are listed, for a warning.
+    func testListDuplicatesAreRefusedAndUnusedMasksListed() throws {
+        let dir = try Oracle.scratch()
+        try makeTestDataset(dir, count: 3)
+        try Data("s0\ns1.png\ns0\n".utf8).write(to: URL(fileURLWithPath: dir + "/list.txt"))
+        assertDatasetError(.listNamesSampleTwice(list: dir + "/list.txt", line: 3, firstLine: 1, name: "s0")) {
+            _ = try CrackDataset(root: dir, list: dir + "/list.txt")
+        }
+        XCTAssertEqual(try CrackDataset(root: dir).unusedMasks, [])
+        try FileManager.default.removeItem(atPath: dir + "/images/s1.png")
+        XCTAssertEqual(try CrackDataset(root: dir).unusedMasks, [dir + "/masks/s1.png"])
+    }
+
     func testLoadsResizesAndThresholds() throws {
         let dir = try Oracle.scratch()
         try makeTestDataset(dir)

@@ -7,6 +7,8 @@ public enum DatasetError: Error, Equatable, CustomStringConvertible, LocalizedEr
     case missingMask(image: String, masksFolder: String)
     case maskSizeMismatch(mask: String, maskSize: [Int], imageSize: [Int])
     case listNamesMissingSample(list: String, line: Int, name: String)
+    /// A list file naming a sample twice: it would be trained on, or scored, twice.
+    case listNamesSampleTwice(list: String, line: Int, firstLine: Int, name: String)
     case unreadableList(path: String)
     /// Image files of a format that is not read (BMP, TIFF, …): skipping them would shrink the dataset unseen.
     case unsupportedFormat(file: String, count: Int)
@@ -29,6 +31,8 @@ public enum DatasetError: Error, Equatable, CustomStringConvertible, LocalizedEr
             return "\(mask): mask is \(m[0])×\(m[1]) but its image is \(i[0])×\(i[1])"
                 + (turned ? " (images are read upright by their EXIF orientation, as OpenCV reads them: was the mask drawn on the sideways pixels?)" : "")
         case .listNamesMissingSample(let list, let line, let name): return "\(list):\(line): '\(name)' is not in the dataset"
+        case .listNamesSampleTwice(let list, let line, let first, let name):
+            return "\(list):\(line): '\(name)' is listed again (first on line \(first)); it would count twice"
         case .unreadableList(let path): return "\(path): cannot read the list file"
         case .unsupportedFormat(let file, let count):
             return "\(file): only PNG, JPEG and BMP are read; convert it" + (count > 1 ? " (and the \(count - 1) other such files in its folder)" : "")
@@ -58,6 +62,8 @@ public struct CrackDataset: Sendable {
     /// Crack classes: 1 reads a mask as binary (above 127 is crack); more read its grey values as class
     /// indices 0…classes (0 = background), as a model with that many classes is trained on.
     public let classes: Int
+    /// Masks no image took (an image deleted, a misspelt name): not used, and worth a warning.
+    public private(set) var unusedMasks: [String] = []
 
     static let maskSuffixes = ["_mask", "_gt", "_GT", "_label", "_lab"]
 
@@ -115,6 +121,7 @@ public struct CrackDataset: Sendable {
             }
             let byName = Dictionary(uniqueKeysWithValues: all.map { ($0.name, $0) })
             var chosen: [Sample] = []
+            var lineOf: [String: Int] = [:]
             // Any line ending (Windows list files end in "\r\n", which Swift reads as one Character).
             for (i, raw) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
                 let entry = raw.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -122,12 +129,19 @@ public struct CrackDataset: Sendable {
                 let stem = Image.readableExtensions.contains((entry as NSString).pathExtension.lowercased())
                     ? (entry as NSString).deletingPathExtension : entry
                 guard let s = byName[stem] else { throw DatasetError.listNamesMissingSample(list: list, line: i + 1, name: entry) }
+                if let first = lineOf.updateValue(i + 1, forKey: stem) {
+                    throw DatasetError.listNamesSampleTwice(list: list, line: i + 1, firstLine: first, name: entry)
+                }
                 chosen.append(s)
             }
             all = chosen
         }
         guard !all.isEmpty else { throw DatasetError.empty(path: list ?? root) }
         samples = all
+        if list == nil {
+            let used = Set(all.map(\.mask))
+            unusedMasks = masks.map { masksDir + "/" + $0 }.filter { !used.contains($0) }
+        }
     }
 
     public var count: Int { samples.count }

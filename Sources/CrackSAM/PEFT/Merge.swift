@@ -6,7 +6,7 @@ extension SAMModel {
     public func mergedStateDict() throws -> StateDict {
         guard let delta else { return stateDict().mapValues { $0 } }
         guard !delta.config.usesAdapter else {
-            throw TorchError.invalidArgument("a \(delta.config.deltaType.rawValue) delta has adapters, which cannot be merged into SAM's weights; export it unmerged")
+            throw TorchError.invalidArgument("\(delta.config.deltaType == .adapter ? "an" : "a") \(delta.config.deltaType.rawValue) delta has adapters, which cannot be merged into SAM's weights; export it unmerged")
         }
         let deltaParameters = Set(deltaSlots().map { ObjectIdentifier($0.parameter) })
         var out = StateDict()
