@@ -223,6 +223,12 @@ extension Bench {
 
         @OptionGroup var options: StepBenchOptions
 
+        func validate() throws {
+            // Training-step options: timing inference with them would report a set-up that did not run.
+            if options.cudaGraph { throw ValidationError("--cuda-graph captures the training step: it is for bench train") }
+            if options.checkpointActivations { throw ValidationError("--checkpoint-activations recomputes in the backward: it is for bench train") }
+        }
+
         func run() throws {
             let (net, device, amp, stepper, peak, images) = try options.prepare()
             let (seconds, counted, profile): (Double, FlopCounter.Count, Profile?) = try Torch.withInferenceMode {

@@ -202,6 +202,18 @@ struct ModelBuilder {
                 : " (\(describedBy!) does not say which backbone it was trained on)"))
         }
         let peftConfig = try peft.resolve(over: description?.peft ?? PEFTConfig(deltaType: delta == nil ? .none : .lora))
+        // The authors' files carry no description: what the keys cannot show is assumed, and said.
+        if let delta, let d = description, !DeltaFile.isDescribed(at: delta) {
+            var assumed: [String] = []
+            if d.peft.usesLoRA && peft.loraTargets == nil { assumed.append("LoRA on q and v (--lora-targets)") }
+            if d.peft.usesAdapter && peft.adapterScale == nil { assumed.append("adapter scale 0.2 (--adapter-scale)") }
+            if !assumed.isEmpty {
+                let missing = delta.lowercased().hasSuffix(".safetensors") ? "none in its metadata" : "no \(DeltaFile.sidecarPath(for: delta))"
+                notes.append("\(delta) carries no description (\(missing)): read from its keys as a "
+                    + "\(d.peft.deltaType.rawValue) delta, assuming the authors' " + assumed.joined(separator: " and ")
+                    + "; pass the flag if it was trained otherwise")
+            }
+        }
         // A delta trained on random weights in Meta's layout (train --random-weights, for speed runs) gets
         // them again; on Meta's checkpoint its scores would mean nothing.
         var random = randomWeights

@@ -224,8 +224,10 @@ final class PEFTTests: XCTestCase {
         let reference = try Torch.withInferenceMode { try model(images).logits }
         func relErr(_ a: Tensor) throws -> Double { try (a - reference).abs().amax().item() / reference.abs().amax().item() }
 
-        // predict: no --vit, no delta flags: all read from the authors' file.
-        try crackCLI(["predict", "--sam", dir + "/base.pth", "--delta", dir + "/delta.pth", "--save-logits", dir + "/l.safetensors"] + paths)
+        // predict: no --vit, no delta flags: all read from the authors' file, and what its keys cannot show is said.
+        let said = try crackCLI(["predict", "--sam", dir + "/base.pth", "--delta", dir + "/delta.pth", "--save-logits", dir + "/l.safetensors"] + paths)
+        XCTAssertTrue(said.contains("delta.pth carries no description (no \(dir)/delta.pth.json): read from its keys as a lora delta, "
+            + "assuming the authors' LoRA on q and v (--lora-targets)"), said)
         XCTAssertLessThanOrEqual(try relErr(try SafeTensors.load(at: dir + "/l.safetensors").tensors["logits"]!), 1e-5)
 
         // --merge: Meta's own model loads it strictly and gives the unmerged LoRA logits.

@@ -97,6 +97,13 @@ extension SAMModel {
 public enum DeltaFile {
     public static func sidecarPath(for path: String) -> String { path + ".json" }
 
+    /// Whether the file carries its description (safetensors metadata, or a .pth's sidecar); without one,
+    /// `read` infers it from the keys and assumes what keys cannot show.
+    public static func isDescribed(at path: String) -> Bool {
+        if path.lowercased().hasSuffix(".safetensors") { return (try? SafeTensors.metadata(at: path))?["format"] == "cracksam-delta" }
+        return FileManager.default.fileExists(atPath: sidecarPath(for: path))
+    }
+
     /// The tensors and, when recorded (metadata or sidecar) or inferable from the keys, the description.
     public static func read(at path: String) throws -> (tensors: StateDict, description: DeltaDescription?) {
         if path.lowercased().hasSuffix(".safetensors") {
