@@ -11,13 +11,20 @@ def load(paths):
     for path in paths:
         try:
             with open(path) as f:
-                for line in f:
-                    line = line.strip()
-                    if line:
-                        row = json.loads(line)
-                        rows[row["name"]] = row
-        except (OSError, ValueError) as error:
+                lines = f.readlines()
+        except OSError as error:
             print(f"{path}: {error}")
+            continue
+        # One damaged line (a measurement killed mid-write) costs that line, not the rows after it.
+        for number, line in enumerate(lines, 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                row = json.loads(line)
+                rows[row["name"]] = row
+            except (ValueError, KeyError, TypeError) as error:
+                print(f"{path}:{number}: skipped: {error}")
     return rows
 
 
