@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 std::atomic<int64_t> g_live_tensors{0};
+std::atomic<int64_t> g_live_handles{0};
 
 static ct_error_s g_out_of_memory_error{"out of memory (while reporting a libtorch error)"};
 
@@ -38,6 +39,7 @@ void ct_error_free(ct_error err) {
 }
 void ct_tensor_free(ct_tensor t) { delete t; }
 int64_t ct_live_tensors(void) { return g_live_tensors.load(std::memory_order_relaxed); }
+int64_t ct_live_handles(void) { return g_live_handles.load(std::memory_order_relaxed); }
 const char *ct_torch_version(void) { return TORCH_VERSION; }
 
 // ---- info ----
@@ -143,6 +145,7 @@ void ct_set_grad_enabled(int enabled) { at::GradMode::set_enabled(enabled != 0);
 
 struct ct_guard_s {
   virtual ~ct_guard_s() = default;
+  ct_live_handle live;
 };
 struct InferenceGuard final : ct_guard_s {
   c10::InferenceMode mode{true};
@@ -282,9 +285,11 @@ int ct_num_threads(void) { return at::get_num_threads(); }
 struct ct_zip_reader_s {
   std::unique_ptr<caffe2::serialize::PyTorchStreamReader> reader;
   std::vector<std::string> names;
+  ct_live_handle live{};
 };
 struct ct_zip_writer_s {
   std::unique_ptr<caffe2::serialize::PyTorchStreamWriter> writer;
+  ct_live_handle live{};
 };
 
 ct_error ct_zip_reader_open(const char *path, ct_zip_reader *out) {
@@ -337,6 +342,7 @@ void ct_zip_writer_free(ct_zip_writer w) {
 struct ct_event_s {
   c10::Event event;
   c10::Device device;
+  ct_live_handle live{};
 };
 
 extern "C" {

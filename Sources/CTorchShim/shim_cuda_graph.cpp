@@ -22,6 +22,7 @@ struct ct_cuda_graph_s {
   c10::cuda::CUDAStream stream;
   std::optional<c10::cuda::CUDAStream> previous;
   at::cuda::CUDAGraph graph;
+  ct_live_handle live;
   ct_cuda_graph_s(int d, c10::cuda::CUDAStream s) : device(d), stream(s) {}
 };
 // Runs `f` with the graph's device current, under the shim's error convention.
@@ -33,7 +34,9 @@ static ct_error on_graph_device(ct_cuda_graph g, F f) {
   })
 }
 #else
-struct ct_cuda_graph_s {};
+struct ct_cuda_graph_s {
+  ct_live_handle live;
+};
 static ct_error no_graphs() {
   return ct_make_error("this build of crack-cli has no CUDA graphs: libtorch's CUDAGraph needs the CUDA runtime headers "
                        "at build time (scripts/gpu-build provides them); run without --cuda-graph");

@@ -8,9 +8,11 @@
 
 struct ct_store_s {
   c10::intrusive_ptr<c10d::Store> store;
+  ct_live_handle live{};
 };
 struct ct_group_s {
   c10::intrusive_ptr<c10d::Backend> backend;
   int rank;
   int size;
+  ct_live_handle live{};
 };

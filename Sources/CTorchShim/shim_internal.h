@@ -11,6 +11,16 @@
 #include "ctorch.h"
 
 extern std::atomic<int64_t> g_live_tensors;
+extern std::atomic<int64_t> g_live_handles;
+
+// A member of every other handle type (errors, guards, archives, events, graphs, profiles, stores,
+// groups): counts them, so leak tests see a handle the Swift side forgot to free, as they see tensors.
+struct ct_live_handle {
+  ct_live_handle() noexcept { g_live_handles.fetch_add(1, std::memory_order_relaxed); }
+  ct_live_handle(const ct_live_handle &) noexcept { g_live_handles.fetch_add(1, std::memory_order_relaxed); }
+  ct_live_handle &operator=(const ct_live_handle &) noexcept = default;
+  ~ct_live_handle() { g_live_handles.fetch_sub(1, std::memory_order_relaxed); }
+};
 
 struct ct_tensor_s {
   at::Tensor t;
@@ -20,6 +30,7 @@ struct ct_tensor_s {
 
 struct ct_error_s {
   std::string message;
+  ct_live_handle live{};
 };
 
 // Never throws: where even the message cannot be allocated, a static "out of memory" error comes back

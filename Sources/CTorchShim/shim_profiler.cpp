@@ -12,6 +12,7 @@ namespace impl = torch::profiler::impl;
 struct ct_profile_s {
   std::unique_ptr<prof::ProfilerResult> result;
   std::vector<std::string> names;  // kept here so that the C strings handed out live as long as the handle
+  ct_live_handle live{};
 };
 
 extern "C" {

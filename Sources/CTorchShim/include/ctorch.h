@@ -41,6 +41,9 @@ enum { CT_CPU = 0, CT_CUDA = 1, CT_META = 14 };
 const char *ct_error_message(ct_error err);
 void ct_error_free(ct_error err);
 void ct_tensor_free(ct_tensor t);
+/* Number of handles of every other kind (errors, guards, archives, events, graphs, profiles, stores,
+ * groups) currently alive, for leak tests; a static out-of-memory error counts as one from the start. */
+int64_t ct_live_handles(void);
 /* Number of ct_tensor handles currently alive (for leak tests). */
 int64_t ct_live_tensors(void);
 const char *ct_torch_version(void);

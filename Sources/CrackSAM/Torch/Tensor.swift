@@ -19,6 +19,10 @@ public final class Tensor {
     /// Number of tensor handles alive right now (leak tests watch this).
     public static var liveCount: Int { Int(ct_live_tensors()) }
 
+    /// Number of the shim's other handles alive right now (errors, guards, archives, events, graphs,
+    /// profiles, process groups): what leak tests watch besides tensors.
+    public static var liveHandleCount: Int { Int(ct_live_handles()) }
+
     // MARK: - Facts
 
     public var rank: Int { Int(ct_dim(handle)) }
