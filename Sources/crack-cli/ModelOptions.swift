@@ -180,7 +180,10 @@ struct ModelBuilder {
                 description = try DeltaDescription(metadata: metadata, source: sam)
                 fullExport = true
                 describedBy = sam
-            } else if metadata["format"] == "sam-merged", delta == nil, metadata["delta_type"] != nil {
+            } else if metadata["format"] == "sam-merged", let delta {
+                // Its delta is in its weights: another on top would apply LoRA twice (or a second delta).
+                throw ValidationError("\(sam) is a merged export: its delta is folded into its weights already; drop --delta \(delta)")
+            } else if metadata["format"] == "sam-merged", metadata["delta_type"] != nil {
                 description = try DeltaDescription(metadata: metadata, source: sam)
                 describedBy = sam
             }
@@ -273,12 +276,22 @@ struct ModelBuilder {
                 }
                 return net
             }
+            // A full export without its description: its delta keys would be "unexpected" one by one.
+            if let key = file.stateDict.keys.first(where: { $0.contains(".lora_") || $0.contains(".adapter.") }) {
+                let where_ = sam.lowercased().hasSuffix(".safetensors") ? "its metadata" : "its sidecar \(sam).json"
+                throw ValidationError("\(sam) holds a delta in its weights (\(key)): a full export whose description (\(where_)) "
+                    + "is missing; put it back, or export the model again")
+            }
             let report = try net.loadSAMCheckpoint(file, strict: !nonStrict, keepDecoderHead: keepDecoderHead)
             if !report.isClean {
                 FileHandle.standardError.write(Data("warning: \(sam) does not fully fit the model:\n\(report)\n".utf8))
             }
             if keepDecoderHead == nil, file.hasCrackSAMHead, delta == nil {
                 FileHandle.standardError.write(Data("\(sam): a CrackSAM model (its decoder head has \(config.numClasses + 1) mask tokens): its trained head is loaded\n".utf8))
+            }
+            if file.hasCrackSAMHead, let delta {
+                FileHandle.standardError.write(Data(("warning: \(sam) is a CrackSAM model (its decoder head has \(config.numClasses + 1) "
+                    + "mask tokens), perhaps a merged export: \(delta) is applied on top of whatever delta it already holds\n").utf8))
             }
         }
         if plan.peft.deltaType != .none { try net.applyPEFT(plan.peft) }

@@ -69,6 +69,20 @@ final class MeasureTests: XCTestCase {
         for y in 5..<10 { for x in 5..<10 { square[y * 20 + x] = 1 } }
         let blob = try XCTUnwrap(CrackGeometry.measure(square, width: 20, height: 20, image: "square").cracks.first)
         XCTAssertEqual([blob.length, blob.meanWidth, blob.maxWidth], [5, 5, 5], "a 5×5 blob")
+        // Bars and blobs of every small size: the length reaches both ends (thinning stops short of them by
+        // about half the width, and an end's distance to the background is the half-width, not that gap),
+        // and the widths are the bar's.
+        for (bw, bh) in [(60, 4), (60, 5), (60, 6), (60, 3), (20, 4), (6, 6), (2, 2), (3, 2), (60, 1), (1, 7)] {
+            var bar = [UInt8](repeating: 0, count: 80 * 20)
+            for y in 3..<(3 + bh) { for x in 5..<(5 + bw) { bar[y * 80 + x] = 1 } }
+            let c = try XCTUnwrap(CrackGeometry.measure(bar, width: 80, height: 20, image: "bar").cracks.first)
+            let (long, short) = (Double(max(bw, bh)), Double(min(bw, bh)))
+            print("bar \(bw)×\(bh): length \(c.length), mean width \(c.meanWidth), max width \(c.maxWidth), orientation \(c.orientation)")
+            XCTAssertEqual(c.length, long, accuracy: 0.51, "\(bw)×\(bh) length")
+            XCTAssertEqual(c.maxWidth, short, accuracy: 0.51, "\(bw)×\(bh) max width")
+            XCTAssertEqual(c.meanWidth, short, accuracy: 0.1 * short, "\(bw)×\(bh) mean width")
+            XCTAssertEqual(c.orientation, bw >= bh ? 0 : 90, "\(bw)×\(bh) orientation")
+        }
     }
 
     func testSeparateCracksAreCountedSeparately() {

@@ -133,50 +133,55 @@ public enum CrackGeometry {
         let (labels, count) = components(mask, width: w, height: h)
         let skel = skeleton(mask, width: w, height: h)
         let dist = distanceTransform(mask, width: w, height: h)
+        // Per crack, in one pass over the image: area, skeleton pixels, the deepest pixel (the centre of a
+        // blob thinning removes entirely) and the moments of its pixels (its principal axis).
         var areas = [Int](repeating: 0, count: count + 1)
         var skelPixels = [[Int]](repeating: [], count: count + 1)
+        var deepest = [Int](repeating: -1, count: count + 1)
+        var moments = [(x: Double, y: Double, xx: Double, yy: Double, xy: Double)](repeating: (0, 0, 0, 0, 0), count: count + 1)
         for p in 0..<(w * h) where labels[p] != 0 {
-            areas[Int(labels[p])] += 1
-            if skel[p] != 0 { skelPixels[Int(labels[p])].append(p) }
+            let id = Int(labels[p])
+            areas[id] += 1
+            if skel[p] != 0 { skelPixels[id].append(p) }
+            if deepest[id] < 0 || dist[p] > dist[deepest[id]] { deepest[id] = p }
+            let (x, y) = (Double(p % w), Double(p / w))
+            moments[id].x += x; moments[id].y += y; moments[id].xx += x * x; moments[id].yy += y * y; moments[id].xy += x * y
         }
         var cracks: [CrackMeasurement] = []
         var allWidths: [Double] = []
         for id in 1...max(count, 1) where count > 0 && areas[id] >= minimumArea {
-            var points = skelPixels[id]
-            if points.isEmpty {
-                // A blob thinning removed entirely: keep its deepest pixel as the centre.
-                let deepest = (0..<(w * h)).filter { labels[$0] == Int32(id) }.max { dist[$0] < dist[$1] }!
-                points = [deepest]
-            }
+            // A blob thinning removed entirely: its deepest pixel stands for its centre.
+            let points = skelPixels[id].isEmpty ? [deepest[id]] : skelPixels[id]
             let set = Set(points)
-            /// The crack's width through skeleton pixel p, along the normal to direction θ: from the
-            /// foreground's edge on one side to its edge on the other. (Twice the distance to the background
-            /// is 1 px short for every even width: there the skeleton lies half a pixel off the centre line.)
-            func across(_ p: Int, theta: Double) -> Double {
+            /// How far the crack reaches from pixel p's centre along the unit direction (dx, dy), to the edge
+            /// of its last pixel. Quarter-pixel steps sampled between boundaries (at 1/8, 3/8, …), so that no
+            /// sample sits on a pixel edge, where rounding would favour one side; the edge is half a step
+            /// before the first sample off the crack.
+            func reach(_ p: Int, _ dx: Double, _ dy: Double) -> Double {
                 let (cx, cy) = (Double(p % w), Double(p / w))
-                let (nx, ny) = (-sin(theta), cos(theta))
-                // Quarter-pixel steps sampled between boundaries (at 1/8, 3/8, …), so that no sample sits on a
-                // pixel edge, where rounding would favour one side; the edge is half a step before the first
-                // sample off the crack.
-                func reach(_ sign: Double) -> Double {
-                    var t = 0.125
-                    while true {
-                        let x = Int((cx + sign * t * nx).rounded()), y = Int((cy + sign * t * ny).rounded())
-                        if x < 0 || y < 0 || x >= w || y >= h || labels[y * w + x] != Int32(id) { return t - 0.125 }
-                        t += 0.25
-                    }
+                var t = 0.125
+                while true {
+                    let x = Int((cx + t * dx).rounded()), y = Int((cy + t * dy).rounded())
+                    if x < 0 || y < 0 || x >= w || y >= h || labels[y * w + x] != Int32(id) { return t - 0.125 }
+                    t += 0.25
                 }
-                return reach(1) + reach(-1)
             }
+            /// The crack's width through p across direction θ, edge to edge. (Twice the distance to the
+            /// background is 1 px short for every even width: there the skeleton lies half a pixel off the
+            /// centre line.)
+            func across(_ p: Int, theta: Double) -> Double { reach(p, -sin(theta), cos(theta)) + reach(p, sin(theta), -cos(theta)) }
+            // The crack's principal axis, for a skeleton of one pixel (a blob, a short stub).
+            let n = Double(areas[id]), m = moments[id]
+            let axis = 0.5 * atan2(2 * (m.xy / n - m.x / n * m.y / n), (m.xx / n - m.x * m.x / (n * n)) - (m.yy / n - m.y * m.y / (n * n)))
+
             // Length: each skeleton pixel contributes the length of skeleton it stands for, from the skeleton
             // around it (radius 4, direction θ by PCA); plain link counting would be off by up to 8 % at 22.5°.
-            // Each free end adds what thinning took off the crack's extent beyond it: the distance from the
-            // end pixel's own far edge (it already counts its one pixel) to the background, d − 1.
+            // Each free end adds what thinning took off the crack's extent beyond it: from the end pixel's own
+            // edge (it counts its one pixel) to where the crack ends, straight on along the skeleton.
             var length = 0.0
             var widths: [Double] = []
             for p in points {
                 let (x, y) = (p % w, p / w)
-                var nx = 0.0, ny = 0.0, n = 0.0, sxx = 0.0, syy = 0.0, sxy = 0.0
                 var neighbours = 0
                 var local: [(Double, Double)] = []
                 for dy in -4...4 {
@@ -187,26 +192,40 @@ public enum CrackGeometry {
                         if abs(dx) <= 1 && abs(dy) <= 1 && (dx != 0 || dy != 0) { neighbours += 1 }
                     }
                 }
-                for (a, b) in local { nx += a; ny += b; n += 1 }
-                let (mx, my) = (nx / n, ny / n)
+                let count = Double(local.count)
+                let (mx, my) = (local.reduce(0) { $0 + $1.0 } / count, local.reduce(0) { $0 + $1.1 } / count)
+                var sxx = 0.0, syy = 0.0, sxy = 0.0
                 for (a, b) in local { sxx += (a - mx) * (a - mx); syy += (b - my) * (b - my); sxy += (a - mx) * (b - my) }
-                let theta = 0.5 * atan2(2 * sxy, sxx - syy)
+                // A lone skeleton pixel has no direction of its own: the crack's axis stands in.
+                let theta = local.count > 1 ? 0.5 * atan2(2 * sxy, sxx - syy) : axis
+                let (ux, uy) = (cos(theta), sin(theta))
                 // Extent of the local skeleton along θ per pixel in it: 1/max(|cos θ|, |sin θ|) on a clean
                 // one-pixel line, less where thinning left the line two pixels thick.
-                let projections = local.map { $0.0 * cos(theta) + $0.1 * sin(theta) }
-                length += local.count > 1 ? (projections.max()! - projections.min()!) / Double(local.count - 1) : 1
-                // An isolated skeleton pixel is both ends of its crack.
-                if neighbours <= 1 { length += Double(neighbours == 0 ? 2 : 1) * max(dist[p] - 1, 0) }
-                widths.append(local.count > 1 ? across(p, theta: theta) : 2 * dist[p] - 1)
+                let projections = local.map { $0.0 * ux + $0.1 * uy }
+                length += local.count > 1 ? (projections.max()! - projections.min()!) / (count - 1) : 1
+                if neighbours == 1 {
+                    // Outward: away from the rest of the skeleton (the local mean lies inward).
+                    let out = mx * ux + my * uy > 0 ? -1.0 : 1.0
+                    length += max(reach(p, out * ux, out * uy) - 0.5, 0)
+                } else if neighbours == 0 {
+                    length += max(reach(p, ux, uy) - 0.5, 0) + max(reach(p, -ux, -uy) - 0.5, 0)
+                }
+                widths.append(across(p, theta: theta))
             }
             allWidths += widths
-            // Orientation from the covariance of skeleton coordinates (y up for counter-clockwise angles).
-            let xs = points.map { Double($0 % w) }, ys = points.map { -Double($0 / w) }
-            let mx = xs.reduce(0, +) / Double(xs.count), my = ys.reduce(0, +) / Double(ys.count)
-            var sxx = 0.0, syy = 0.0, sxy = 0.0
-            for (x, y) in zip(xs, ys) { sxx += (x - mx) * (x - mx); syy += (y - my) * (y - my); sxy += (x - mx) * (y - my) }
-            var angle = 0.5 * atan2(2 * sxy, sxx - syy) * 180 / Double.pi
-            if angle < 0 { angle += 180 }
+            // Orientation from the covariance of skeleton coordinates (y up for counter-clockwise angles);
+            // a one-pixel skeleton takes the crack's axis.
+            var angle: Double
+            if points.count > 1 {
+                let xs = points.map { Double($0 % w) }, ys = points.map { -Double($0 / w) }
+                let mx = xs.reduce(0, +) / Double(xs.count), my = ys.reduce(0, +) / Double(ys.count)
+                var sxx = 0.0, syy = 0.0, sxy = 0.0
+                for (x, y) in zip(xs, ys) { sxx += (x - mx) * (x - mx); syy += (y - my) * (y - my); sxy += (x - mx) * (y - my) }
+                angle = 0.5 * atan2(2 * sxy, sxx - syy) * 180 / Double.pi
+            } else {
+                angle = -axis * 180 / Double.pi
+            }
+            angle = (angle + 180).truncatingRemainder(dividingBy: 180)  // 0 ≤ angle < 180 (and no −0)
             cracks.append(CrackMeasurement(id: cracks.count + 1, area: Double(areas[id]) * scale * scale, length: length * scale,
                                            meanWidth: Double(areas[id]) / length * scale,
                                            maxWidth: (widths.max() ?? 0) * scale, orientation: angle, pixels: areas[id]))
