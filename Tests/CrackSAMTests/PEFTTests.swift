@@ -266,6 +266,14 @@ final class PEFTTests: XCTestCase {
             + "pass it as --sam " + dir + "/merged.pth"), asDelta)
         let twice = try crackCLI(["predict", "--sam", dir + "/full.safetensors", "--delta", dir + "/delta.pth", paths[0]], expectSuccess: false)
         XCTAssertTrue(twice.contains("is a full export: it holds its delta already; drop --delta"), twice)
+        let folded = try crackCLI(["predict", "--sam", dir + "/merged.pth", "--delta", dir + "/delta.pth", paths[0]], expectSuccess: false)
+        XCTAssertTrue(folded.contains("is a merged export: its delta is folded into its weights already; drop --delta"), folded)
+        // A full .pth export whose sidecar was lost is named for what it is.
+        try crackCLI(["export", "--sam", dir + "/base.pth", "--delta", dir + "/delta.pth", "--out", dir + "/full.pth"])
+        try FileManager.default.removeItem(atPath: dir + "/full.pth.json")
+        let bare = try crackCLI(["predict", "--vit", "b", "--sam", dir + "/full.pth", paths[0]], expectSuccess: false)
+        XCTAssertTrue(bare.contains("holds a delta in its weights (image_encoder.blocks.0.attn.qkv.lora_q.a.weight): a full export whose "
+            + "description (its sidecar \(dir)/full.pth.json) is missing"), bare)
 
         // A delta for another backbone is named.
         let wrong = try crackCLI(["predict", "--vit", "h", "--sam", dir + "/base.pth", "--delta", dir + "/delta.pth", paths[0]],

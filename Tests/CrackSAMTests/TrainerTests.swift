@@ -138,6 +138,33 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(resumed.step, 9)
     }
 
+    /// The same for a validation file: the epoch's steps are kept, and the resumed run validates that
+    /// epoch before going on.
+    func testAValidationFileBrokenMidRunKeepsTheEpoch() throws {
+        let data = try dataset()
+        let valDir = try Oracle.scratch("val")
+        try makeTestDataset(valDir, count: 2)
+        let validation = try CrackDataset(root: valDir)
+        let image = valDir + "/images/s1.png"
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: image))
+        try bytes.prefix(bytes.count / 2).write(to: URL(fileURLWithPath: image))
+        let run = try Oracle.scratch("run")
+        let trainer = try Trainer(model: try model(), train: data, validation: validation, options: options(), runDirectory: run, log: { _ in })
+        XCTAssertThrowsError(try trainer.run()) { error in
+            guard case TrainingError.batchFailed(let reason, 3, _) = error else { return XCTFail("\(error)") }
+            XCTAssertTrue(reason.contains(image), reason)
+        }
+        XCTAssertEqual(try SafeTensors.load(at: run + "/state.safetensors").metadata["step"], "3", "epoch 1's three steps are kept")
+        try bytes.write(to: URL(fileURLWithPath: image))
+        let resumed = try Trainer(model: try model(), train: data, validation: validation, options: options(), runDirectory: run, log: { _ in })
+        try resumed.resume()
+        XCTAssertEqual(resumed.step, 3)
+        XCTAssertEqual(try resumed.run(), .finished)
+        XCTAssertEqual(resumed.step, 9)
+        let epochs = try String(contentsOfFile: run + "/val.csv", encoding: .utf8).split(separator: "\n").dropFirst().map { $0.split(separator: ",")[0] }
+        XCTAssertEqual(epochs, ["1", "2", "3"], "epoch 1 validated on resume")
+    }
+
     func testNonFiniteLossStopsAndKeepsTheLastGoodWeights() throws {
         let data = try dataset()
         let dir = try Oracle.scratch("nan")

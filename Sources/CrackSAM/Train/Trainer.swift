@@ -460,7 +460,17 @@ public final class Trainer {
             epoch += 1
             batchInEpoch = 0
             if let validation, epoch % options.valEvery == 0 || epoch == lastEpoch {
-                let scores = try validate(validation)
+                let scores: SegmentationScores
+                do {
+                    scores = try validate(validation)
+                } catch {
+                    // A validation file that broke during the run: the epoch's steps are kept, saved as its
+                    // last batch done, so that a resume (once the file is mended) validates the epoch again.
+                    epoch -= 1
+                    batchInEpoch = loader.batchCount
+                    guard try saveState(), isLeader else { throw error }
+                    throw TrainingError.batchFailed(reason: "\(error)", atStep: step, checkpoint: statePath)
+                }
                 try append("val.csv", header: "epoch,precision,recall,f1,iou",
                            String(format: "%ld,%.6f,%.6f,%.6f,%.6f", epoch, scores.precision, scores.recall, scores.f1, scores.iou))
                 iouHistory.append((Double(epoch), scores.iou))
