@@ -35,7 +35,9 @@ struct Eval: ParsableCommand {
     @Option(help: "Write every image's scores and pixel counts as CSV (one row per model, dataset, variant and image).")
     var perImage: String?
     @Option(help: "Write the tables as Markdown.") var markdown: String?
-    @Option(help: "Where the blur-sweep plot goes (with --blur-sweep).") var blurPlot = "blur-sweep.png"
+    @Option(name: .customLong("blur-plot"), help: "Where the blur-sweep plot goes (with --blur-sweep; default blur-sweep.png).")
+    var blurPlotOption: String?
+    var blurPlot: String { blurPlotOption ?? "blur-sweep.png" }
     @Option(help: "Run this many data-parallel ranks on this machine.") var nproc: Int?
     @Option(help: "Seconds a rendezvous or collective may wait for the other ranks before failing.") var distTimeout = 300.0
 
@@ -43,11 +45,16 @@ struct Eval: ParsableCommand {
     /// as given; otherwise the file's stem, with as many of its folders as make it unique (runs/lora/best.pth
     /// and runs/adapter/best.pth are lora/best and adapter/best, not best twice); "none" is the untrained model.
     static func models(_ specs: [String]) throws -> [(name: String, file: String?)] {
-        var named: [(name: String?, file: String?)] = specs.map { spec in
+        var named: [(name: String?, file: String?)] = try specs.map { spec in
             if spec == "none" { return ("untrained", nil) }
             if let eq = spec.firstIndex(of: "="), eq != spec.startIndex, !FileManager.default.fileExists(atPath: spec),
                !spec[..<eq].contains("/") {
-                return (String(spec[..<eq]), String(spec[spec.index(after: eq)...]))
+                let (name, file) = (String(spec[..<eq]), String(spec[spec.index(after: eq)...]))
+                if name == "." || name == ".." {
+                    throw ValidationError("--delta name '\(name)' would be a path in --save-predictions; name it otherwise")
+                }
+                if file.isEmpty { throw ValidationError("--delta \(spec): NAME=FILE with a file (or NAME=none)") }
+                return (name, file == "none" ? nil : file)
             }
             return (nil, spec)
         }
@@ -94,6 +101,8 @@ struct Eval: ParsableCommand {
         var variants: [Degradation?] = [nil]
         for v in (noise ?? "").split(separator: ",") {
             guard let d = Degradation(String(v)) else { throw ValidationError("--noise takes case1 and/or case2 (got '\(v)')") }
+            // The same variant twice would give two rows of one evaluation.
+            guard !variants.contains(d) else { throw ValidationError("--noise names \(v) twice") }
             variants.append(d)
         }
         var sweep: [Degradation] = []
@@ -101,6 +110,7 @@ struct Eval: ParsableCommand {
             guard let n = Int(k), let d = Degradation("blur:\(n)") else {
                 throw ValidationError("--blur-sweep sizes must be odd, 1 to \(Degradation.maxBlurSize) (got '\(k)')")
             }
+            guard !sweep.contains(d) else { throw ValidationError("--blur-sweep names \(n) twice") }
             sweep.append(d)
         }
         return (variants, sweep)
@@ -114,14 +124,20 @@ struct Eval: ParsableCommand {
         _ = try autocastDType(amp)
         _ = try Eval.models(delta.isEmpty ? ["none"] : delta)
         if blurSweep != nil { try requireImageExtension(blurPlot, "--blur-plot") }
+        if blurSweep == nil && blurPlotOption != nil { throw ValidationError("--blur-plot is the plot of --blur-sweep, which is not given") }
         for file in outputFiles { try requireNotAFolder(file.path, file.option) }
         var names: Set<String> = []
         for spec in dataset {
             guard let eq = spec.firstIndex(of: "="), eq != spec.startIndex, spec.index(after: eq) != spec.endIndex else {
                 throw ValidationError("--dataset must be NAME=DIR with a name and a folder (got '\(spec)')")
             }
-            // The name labels the tables' rows and the saved predictions' folders: two the same would mix them.
-            guard names.insert(String(spec[..<eq])).inserted else {
+            // The name labels the tables' rows and the saved predictions' folders: two the same would mix them,
+            // and a path of its own (.., a/b) would put predictions outside --save-predictions.
+            let name = String(spec[..<eq])
+            if name == "." || name == ".." || name.contains("/") {
+                throw ValidationError("--dataset name '\(name)' would be a path in --save-predictions; name it without '/' or dots alone")
+            }
+            guard names.insert(name).inserted else {
                 throw ValidationError("--dataset names must differ: '\(spec[..<eq])' is given twice")
             }
         }
@@ -163,7 +179,7 @@ struct Eval: ParsableCommand {
            ["sam-merged", "cracksam-full"].contains(try SAMCheckpointFile.metadata(at: sam)["format"] ?? "") {
             // --sam is a trained model (an export): its rows carry its name, not "untrained".
             let stem = URL(fileURLWithPath: sam).deletingPathExtension().lastPathComponent
-            models = models.map { $0.file == nil ? (stem, nil) : $0 }
+            models = models.map { $0.file == nil && $0.name == "untrained" ? (stem, nil) : $0 }
         }
         for (name, file) in models {
             let config = try builder(for: file).check()
@@ -186,8 +202,11 @@ struct Eval: ParsableCommand {
         // Ctrl-C or SIGTERM stops between batches, and what finished is reported as on an error.
         StopRequest.catchSignals()
         do {
-            for (name, file) in models {
-                let net = try builder(for: file).build()
+            for (given, file) in models {
+                let (net, trainedHead) = try builder(for: file).buildReporting()
+                // --sam alone holding a trained model (an export whose description was lost): not "untrained".
+                let name = file == nil && given == "untrained" && trainedHead
+                    ? URL(fileURLWithPath: sam!).deletingPathExtension().lastPathComponent : given
                 if dev != .cpu { try net.move(to: dev) }
                 let evaluator = Evaluator(predictor: SAMPredictor(model: net, device: dev, amp: ampType, resize: resize), name: name, batch: batch, group: group)
                 for (datasetName, ds) in datasets {

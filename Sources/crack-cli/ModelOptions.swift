@@ -200,9 +200,15 @@ struct ModelBuilder {
         } else if let d = description, let backbone = SAMConfig.Backbone(rawValue: d.backbone), backbone != .custom {
             config = try SAMConfig.named(backbone, imageSize: model.imageSize ?? d.imageSize, numClasses: d.numClasses)
         } else {
-            throw ValidationError("--vit b|l|h is required" + (describedBy == nil
-                ? (delta == nil ? " for the untrained model (--delta none)" : "")
-                : " (\(describedBy!) does not say which backbone it was trained on)"))
+            let why: String
+            if let describedBy {
+                why = " (\(describedBy) does not say which backbone it was trained on)"
+            } else if let sam {
+                why = ": \(sam) does not say which backbone it holds"
+            } else {
+                why = ""
+            }
+            throw ValidationError("--vit b|l|h (or custom, with its sizes) is required" + why)
         }
         let peftConfig = try peft.resolve(over: description?.peft ?? PEFTConfig(deltaType: delta == nil ? .none : .lora))
         // The authors' files carry no description: what the keys cannot show is assumed, and said.
@@ -210,6 +216,9 @@ struct ModelBuilder {
             var assumed: [String] = []
             if d.peft.usesLoRA && peft.loraTargets == nil { assumed.append("LoRA on q and v (--lora-targets)") }
             if d.peft.usesAdapter && peft.adapterScale == nil { assumed.append("adapter scale 0.2 (--adapter-scale)") }
+            if config.backbone == .custom && sam == nil {
+                assumed.append("random custom encoder drawn with seed \(seed) (the seed its training run used, which the sidecar records)")
+            }
             if !assumed.isEmpty {
                 let missing = delta.lowercased().hasSuffix(".safetensors") ? "none in its metadata" : "no \(DeltaFile.sidecarPath(for: delta))"
                 notes.append("\(delta) carries no description (\(missing)): read from its keys as a "
@@ -256,7 +265,10 @@ struct ModelBuilder {
         return plan.config
     }
 
-    func build() throws -> SAMModel {
+    func build() throws -> SAMModel { try buildReporting().model }
+
+    /// The model, and whether --sam's own trained decoder head was loaded (a CrackSAM model, not Meta's).
+    func buildReporting() throws -> (model: SAMModel, trainedHead: Bool) {
         let plan = try plan()
         for note in plan.notes { FileHandle.standardError.write(Data((note + "\n").utf8)) }
         let config = plan.config
@@ -266,6 +278,7 @@ struct ModelBuilder {
         try Torch.manualSeed(drawnSeed)
         let net = try SAMModel(config: config)
         if plan.sam == nil { net.initSeed = drawnSeed }
+        var trainedHead = false
         if let sam = plan.sam {
             let file = try SAMCheckpointFile.read(at: sam)
             if plan.fullExport {
@@ -274,7 +287,7 @@ struct ModelBuilder {
                 if !report.isClean {
                     FileHandle.standardError.write(Data("warning: \(sam) does not fully fit the model:\n\(report)\n".utf8))
                 }
-                return net
+                return (net, true)
             }
             // A full export without its description: its delta keys would be "unexpected" one by one.
             if let key = file.stateDict.keys.first(where: { $0.contains(".lora_") || $0.contains(".adapter.") }) {
@@ -282,6 +295,7 @@ struct ModelBuilder {
                 throw ValidationError("\(sam) holds a delta in its weights (\(key)): a full export whose description (\(where_)) "
                     + "is missing; put it back, or export the model again")
             }
+            trainedHead = keepDecoderHead ?? file.hasCrackSAMHead
             let report = try net.loadSAMCheckpoint(file, strict: !nonStrict, keepDecoderHead: keepDecoderHead)
             if !report.isClean {
                 FileHandle.standardError.write(Data("warning: \(sam) does not fully fit the model:\n\(report)\n".utf8))
@@ -296,7 +310,7 @@ struct ModelBuilder {
         }
         if plan.peft.deltaType != .none { try net.applyPEFT(plan.peft) }
         if let tensors = plan.deltaTensors, let delta { try net.loadDelta(tensors, source: delta) }
-        return net
+        return (net, trainedHead)
     }
 }
 

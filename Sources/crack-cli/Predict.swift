@@ -9,7 +9,7 @@ struct Predict: ParsableCommand {
     @OptionGroup var model: ModelOptions
     @OptionGroup var peft: PEFTOptions
 
-    @Option(help: "Official SAM checkpoint (sam_vit_*.pth); not needed for --vit custom.")
+    @Option(help: "Official SAM checkpoint (sam_vit_*.pth), or a model exported by `export` (merged or full); not needed for --vit custom.")
     var sam: String?
 
     @Option(help: "A trained delta (authors' format .pth, or .safetensors); its recorded settings are used unless flags say otherwise.")
@@ -215,7 +215,9 @@ struct Predict: ParsableCommand {
                 print(line)
             }
         }
-        if let out {
+        // Nothing predicted (every input unreadable, or stopped before the first): nothing to write, and
+        // no empty measurements that a retry would then have to --force over.
+        if let out, !done.isEmpty {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             encoder.keyEncodingStrategy = .convertToSnakeCase

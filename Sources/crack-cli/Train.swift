@@ -163,6 +163,7 @@ struct Train: ParsableCommand {
     }
 
     func validate() throws {
+        if valList != nil && val == nil { throw ValidationError("--val-list selects samples of --val, which is not given") }
         if let resume, let out, out != resume {
             throw ValidationError("--out \(out) starts a new run and --resume \(resume) continues one: give one of them")
         }

@@ -134,6 +134,7 @@ final class CLITests: XCTestCase {
             (["predict"] + tiny + ["--mm-per-pixel=0", "--out", "o", "x.png"], "--mm-per-pixel must be a pixel size above 0 (got 0.0)"),
             (["predict"] + tiny + ["--mm-per-pixel", "0.2", "x.png"], "--mm-per-pixel sets the units of the measurements, which are written with --out FOLDER"),
             (["predict"] + tiny + ["--overlap", "8", "x.png"], "--overlap is for --mode tile"),
+            (["train"] + tiny + ["--data", "/nowhere", "--val-list", "v.txt", "--out", "/nowhere"], "--val-list selects samples of --val, which is not given"),
             (["info", "--vit", "b", "--embed-dim", "32", "--heads", "2"], "--embed-dim, --heads set(s) the size of --vit custom; --vit b has Meta's fixed sizes"),
             (["predict"] + tiny + ["--mode", "tile", "--resize", "opencv", "x.png"], "--resize is resize mode's resampling"),
             (["predict"] + tiny + ["--save-logits", "l.pt", "x.png"], "--save-logits l.pt: the tensors are written as safetensors; name the file .safetensors"),

@@ -157,6 +157,17 @@ final class EvalTests: XCTestCase {
         XCTAssertEqual(try String(contentsOfFile: dir + "/r.csv", encoding: .utf8).split(separator: "\n").count, 21)
         XCTAssertEqual(try Image.read(at: dir + "/blur.png").width, 640)
         XCTAssertTrue(try crackCLI(["eval"] + tiny + ["--dataset", "X"], expectSuccess: false).contains("NAME=DIR"))
+        // A merged export given as --sam alone is the trained model, with or without its sidecar: its rows
+        // carry its name, and score as the delta does.
+        try crackCLI(["export", "--delta", dir + "/run/epoch_1.pth", "--merge", "--out", dir + "/m.pth"])
+        let viaDelta = try crackCLI(["eval"] + tiny + ["--dataset", "A=" + dir + "/a", "--delta", dir + "/run/epoch_1.pth"])
+        let iou = try XCTUnwrap(viaDelta.split(separator: "\n").first { $0.hasPrefix("epoch_1 on A (clean): IoU") }).split(separator: ",")[0]
+            .replacingOccurrences(of: "epoch_1", with: "m")
+        for sidecar in [true, false] {
+            if !sidecar { try FileManager.default.removeItem(atPath: dir + "/m.pth.json") }
+            let merged = try crackCLI(["eval"] + tiny + ["--dataset", "A=" + dir + "/a", "--sam", dir + "/m.pth"])
+            XCTAssertTrue(merged.contains(iou + ",") && !merged.contains("untrained"), "sidecar \(sidecar): \(merged)")
+        }
         // Models are named by their files' stems, with as many folders as make them unique, or as given.
         for run in ["lora", "adapter"] {
             try FileManager.default.createDirectory(atPath: dir + "/runs/" + run, withIntermediateDirectories: true)
@@ -203,7 +214,13 @@ final class EvalTests: XCTestCase {
         for (args, message) in [(["--dataset", "=" + dir + "/a"], "NAME=DIR with a name and a folder (got '=\(dir)/a')"),
                                 (["--dataset", "A=" + dir + "/a", "--dataset", "A=" + dir + "/b"], "--dataset names must differ: 'A' is given twice"),
                                 (["--dataset", "A=" + dir + "/a:" + dir + "/none.txt"], "no list file \(dir)/none.txt"),
-                                (["--dataset", "A=" + dir + "/a", "--amp", "bf17"], "--amp must be fp16, bf16 or off (got 'bf17')")] {
+                                (["--dataset", "A=" + dir + "/a", "--amp", "bf17"], "--amp must be fp16, bf16 or off (got 'bf17')"),
+                                (["--dataset", "..=" + dir + "/a"], "--dataset name '..' would be a path in --save-predictions"),
+                                (["--dataset", "A=" + dir + "/a", "--delta", "..=" + dir + "/run/epoch_1.pth"], "--delta name '..' would be a path"),
+                                (["--dataset", "A=" + dir + "/a", "--delta", "x="], "--delta x=: NAME=FILE with a file (or NAME=none)"),
+                                (["--dataset", "A=" + dir + "/a", "--noise", "case1,case1"], "--noise names case1 twice"),
+                                (["--dataset", "A=" + dir + "/a", "--blur-sweep", "1,5,1"], "--blur-sweep names 1 twice"),
+                                (["--dataset", "A=" + dir + "/a", "--blur-plot", dir + "/p.png"], "--blur-plot is the plot of --blur-sweep, which is not given")] {
             let out = try crackCLI(["eval"] + tiny + args, expectSuccess: false)
             XCTAssertTrue(out.contains(message), "\(args): \(out)")
         }
