@@ -174,8 +174,9 @@ final class EvalTests: XCTestCase {
             for ext in ["", ".json"] { try FileManager.default.copyItem(atPath: dir + "/run/epoch_1.pth" + ext, toPath: dir + "/runs/\(run)/best.pth" + ext) }
         }
         let named = try crackCLI(["eval"] + tiny + ["--dataset", "A=" + dir + "/a", "--delta", dir + "/runs/lora/best.pth",
-                                                   "--delta", dir + "/runs/adapter/best.pth", "--delta", "mine=" + dir + "/run/epoch_1.pth"])
-        for row in ["| lora/best | A | clean |", "| adapter/best | A | clean |", "| mine | A | clean |"] { XCTAssertTrue(named.contains(row), named) }
+                                                   "--delta", dir + "/runs/adapter/best.pth", "--delta", "mi|ne=" + dir + "/run/epoch_1.pth"])
+        // (A "|" in a name is escaped, so it does not split its Markdown cell.)
+        for row in ["| lora/best | A | clean |", "| adapter/best | A | clean |", "| mi\\|ne | A | clean |"] { XCTAssertTrue(named.contains(row), named) }
         XCTAssertTrue(try crackCLI(["eval"] + tiny + ["--dataset", "A=" + dir + "/a", "--delta", "untrained=" + dir + "/run/epoch_1.pth",
                                                      "--delta", "none"], expectSuccess: false).contains("another model is already named 'untrained'"))
         // An unreadable image in the second dataset is found before anything is evaluated or written.

@@ -16,13 +16,15 @@ public enum EvaluationReport {
         func cell(_ m: String, _ c: String, _ f: (EvaluationResult) -> Double) -> String {
             results.first { $0.model == m && column($0) == c }.map { String(format: "%.4f", f($0)) } ?? "–"
         }
-        var lines = ["IoU (mean over images):", "", "| model | " + columns.joined(separator: " | ") + " |",
+        // A name with "|" would split its cell: escaped, as Markdown reads "\|".
+        func md(_ name: String) -> String { name.replacingOccurrences(of: "|", with: "\\|") }
+        var lines = ["IoU (mean over images):", "", "| model | " + columns.map(md).joined(separator: " | ") + " |",
                      "|---|" + String(repeating: "---|", count: columns.count)]
-        for m in models { lines.append("| \(m) | " + columns.map { cell(m, $0, \.iou) }.joined(separator: " | ") + " |") }
+        for m in models { lines.append("| \(md(m)) | " + columns.map { cell(m, $0, \.iou) }.joined(separator: " | ") + " |") }
         lines += ["", "All figures (Pr, Re, F1, IoU: means over images; pooled IoU: over all pixels):", "",
                   "| model | dataset | variant | images | Pr | Re | F1 | IoU | pooled IoU |", "|---|---|---|---|---|---|---|---|---|"]
         for r in results {
-            lines.append(String(format: "| %@ | %@ | %@ | %ld | %.4f | %.4f | %.4f | %.4f | %.4f |", r.model, r.dataset, r.variant, r.images,
+            lines.append(String(format: "| %@ | %@ | %@ | %ld | %.4f | %.4f | %.4f | %.4f | %.4f |", md(r.model), md(r.dataset), r.variant, r.images,
                                 r.precision, r.recall, r.f1, r.iou, r.pooledIoU))
         }
         return lines.joined(separator: "\n") + "\n"
