@@ -106,17 +106,22 @@ final class TrainerTests: XCTestCase {
         }
     }
 
-    /// Every loss NaN (a frozen encoder weight poisoned): the NaN steps are skipped, every one is in
-    /// metrics.csv, and the still-finite weights are saved.
+    /// A dataset of `count` samples read, then its image `name` truncated to half (a file broken on disk
+    /// after the run's check); the image's path and its good bytes come back, to mend it.
+    func datasetBrokenAfterReading(_ folder: String, count: Int, image name: String) throws -> (CrackDataset, String, Data) {
+        let dir = try Oracle.scratch(folder)
+        try makeTestDataset(dir, count: count)
+        let data = try CrackDataset(root: dir)
+        let image = dir + "/images/" + name
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: image))
+        try bytes.prefix(bytes.count / 2).write(to: URL(fileURLWithPath: image))
+        return (data, image, bytes)
+    }
+
     /// A sample that breaks on disk during a run (it passed the check at the start) stops the run with the
     /// file named, after the steps done are saved: mended, the run resumes from there.
     func testASampleBrokenMidRunKeepsTheStepsDone() throws {
-        let dir = try Oracle.scratch("data")
-        try makeTestDataset(dir, count: 6)
-        let data = try CrackDataset(root: dir)
-        let image = dir + "/images/s3.png"
-        let bytes = try Data(contentsOf: URL(fileURLWithPath: image))
-        try bytes.prefix(bytes.count / 2).write(to: URL(fileURLWithPath: image))
+        let (data, image, bytes) = try datasetBrokenAfterReading("data", count: 6, image: "s3.png")
         let run = try Oracle.scratch("run")
         var o = options()
         o.workers = 2
@@ -142,12 +147,7 @@ final class TrainerTests: XCTestCase {
     /// epoch before going on.
     func testAValidationFileBrokenMidRunKeepsTheEpoch() throws {
         let data = try dataset()
-        let valDir = try Oracle.scratch("val")
-        try makeTestDataset(valDir, count: 2)
-        let validation = try CrackDataset(root: valDir)
-        let image = valDir + "/images/s1.png"
-        let bytes = try Data(contentsOf: URL(fileURLWithPath: image))
-        try bytes.prefix(bytes.count / 2).write(to: URL(fileURLWithPath: image))
+        let (validation, image, bytes) = try datasetBrokenAfterReading("val", count: 2, image: "s1.png")
         let run = try Oracle.scratch("run")
         let trainer = try Trainer(model: try model(), train: data, validation: validation, options: options(), runDirectory: run, log: { _ in })
         XCTAssertThrowsError(try trainer.run()) { error in
@@ -165,6 +165,8 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(epochs, ["1", "2", "3"], "epoch 1 validated on resume")
     }
 
+    /// Every loss NaN (a frozen encoder weight poisoned): the NaN steps are skipped, every one is in
+    /// metrics.csv, and the still-finite weights are saved.
     func testNonFiniteLossStopsAndKeepsTheLastGoodWeights() throws {
         let data = try dataset()
         let dir = try Oracle.scratch("nan")
