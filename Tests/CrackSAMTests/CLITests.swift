@@ -204,6 +204,18 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(out.contains("is the input image; name another file"), out)
         try crackCLI(["degrade", "--case", "case1", photo, dir + "/new/folder/s0.png"])
         XCTAssertEqual(try Image.read(at: dir + "/new/folder/s0.png").width, 40)
+        // /dev/stdout is this process's own output, written where it stands: into a pipe, or after the
+        // tables in a file the shell redirected into (it used to be renamed over: the tables were lost).
+        out = try crackCLI(["eval"] + tiny + ["--dataset", "D=" + dir + "/data", "--json", "/dev/stdout"])
+        XCTAssertTrue(out.contains("| model |") && out.contains("\"pooled_iou\""), out)
+        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("crack-cli").path
+        let (status, _) = try Oracle.runProcess("/bin/sh", ["-c", "\"$0\" \"$@\" > \"\(dir)/redirected.txt\"", binary, "eval"] + tiny
+            + ["--dataset", "D=" + dir + "/data", "--json", "/dev/stdout"])
+        XCTAssertEqual(status, 0)
+        let redirected = try String(contentsOfFile: dir + "/redirected.txt", encoding: .utf8)
+        XCTAssertTrue(redirected.contains("| model |") && redirected.contains("\"pooled_iou\""), redirected)
+        XCTAssertLessThan(try XCTUnwrap(redirected.range(of: "| model |")).lowerBound, try XCTUnwrap(redirected.range(of: "pooled_iou")).lowerBound,
+                          "the JSON comes after what was printed before it")
         out = try crackCLI(["eval"] + tiny + ["--dataset", "D=" + dir + "/nowhere"], expectSuccess: false)
         XCTAssertTrue(out.contains("Error: \(dir)/nowhere: not a dataset") && !out.contains("Usage:"), out)
     }

@@ -145,7 +145,21 @@ public enum PyTorchCheckpoint {
 /// over either would replace the link or the device node with a plain file.
 public enum AtomicFile {
     public static func write(to path: String, _ body: (_ temporaryPath: String) throws -> Void) throws {
-        let target = resolvingLinks(path)
+        let target: String
+        switch resolvingLinks(path) {
+        case .descriptor(let fd):
+            // /dev/stdout and its kin: this process's own open file, written where it stands (a pipe, or a
+            // file the shell redirected into, after what was printed before), never reopened or replaced.
+            fflush(stdout)
+            try writeInto(FileHandle(fileDescriptor: fd, closeOnDealloc: false), named: path, body)
+            return
+        case .procfs:
+            // Another process's descriptors (/proc/N/fd/…): their link text is no path to rename over.
+            try writeInto(path, named: path, body)
+            return
+        case .path(let resolved):
+            target = resolved
+        }
         var info = stat()
         if stat(target, &info) == 0 && (info.st_mode & S_IFMT) != S_IFREG {
             if (info.st_mode & S_IFMT) == S_IFDIR { throw TorchError.io(path: path, reason: "is a folder") }
@@ -172,28 +186,53 @@ public enum AtomicFile {
         }
     }
 
-    /// The file a chain of symbolic links ends at (a link's relative target is read from its folder).
-    static func resolvingLinks(_ path: String) -> String {
+    enum Destination: Equatable {
+        /// The file a chain of symbolic links ends at (a link's relative target is read from its folder).
+        case path(String)
+        /// One of this process's open descriptors: /dev/stdout, /dev/stderr, /dev/fd/N, /proc/self/fd/N.
+        case descriptor(Int32)
+        /// A link into /proc, whose text ("pipe:[…]", a deleted file) names no path.
+        case procfs
+    }
+
+    static func resolvingLinks(_ path: String) -> Destination {
+        func descriptor(_ p: String) -> Int32? {
+            switch p {
+            case "/dev/stdout": return 1
+            case "/dev/stderr": return 2
+            default:
+                for prefix in ["/dev/fd/", "/proc/self/fd/", "/proc/\(getpid())/fd/"] where p.hasPrefix(prefix) {
+                    return Int32(p.dropFirst(prefix.count))
+                }
+                return nil
+            }
+        }
         var p = path
         for _ in 0..<40 {  // the kernel's own limit on a chain of links
-            guard let next = try? FileManager.default.destinationOfSymbolicLink(atPath: p) else { return p }
+            if let fd = descriptor(p) { return .descriptor(fd) }
+            if p.hasPrefix("/proc/") { return .procfs }
+            guard let next = try? FileManager.default.destinationOfSymbolicLink(atPath: p) else { return .path(p) }
             let folder = Folder.parent(of: p)
             p = next.hasPrefix("/") || folder.isEmpty ? next : folder + "/" + next
         }
-        return p
+        return .path(p)
     }
 
     /// Made in the temporary folder, then copied into `target` (a FIFO, a device): not atomic, as nothing can be there.
     static func writeInto(_ target: String, named path: String, _ body: (String) throws -> Void) throws {
+        guard let handle = FileHandle(forWritingAtPath: target) else {
+            throw TorchError.io(path: path, reason: "cannot open for writing: \(String(cString: strerror(errno)))")
+        }
+        defer { try? handle.close() }
+        try writeInto(handle, named: path, body)
+    }
+
+    static func writeInto(_ handle: FileHandle, named path: String, _ body: (String) throws -> Void) throws {
         let tmp = NSTemporaryDirectory() + "/cracksam-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         defer { unlink(tmp) }
         do {
             try body(tmp)
             let data = try Data(contentsOf: URL(fileURLWithPath: tmp))
-            guard let handle = FileHandle(forWritingAtPath: target) else {
-                throw TorchError.io(path: path, reason: "cannot open for writing: \(String(cString: strerror(errno)))")
-            }
-            defer { try? handle.close() }
             try handle.write(contentsOf: data)
         } catch let error as TorchError {
             throw error
