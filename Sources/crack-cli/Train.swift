@@ -288,8 +288,22 @@ struct Train: ParsableCommand {
         // the run before it starts, not hours in. Each rank reads its share.
         let (rank, ranks) = (group?.rank ?? 0, group?.worldSize ?? 1)
         if leader { print("checking \(trainSet.count) training\(valSet.map { " and \($0.count) validation" } ?? "") samples") }
-        try trainSet.subset(DataParallel.shard(trainSet.count, rank: rank, worldSize: ranks)).verify()
-        try valSet.map { try $0.subset(DataParallel.shard($0.count, rank: rank, worldSize: ranks)).verify() }
+        var broken: Error?
+        do {
+            try trainSet.subset(DataParallel.shard(trainSet.count, rank: rank, worldSize: ranks)).verify()
+            try valSet.map { try $0.subset(DataParallel.shard($0.count, rank: rank, worldSize: ranks)).verify() }
+        } catch {
+            broken = error
+        }
+        // Every rank learns whether any share had a broken file, so none goes on to write the run folder.
+        if let group {
+            let flag = try Tensor([Float(broken == nil ? 0 : 1)], shape: [1])
+            try group.allReduce(flag, op: .max)
+            if broken == nil, try flag.item() != 0 {
+                throw CommandFailure(description: "another rank found a file it cannot read (its output names it); nothing was written")
+            }
+        }
+        if let broken { throw broken }
         var modelOptions = model
         modelOptions.vit = runConfig.backbone == "custom" ? "custom" : String(runConfig.backbone.dropFirst(4))
         modelOptions.imageSize = runConfig.imageSize

@@ -301,4 +301,19 @@ final class DistributedTests: XCTestCase {
         // (The ranks' own messages, written at the same moment, may interleave.)
         XCTAssertTrue(out.contains("exited with status 1; the other ranks were stopped"), out)
     }
+
+    /// A broken file in another rank's share of the up-front check stops every rank before the run folder
+    /// is written (rank 0 used to go on and write config.json, leaving a run that could not be resumed).
+    func testABrokenFileInAnotherRanksShareLeavesNothing() throws {
+        let dir = try Oracle.scratch()
+        try makeTestDataset(dir + "/data", count: 6)
+        let image = dir + "/data/images/s1.png"  // sample 1: rank 1's share of two
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: image))
+        try bytes.prefix(bytes.count / 2).write(to: URL(fileURLWithPath: image))
+        let out = try crackCLI(["train"] + tiny + ["--data", dir + "/data", "--out", dir + "/run", "--batch", "1", "--nproc", "2"],
+                               expectSuccess: false)
+        XCTAssertTrue(out.contains("\(image): cannot read image"), out)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/run/config.json"), out)
+    }
+
 }

@@ -83,6 +83,8 @@ public enum TrainingError: Error, Equatable, CustomStringConvertible, LocalizedE
     case nonFiniteWeights(steps: Int, atStep: Int, checkpoint: String, savedStep: Int?)
     /// A batch could not be made (an image or mask that changed or broke on disk during the run): the
     /// state after step `atStep` was saved to `checkpoint` first, so the run resumes once it is mended.
+    /// (Saved by rank 0: with several ranks, a file that fails on another rank stops the run at its next
+    /// collective instead, and the last checkpoint, at the end of an epoch, is what a resume finds.)
     case batchFailed(reason: String, atStep: Int, checkpoint: String)
 
     public var description: String {
