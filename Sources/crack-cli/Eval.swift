@@ -170,7 +170,7 @@ struct Eval: ParsableCommand {
                 }
             }
             datasets.append((name, try CrackDataset(root: dir, list: list, classes: model.numClasses)))
-            warnAboutUnusedMasks(datasets[datasets.count - 1].1)
+            if leader { warnAboutUnusedMasks(datasets[datasets.count - 1].1) }
         }
         // Every model checked now (its files, flags, and the delta's keys against a model that holds no
         // memory): a broken last --delta is found before the hours spent on the first.

@@ -10,8 +10,9 @@ extension SAMPredictor: ProbabilityPredictor {
     /// The crack probability from the softmax over the logits' channels: P(crack) with one crack class;
     /// with several, 0.5 + (P(likeliest crack class) − P(background)) / 2, which is above 0.5 exactly
     /// where the argmax is a crack class, the rule of resize mode. (1 − P(background) is not: with
-    /// P = 0.38, 0.31, 0.31 it says crack where the argmax says background.) Linear in the probabilities,
-    /// so blending tiles and then thresholding at 0.5 keeps that meaning.
+    /// P = 0.38, 0.31, 0.31 it says crack where the argmax says background.) Where tiles overlap, the
+    /// blend thresholded at 0.5 is their weighted vote on that margin, the same rule for one class as for
+    /// several (with one class it is the blended P(crack) itself).
     public func probabilities(_ images: [Image]) throws -> [[Float]] {
         let s = inputSize
         let flat = try Torch.withInferenceMode {
