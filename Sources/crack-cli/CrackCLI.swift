@@ -92,6 +92,12 @@ func requireNotAFolder(_ path: String?, _ option: String) throws {
     }
 }
 
+/// Whether two paths name the same file or folder (relative, with "..", or through links).
+func samePath(_ a: String, _ b: String) -> Bool {
+    func canonical(_ p: String) -> URL { URL(fileURLWithPath: p).standardizedFileURL.resolvingSymlinksInPath() }
+    return canonical(a) == canonical(b)
+}
+
 /// Creates the folder an output file will be written to, before any work is done: an evaluation or a
 /// prediction over many images must not end in "no such folder" and lose its results.
 func prepareFolder(for path: String, _ option: String) throws {

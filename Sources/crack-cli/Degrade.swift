@@ -15,9 +15,7 @@ struct DegradeCommand: ParsableCommand {
     func run() throws {
         guard let d = Degradation(`case`) else { throw ValidationError("--case must be case1, case2 or blur:K with K odd, 1 to \(Degradation.maxBlurSize) (got '\(`case`)')") }
         // The noisy copy never replaces the photo it was made from.
-        let same = URL(fileURLWithPath: input).standardizedFileURL.resolvingSymlinksInPath()
-            == URL(fileURLWithPath: output).standardizedFileURL.resolvingSymlinksInPath()
-        guard !same else { throw ValidationError("the output \(output) is the input image; name another file") }
+        guard !samePath(input, output) else { throw ValidationError("the output \(output) is the input image; name another file") }
         try requireImageExtension(output, "output")
         try requireNotAFolder(output, "output")
         let image = try Image.read(at: input)

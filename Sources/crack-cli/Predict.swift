@@ -118,8 +118,7 @@ struct Predict: ParsableCommand {
             if FileManager.default.fileExists(atPath: input, isDirectory: &isDir), isDir.boolValue {
                 // Other image formats are kept in the list: reading them fails, and they are reported as skipped.
                 // Predicting into the folder it reads: the masks and overlays written there are not inputs.
-                let isOut = out.map { URL(fileURLWithPath: $0).standardizedFileURL.resolvingSymlinksInPath()
-                    == URL(fileURLWithPath: input).standardizedFileURL.resolvingSymlinksInPath() } ?? false
+                let isOut = out.map { samePath($0, input) } ?? false
                 let files = try FileManager.default.contentsOfDirectory(atPath: input).sorted().filter {
                     let ext = ($0 as NSString).pathExtension.lowercased()
                     if isOut && ($0.hasSuffix("_mask.png") || $0.hasSuffix("_overlay.png")) { return false }

@@ -296,12 +296,8 @@ struct Train: ParsableCommand {
             broken = error
         }
         // Every rank learns whether any share had a broken file, so none goes on to write the run folder.
-        if let group {
-            let flag = try Tensor([Float(broken == nil ? 0 : 1)], shape: [1])
-            try group.allReduce(flag, op: .max)
-            if broken == nil, try flag.item() != 0 {
-                throw CommandFailure(description: "another rank found a file it cannot read (its output names it); nothing was written")
-            }
+        if let group, try group.anyRank(broken != nil), broken == nil {
+            throw CommandFailure(description: "another rank found a file it cannot read (its output names it); nothing was written")
         }
         if let broken { throw broken }
         var modelOptions = model

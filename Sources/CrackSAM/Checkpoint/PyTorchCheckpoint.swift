@@ -125,6 +125,17 @@ public enum PyTorchCheckpoint {
         }
     }
 
+    /// The `<file>.json` sidecar that describes a `.pth` this tool wrote (a delta, an export): nil when
+    /// there is none; a sidecar that is not a JSON object of strings is named.
+    public static func sidecarMetadata(of path: String) throws -> [String: String]? {
+        let sidecar = path + ".json"
+        guard let data = FileManager.default.contents(atPath: sidecar) else { return nil }
+        guard let meta = (try? JSONSerialization.jsonObject(with: data)) as? [String: String] else {
+            throw TorchError.malformedCheckpoint(path: sidecar, reason: "not a JSON object of strings")
+        }
+        return meta
+    }
+
     /// Recognises files that are not zip archives so the error says what they are.
     private static func legacyKind(_ path: String) throws -> String? {
         guard let handle = FileHandle(forReadingAtPath: path) else {

@@ -112,6 +112,13 @@ public final class ProcessGroup {
     }
 
     /// Reduces `tensor` over all ranks, in place (every rank ends with the result).
+    /// Whether `flag` is true on any rank (a one-element max all-reduce): how ranks agree to stop together.
+    public func anyRank(_ flag: Bool) throws -> Bool {
+        let f = try Tensor([Float(flag ? 1 : 0)], shape: [1])
+        try allReduce(f, op: .max)
+        return try f.item() != 0
+    }
+
     public func allReduce(_ tensor: Tensor, op: ReduceOp = .sum) throws {
         try staged(tensor) { t in try run("all-reduce") { ct_group_allreduce(group, t.handle, op.rawValue) } }
     }

@@ -26,9 +26,7 @@ public enum StopRequest {
     /// ranks' collectives must stay paired). Without a group, this process's own flag.
     public static func agreed(across group: ProcessGroup?) throws -> Bool {
         guard let group else { return isRequested }
-        let f = try Tensor([Float(isRequested ? 1 : 0)], shape: [1])
-        try group.allReduce(f, op: .max)
-        return try f.item() != 0
+        return try group.anyRank(isRequested)
     }
 
     /// Thrown where work stops on request.

@@ -116,13 +116,9 @@ public enum DeltaFile {
             return (contents.tensors, infer(contents.tensors))
         }
         let tensors = try PyTorchCheckpoint.loadStateDict(at: path)
-        let sidecar = sidecarPath(for: path)
-        if let data = FileManager.default.contents(atPath: sidecar) {
-            guard let meta = (try? JSONSerialization.jsonObject(with: data)) as? [String: String] else {
-                throw TorchError.malformedCheckpoint(path: sidecar, reason: "not a JSON object of strings")
-            }
+        if let meta = try PyTorchCheckpoint.sidecarMetadata(of: path) {
             try refuseExport(meta["format"], path: path)
-            return (tensors, try DeltaDescription(metadata: meta, source: sidecar))
+            return (tensors, try DeltaDescription(metadata: meta, source: sidecarPath(for: path)))
         }
         try refuseWholeModel(tensors, path: path)
         return (tensors, infer(tensors))

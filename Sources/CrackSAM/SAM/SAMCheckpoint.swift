@@ -33,12 +33,7 @@ public struct SAMCheckpointFile {
     }
 
     static func sidecarMetadata(of path: String) throws -> [String: String] {
-        let sidecar = path + ".json"
-        guard let data = FileManager.default.contents(atPath: sidecar) else { return [:] }
-        guard let meta = (try? JSONSerialization.jsonObject(with: data)) as? [String: String] else {
-            throw TorchError.malformedCheckpoint(path: sidecar, reason: "not a JSON object of strings")
-        }
-        return meta
+        try PyTorchCheckpoint.sidecarMetadata(of: path) ?? [:]
     }
 
     /// Mask tokens in the file's decoder head: Meta's SAM always has 4 (three multimask outputs and
