@@ -345,7 +345,13 @@ struct Train: ParsableCommand {
             + "\(net.trainableParameterCount) trainable parameters, run directory \(runDirectory)"
             + (group.map { ", \($0.worldSize) ranks (\($0.backend.rawValue)), global batch \(runConfig.options.batch * $0.worldSize)" } ?? "")) }
         StopRequest.catchSignals()
-        let outcome = try trainer.run()
+        let outcome: Trainer.Outcome
+        do {
+            outcome = try trainer.run()
+        } catch TrainingError.batchFailedOnAnotherRank where !leader {
+            // Said once: by rank 0 (where the state is) and by the rank whose file broke (which file).
+            throw ExitCode.failure
+        }
         if tty { FileHandle.standardError.write(Data("\n".utf8)) }
         guard leader else {
             if case .stoppedBySignal = outcome { throw StopRequest.Interrupted() }

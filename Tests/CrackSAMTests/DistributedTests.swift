@@ -294,6 +294,47 @@ final class DistributedTests: XCTestCase {
         }
     }
 
+    /// Through crack-cli, two ranks (their outputs apart): a file broken during the run stops both with
+    /// the state saved, and each message is said once: the rank that read the file names it, rank 0 says
+    /// where the state is, and another rank says nothing.
+    func testAFileBrokenMidRunIsReportedOnceAndTheStateSaved() throws {
+        let dir = try Oracle.scratch()
+        try makeTestDataset(dir + "/data", count: 8)
+        let port = DistributedEnvironment.freeLocalPort()
+        let ranks = [try startRank(0, port: port, dir: dir, timeout: 20), try startRank(1, port: port, dir: dir, timeout: 20)]
+        defer { ranks.forEach { kill($0.processIdentifier, SIGKILL) } }
+        let deadline = Date().addingTimeInterval(60)
+        while !((try? String(contentsOfFile: dir + "/rank0.out", encoding: .utf8))?.contains("step 1/") ?? false) {
+            XCTAssertTrue(ranks[0].isRunning && Date() < deadline, "training did not start")
+            if !ranks[0].isRunning || Date() >= deadline { return }
+            usleep(50_000)
+        }
+        // Read again at the latest in the next epoch, by one rank or the other.
+        let image = dir + "/data/images/s5.png"
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: image))
+        try bytes.prefix(bytes.count / 2).write(to: URL(fileURLWithPath: image))
+        while ranks.contains(where: \.isRunning) && Date() < deadline.addingTimeInterval(60) { usleep(50_000) }
+        for p in ranks {
+            p.waitUntilExit()
+            XCTAssertEqual(p.terminationStatus, 1)
+        }
+        let err = try (0..<2).map { try String(contentsOfFile: dir + "/rank\($0).err", encoding: .utf8) }
+        let saved = try XCTUnwrap(SafeTensors.load(at: dir + "/run/state.safetensors").metadata["step"])
+        let said = "is saved in \(dir)/run/state.safetensors: mend the file and --resume"
+        let reader = try XCTUnwrap((0..<2).first { err[$0].contains(image) }, "\(err)")
+        XCTAssertTrue(err[reader].contains("; stopped. The state after step \(saved) " + said), err[reader])
+        XCTAssertEqual(err[reader].components(separatedBy: said).count, 2, "said once: \(err[reader])")
+        if reader == 1 {
+            XCTAssertTrue(err[0].contains("rank 1 could not make its batch (a file that broke during the run: its output names it); stopped. "
+                                          + "The state after step \(saved) " + said), err[0])
+        } else {
+            XCTAssertFalse(err[1].contains("could not make"), "rank 1 leaves it to rank 0: \(err[1])")
+        }
+        let rows = try String(contentsOfFile: dir + "/run/metrics.csv", encoding: .utf8).split(separator: "\n").dropFirst()
+        XCTAssertEqual(rows.last.map { String($0.split(separator: ",")[0]) }, saved, "every step done is saved")
+        print("rank \(reader) read the broken file; both stopped with step \(saved) saved. rank 0 said: \(err[0])rank 1 said: \(err[1])")
+    }
+
     /// --nproc: a rank that fails fails the launcher, which names it.
     func testLauncherFailsWhenARankFails() throws {
         let dir = try Oracle.scratch()
@@ -317,4 +358,134 @@ final class DistributedTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/run/config.json"), out)
     }
 
+
+    /// Runs `body` as each rank of a Gloo group on its own thread of this process; each rank's outcome.
+    func eachRank<T>(_ worldSize: Int, _ body: @escaping (ProcessGroup) throws -> T) -> [Result<T, Error>] {
+        let port = DistributedEnvironment.freeLocalPort()
+        let lock = NSLock()
+        nonisolated(unsafe) var results = [Result<T, Error>?](repeating: nil, count: worldSize)
+        nonisolated(unsafe) let body = body
+        let done = DispatchGroup()
+        for rank in 0..<worldSize {
+            done.enter()
+            Thread {
+                defer { done.leave() }
+                let result = Result<T, Error> {
+                    let env = DistributedEnvironment(rank: rank, worldSize: worldSize, localRank: rank, masterAddress: "127.0.0.1", masterPort: port)
+                    return try body(try ProcessGroup(environment: env, timeout: 30))
+                }
+                lock.lock(); results[rank] = result; lock.unlock()
+            }.start()
+        }
+        done.wait()
+        return results.map { $0! }
+    }
+
+    /// Two ranks training the tiny model of TrainerTests on `train` (one model per rank, made before the
+    /// threads start: drawing both at once from the global generator would not repeat).
+    func trainOnTwoRanks(_ train: CrackDataset, validation: CrackDataset? = nil, _ options: TrainingOptions, run: String,
+                         resume: Bool = false) throws -> [Result<Trainer.Outcome, Error>] {
+        nonisolated(unsafe) let models = try (0..<2).map { _ in
+            try Torch.manualSeed(11)
+            let m = try SAMModel(config: TrainerTests.tiny)
+            try m.applyPEFT(PEFTConfig(deltaType: .lora, rank: 2))
+            return m
+        }
+        if !resume { try Trainer.prepareNewRun(at: run) }
+        return eachRank(2) { group in
+            let t = try Trainer(model: models[group.rank], train: train, validation: validation, options: options, runDirectory: run,
+                                parallel: DataParallel(group: group), log: { _ in })
+            if resume { try t.resume() }
+            return try t.run()
+        }
+    }
+
+    /// A training file that breaks during the run on one rank (it passed the check at the start) stops
+    /// every rank at the same step with the steps done saved: no rank waits for another in a collective,
+    /// and nothing since the last checkpoint is lost. The rank stands a NaN batch in until the next
+    /// read-back, where the stand-in count in the loss's all-reduce tells the others; the steps from it on
+    /// (skipped on the device) are undone, so the state equals a run stopped there (fp16 scale included).
+    /// Mended, the run resumes and finishes.
+    func testAFileBrokenMidRunOnOneRankStopsEveryRankWithTheStepsDone() throws {
+        let dir = try Oracle.scratch()
+        try makeTestDataset(dir + "/data", count: 12)
+        let data = try CrackDataset(root: dir + "/data")
+        // 12 samples, 2 ranks × batch 1: 6 steps. The broken sample is in a rank's share of step 5.
+        for (every, amp, brokenRank) in [(1, TrainingOptions.AMP.off, 1), (3, .off, 1), (3, .fp16, 0)] {
+            let tag = "every \(every), \(amp), broken on rank \(brokenRank)"
+            var o = TrainingOptions()
+            o.epochs = 1
+            o.stopEpoch = nil
+            o.batch = 1
+            o.warmup = 2
+            o.workers = 1
+            o.syncEvery = every
+            o.amp = amp
+            var four = o
+            four.maxSteps = 4
+            let reference = dir + "/reference-\(every)-\(amp)"
+            for r in try trainOnTwoRanks(data, four, run: reference) { XCTAssertEqual(try r.get(), .interrupted(step: 4), tag) }
+
+            let loader = BatchLoader(dataset: data, size: TrainerTests.tiny.imageSize, batchSize: 1, shuffleSeed: o.seed, rank: brokenRank, worldSize: 2)
+            let image = data.samples[try XCTUnwrap(loader.indices(ofBatch: 4).first)].image
+            loader.stop()
+            let bytes = try Data(contentsOf: URL(fileURLWithPath: image))
+            try bytes.prefix(bytes.count / 2).write(to: URL(fileURLWithPath: image))
+            let run = dir + "/run-\(every)-\(amp)"
+            let state = run + "/state.safetensors"
+            let results = try trainOnTwoRanks(data, o, run: run)
+            try bytes.write(to: URL(fileURLWithPath: image))
+            for (rank, result) in results.enumerated() {
+                guard case .failure(let error) = result else { XCTFail("\(tag): rank \(rank) finished"); continue }
+                if rank == brokenRank {
+                    guard case TrainingError.batchFailed(let reason, 4, state) = error else { XCTFail("\(tag): \(error)"); continue }
+                    XCTAssertTrue(reason.contains(image), reason)
+                } else {
+                    XCTAssertEqual(error as? TrainingError, .batchFailedOnAnotherRank(rank: brokenRank, atStep: 4, checkpoint: state), tag)
+                    XCTAssertTrue("\(error)".hasPrefix("rank \(brokenRank) could not make its batch"), "\(error)")
+                }
+            }
+            // The same state as the run stopped after step 4: weights, moments, step counters, fp16 scale.
+            let saved = try SafeTensors.load(at: state), expected = try SafeTensors.load(at: reference + "/state.safetensors")
+            XCTAssertEqual(saved.tensors.keys.sorted(), expected.tensors.keys.sorted(), tag)
+            for (key, t) in expected.tensors { XCTAssertEqual(try saved.tensors[key]?.bytes(), try t.bytes(), "\(tag): \(key)") }
+            for key in ["step", "batch_in_epoch", "skipped_steps"] { XCTAssertEqual(saved.metadata[key], expected.metadata[key], "\(tag): \(key)") }
+            if amp == .fp16 { XCTAssertTrue(saved.tensors.keys.contains("scaler.scale"), tag) }
+            let rows = try String(contentsOfFile: run + "/metrics.csv", encoding: .utf8).split(separator: "\n").dropFirst()
+            XCTAssertEqual(rows.map { $0.split(separator: ",")[0] }, ["1", "2", "3", "4"], tag)
+            for r in try trainOnTwoRanks(data, o, run: run, resume: true) { XCTAssertEqual(try r.get(), .finished, tag) }
+            XCTAssertEqual(try SafeTensors.load(at: state).metadata["step"], "6", tag)
+        }
+    }
+
+    /// The same for a validation file in another rank's share: every rank stops after the epoch's steps,
+    /// saved as its last batch, and the resumed run validates the epoch.
+    func testAValidationFileBrokenMidRunOnAnotherRankKeepsTheEpoch() throws {
+        let dir = try Oracle.scratch()
+        try makeTestDataset(dir + "/data", count: 8)
+        try makeTestDataset(dir + "/val", count: 4)
+        let data = try CrackDataset(root: dir + "/data"), validation = try CrackDataset(root: dir + "/val")
+        let image = validation.samples[1].image  // rank 1's share: every second sample from 1
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: image))
+        try bytes.prefix(bytes.count / 2).write(to: URL(fileURLWithPath: image))
+        var o = TrainingOptions()
+        o.epochs = 2
+        o.stopEpoch = nil
+        o.batch = 2
+        o.warmup = 2
+        o.workers = 1
+        o.valEvery = 1
+        let run = dir + "/run", state = run + "/state.safetensors"
+        let results = try trainOnTwoRanks(data, validation: validation, o, run: run)
+        guard case .failure(let first) = results[0], case .failure(let second) = results[1] else { return XCTFail("\(results)") }
+        XCTAssertEqual(first as? TrainingError, .batchFailedOnAnotherRank(rank: 1, atStep: 2, checkpoint: state))
+        guard case TrainingError.batchFailed(let reason, 2, state) = second else { return XCTFail("\(second)") }
+        XCTAssertTrue(reason.contains(image), reason)
+        let saved = try SafeTensors.load(at: state).metadata
+        XCTAssertEqual([saved["step"], saved["epoch"], saved["batch_in_epoch"]], ["2", "0", "2"])
+        try bytes.write(to: URL(fileURLWithPath: image))
+        for r in try trainOnTwoRanks(data, validation: validation, o, run: run, resume: true) { XCTAssertEqual(try r.get(), .finished) }
+        let epochs = try String(contentsOfFile: run + "/val.csv", encoding: .utf8).split(separator: "\n").dropFirst().map { $0.split(separator: ",")[0] }
+        XCTAssertEqual(epochs, ["1", "2"], "epoch 1 validated on resume")
+    }
 }

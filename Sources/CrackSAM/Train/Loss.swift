@@ -19,6 +19,11 @@ public struct CrackLoss: Sendable {
         /// What this process back-propagates. On one process it is `loss`; with data parallelism it is
         /// this rank's share, whose gradients summed over the ranks are the gradient of `loss`.
         public var objective: Tensor
+        /// With data parallelism, (2): how many ranks stood a NaN batch in for one they could not make this
+        /// step (a file that broke during the run), and the sum of those ranks' numbers (the rank itself
+        /// when one did). It travels in the loss's all-reduce, so every rank learns it without a collective
+        /// of its own; nil on one process.
+        public var standIns: Tensor? = nil
 
         /// The same numbers without their autograd graph. A step hands back only these: a loss kept with
         /// its graph (for a deferred read-back, say) keeps every node alive, the parameters' gradient
@@ -26,7 +31,7 @@ public struct CrackLoss: Sendable {
         /// ("operation would make the legacy stream depend on a capturing blocking stream").
         public func detached() throws -> Value {
             let loss = try self.loss.detach()
-            return Value(loss: loss, ce: try ce.detach(), dice: try dice.detach(), objective: loss)
+            return Value(loss: loss, ce: try ce.detach(), dice: try dice.detach(), objective: loss, standIns: try standIns?.detach())
         }
     }
 
@@ -56,13 +61,16 @@ public struct CrackLoss: Sendable {
     /// the whole batch would compute it: CE is the mean of the ranks' means, and Dice's sums run over every
     /// rank's pixels (one all-reduce of 1 + 3C numbers). The objective is this rank's share: CE/W plus the
     /// global Dice in which the other ranks' sums enter as constants, so the ranks' gradients, summed,
-    /// are exactly the gradient of the global loss.
-    public func callAsFunction(logits: Tensor, target: Tensor, group: ProcessGroup) throws -> Value {
+    /// are exactly the gradient of the global loss. `standIn` (2, this rank's [1, rank] when its batch is a
+    /// stand-in, zeros otherwise) is summed in the same all-reduce into `Value.standIns`.
+    public func callAsFunction(logits: Tensor, target: Tensor, group: ProcessGroup, standIn: Tensor? = nil) throws -> Value {
         let w = Double(group.worldSize)
         let ce = try logits.crossEntropy(target: target)
         let sums = try diceSums(logits: logits, target: target)
         let classes = sums.intersect.count
-        let local = try Tensor.cat([ce.reshape([1]), sums.intersect, sums.z, sums.y]).detach()
+        var parts = [try ce.reshape([1]), sums.intersect, sums.z, sums.y]
+        if let standIn { parts.append(try standIn.to(dtype: ce.dtype)) }
+        let local = try Tensor.cat(parts).detach()
         let total = try local.clone()
         try group.allReduce(total)
         let others = try total - local
@@ -71,6 +79,7 @@ public struct CrackLoss: Sendable {
         let globalCE = try total.narrow(dim: 0, start: 0, length: 1).reshape([]) / w
         let objective = try ce * (ceWeight / w) + dice * diceWeight
         let loss = try (globalCE * ceWeight + dice.detach() * diceWeight)
-        return Value(loss: loss, ce: globalCE, dice: try dice.detach(), objective: objective)
+        let standIns = standIn == nil ? nil : try total.narrow(dim: 0, start: 1 + 3 * classes, length: 2)
+        return Value(loss: loss, ce: globalCE, dice: try dice.detach(), objective: objective, standIns: standIns)
     }
 }

@@ -83,9 +83,11 @@ public enum TrainingError: Error, Equatable, CustomStringConvertible, LocalizedE
     case nonFiniteWeights(steps: Int, atStep: Int, checkpoint: String, savedStep: Int?)
     /// A batch could not be made (an image or mask that changed or broke on disk during the run): the
     /// state after step `atStep` was saved to `checkpoint` first, so the run resumes once it is mended.
-    /// (Saved by rank 0: with several ranks, a file that fails on another rank stops the run at its next
-    /// collective instead, and the last checkpoint, at the end of an epoch, is what a resume finds.)
+    /// With several ranks, the rank whose file broke throws this, and every rank stops at the same step.
     case batchFailed(reason: String, atStep: Int, checkpoint: String)
+    /// The same, seen from the other ranks: `rank` (nil when several did) could not make its batch, and
+    /// its own error names the file.
+    case batchFailedOnAnotherRank(rank: Int?, atStep: Int, checkpoint: String)
 
     public var description: String {
         switch self {
@@ -102,6 +104,10 @@ public enum TrainingError: Error, Equatable, CustomStringConvertible, LocalizedE
                     ?? "No resumable state had been saved yet")
         case .batchFailed(let reason, let step, let ckpt):
             return "\(reason); stopped. The state after step \(step) is saved in \(ckpt): mend the file and --resume"
+        case .batchFailedOnAnotherRank(let rank, let step, let ckpt):
+            return (rank.map { "rank \($0) could not make its batch" } ?? "several ranks could not make their batches")
+                + " (a file that broke during the run: its output names it); stopped. The state after step \(step) is saved in "
+                + "\(ckpt): mend the file and --resume"
         }
     }
 
@@ -343,6 +349,9 @@ public final class Trainer {
         var lr: Double
         var value: CrackLoss.Value
         var images: Int
+        /// The fp16 scaler's state before the step, kept with data parallelism: a step that turns out to
+        /// have had a stand-in batch is undone at the read-back, and it had backed the scale off.
+        var scalerBefore: (scale: Tensor, growthTracker: Tensor)?
     }
     private var unread: [Unread] = []
     private var windowStart = DispatchTime.now().uptimeNanoseconds
@@ -360,29 +369,55 @@ public final class Trainer {
 
     /// Reads the losses of the steps since the last read-back in one transfer and records them; a run of
     /// non-finite losses stops training with the last good weights (those steps were skipped on the device).
+    /// With data parallelism it is also where the ranks learn of a stand-in batch (see `nextBatch`).
     private func readBack(batches: Int) throws {
         guard !unread.isEmpty else { return }
+        // loss, ce, dice, and with data parallelism the stand-in count and rank sum, per step.
+        let width = parallel == nil ? 3 : 5
         var scalars: [Tensor] = []
         for u in unread {
-            for t in [u.value.loss, u.value.ce, u.value.dice] { scalars.append(try t.detach().to(dtype: .float64).reshape([])) }
+            for t in [u.value.loss, u.value.ce, u.value.dice] { scalars.append(try t.detach().to(dtype: .float64).reshape([1])) }
+            if width == 5 {
+                guard let flags = u.value.standIns else { throw TorchError.invalidArgument("a data-parallel step without its stand-in count") }
+                scalars.append(try flags.detach().to(dtype: .float64).reshape([2]))
+            }
         }
-        let values = try Tensor.stack(scalars).to(device: .cpu).toArray(of: Double.self)
-        skippedSteps = skippedAtStart + (try stepper.stepsSkippedOnDevice())
+        let values = try Tensor.cat(scalars).to(device: .cpu).toArray(of: Double.self)
+        let skippedOnDevice = try stepper.stepsSkippedOnDevice()
         let now = DispatchTime.now().uptimeNanoseconds
         let imagesPerSecond = Double(unread.reduce(0) { $0 + $1.images }) / max(Double(now - windowStart) / 1e9, 1e-9)
         windowStart = now
-        let steps = unread
+        var steps = unread
         unread = []
+        // The first step in which some rank stood in a NaN batch: it and every later step of the window
+        // were skipped on every rank's device (their gradients summed to NaN), so they are undone here,
+        // counters and fp16 scale included, and the state saved is the one before it.
+        var standIn: (count: Int, rankSum: Int)?
+        if width == 5, let first = steps.indices.first(where: { values[width * $0 + 3] > 0 }) {
+            standIn = (Int(values[width * first + 3]), Int(values[width * first + 4]))
+            let undone = steps.count - first
+            if let scaler, let before = steps[first].scalerBefore {
+                try scaler.load(scale: before.scale, growthTracker: before.growthTracker, skippedSteps: scaler.skippedSteps)
+            }
+            steps.removeLast(undone)
+            step -= undone
+            batchInEpoch -= undone
+            stepsThisRun -= undone
+            skippedSteps = skippedAtStart + skippedOnDevice - undone
+        } else {
+            skippedSteps = skippedAtStart + skippedOnDevice
+        }
         var limit: (steps: Int, atStep: Int)?
         for (i, u) in steps.enumerated() {
-            let loss = values[3 * i]
+            let loss = values[width * i]
             nonFiniteStreak = loss.isFinite ? 0 : nonFiniteStreak + 1
-            try record(step: u.step, epoch: u.epoch, loss: loss, ce: values[3 * i + 1], dice: values[3 * i + 2], lr: u.lr,
+            try record(step: u.step, epoch: u.epoch, loss: loss, ce: values[width * i + 1], dice: values[width * i + 2], lr: u.lr,
                        imagesPerSecond: imagesPerSecond, batches: batches)
             if nonFiniteStreak >= options.maxNonFiniteSteps { limit = (nonFiniteStreak, u.step) }
         }
         // Only after every row of the window is written: the state saved on stopping holds all of its steps,
         // and a resume keeps rows up to that state, so a row not written now would be missing for good.
+        if let standIn { try stopForUnmadeBatch(otherRank: standIn.count == 1 ? standIn.rankSum : nil) }
         if let limit { try stopForNonFiniteLosses(steps: limit.steps, atStep: limit.atStep) }
     }
 
@@ -402,19 +437,27 @@ public final class Trainer {
                 let lr = schedule.rate(at: step)
                 let images = try batch.images.to(device: device, nonBlocking: true)
                 let labels = try batch.labels.to(device: device, nonBlocking: true)
+                let standIn = ownFailure != nil
                 if syncWindow > 1 {
                     // The fast path: nothing read back; the device skips a step with non-finite gradients.
-                    let value = try stepper.step(images: images, labels: labels, lr: lr)
+                    let scalerBefore = try parallel == nil ? nil : scaler.map { (try $0.scale.clone(), try $0.growthTracker.clone()) }
+                    let value = try stepper.step(images: images, labels: labels, lr: lr, standIn: standIn)
                     reportCapture()
                     step += 1
                     batchInEpoch += 1
                     stepsThisRun += 1
-                    unread.append(Unread(step: step, epoch: epoch, lr: lr, value: value, images: batch.names.count * worldSize))
+                    unread.append(Unread(step: step, epoch: epoch, lr: lr, value: value, images: batch.names.count * worldSize,
+                                         scalerBefore: scalerBefore))
                     if unread.count >= syncWindow || batchInEpoch == loader.batchCount { try readBack(batches: loader.batchCount) }
                 } else {
-                    let value = try stepper.forward(images: images, labels: labels)
+                    let value = try stepper.forward(images: images, labels: labels, standIn: standIn)
                     // The global loss: the same number on every rank, so all ranks take the same branch.
-                    let lossValue = try value.loss.item()
+                    // With data parallelism the stand-in count comes in the same read.
+                    let read = try Tensor.cat([value.loss.detach().to(dtype: .float64).reshape([1])]
+                        + (value.standIns.map { [try $0.detach().to(dtype: .float64)] } ?? [])).to(device: .cpu).toArray(of: Double.self)
+                    let lossValue = read[0]
+                    // A rank stood a NaN batch in (see nextBatch): nothing was updated yet; stop here.
+                    if read.count == 3, read[1] > 0 { try stopForUnmadeBatch(otherRank: read[1] == 1 ? Int(read[2]) : nil) }
                     if !lossValue.isFinite {
                         nonFiniteStreak += 1
                         skippedSteps += 1
@@ -470,8 +513,8 @@ public final class Trainer {
                     // last batch done, so that a resume (once the file is mended) validates the epoch again.
                     epoch -= 1
                     batchInEpoch = loader.batchCount
-                    guard try saveState(), isLeader else { throw error }
-                    throw TrainingError.batchFailed(reason: "\(error)", atStep: step, checkpoint: statePath)
+                    if let elsewhere = error as? ValidationBrokenElsewhere { try stopForUnmadeBatch(otherRank: elsewhere.rank) }
+                    try stopForUnmadeBatch(error)
                 }
                 try append("val.csv", header: "epoch,precision,recall,f1,iou",
                            String(format: "%ld,%.6f,%.6f,%.6f,%.6f", epoch, scores.precision, scores.recall, scores.f1, scores.iou))
@@ -493,14 +536,50 @@ public final class Trainer {
 
     /// The loader's next batch. A sample that fails now passed the check before the run, so it changed on
     /// disk since: the steps done are kept (read back and saved) before the run stops with its reason.
+    ///
+    /// With data parallelism this rank cannot just stop: the others would wait for it in the step's
+    /// collectives and the steps since the last checkpoint would be lost. It stands a NaN batch in instead,
+    /// until the ranks next read their losses back (after this step, or at the end of the --sync-every
+    /// window), where all of them learn it from the loss's all-reduce, undo the steps from that one on
+    /// (skipped on the device anyway) and stop together with the state saved. No collective is added.
     private func nextBatch(_ loader: BatchLoader) throws -> Batch? {
+        if ownFailure != nil { return try standInBatch(loader) }
         do {
             return try loader.nextBatch()
         } catch {
-            try readBack(batches: loader.batchCount)
-            guard try saveState(), isLeader else { throw error }
-            throw TrainingError.batchFailed(reason: "\(error)", atStep: step, checkpoint: statePath)
+            guard parallel != nil else {
+                try readBack(batches: loader.batchCount)
+                try stopForUnmadeBatch(error)
+            }
+            ownFailure = error
+            return try standInBatch(loader)
         }
+    }
+
+    /// This rank's error while a stand-in batch is in use (data parallelism).
+    private var ownFailure: Error?
+
+    /// A batch of NaN images the shape of this rank's share of the current global batch, on the device.
+    private func standInBatch(_ loader: BatchLoader) throws -> Batch? {
+        guard batchInEpoch < loader.batchCount else { return nil }
+        let n = loader.indices(ofBatch: batchInEpoch).count
+        let size = model.config.imageSize
+        return Batch(images: try Tensor.full([n, 3, size, size], value: .nan, device: device),
+                     labels: try Tensor.zeros([n, size, size], dtype: .int64, device: device),
+                     names: Array(repeating: "", count: n))
+    }
+
+    /// Saves the state (the steps done) and stops for a batch that could not be made: `error` on this
+    /// rank (nil: on another, `otherRank`, or on several). Every rank calls it at the same step.
+    private func stopForUnmadeBatch(_ error: Error? = nil, otherRank: Int? = nil) throws -> Never {
+        let own = error ?? ownFailure
+        guard try saveState() else {
+            // The weights are not finite (a diverged update): the last state saved stays as it was.
+            if let own { throw own }
+            throw TrainingError.batchFailedOnAnotherRank(rank: otherRank, atStep: savedStep ?? 0, checkpoint: statePath)
+        }
+        if let own { throw TrainingError.batchFailed(reason: "\(own)", atStep: step, checkpoint: statePath) }
+        throw TrainingError.batchFailedOnAnotherRank(rank: otherRank, atStep: step, checkpoint: statePath)
     }
 
     private var captureReported = false
@@ -528,14 +607,30 @@ public final class Trainer {
         let loader = BatchLoader(dataset: part, size: model.config.imageSize, batchSize: options.batch, workers: options.workers)
         defer { loader.stop() }
         var all: [SegmentationScores] = []
+        var broken: Error?
         try Torch.withInferenceMode {
-            while let batch = try loader.nextBatch() {
-                let logits = try stepper.logits(batch.images.to(device: device))
-                all += try SegmentationScores.perImage(predicted: logits.argmax(dim: 1).to(device: .cpu), truth: batch.labels)
+            do {
+                while let batch = try loader.nextBatch() {
+                    let logits = try stepper.logits(batch.images.to(device: device))
+                    all += try SegmentationScores.perImage(predicted: logits.argmax(dim: 1).to(device: .cpu), truth: batch.labels)
+                }
+            } catch where parallel != nil {
+                // Not thrown yet: the other ranks wait in the all-reduce below and learn of it there.
+                broken = error
             }
         }
-        if let parallel { return try SegmentationScores.mean(all, across: parallel.group).mean }
+        if let parallel {
+            let merged = try SegmentationScores.mean(all, across: parallel.group, alsoSum: broken == nil ? [0, 0] : [1, Double(parallel.rank)])
+            if let broken { throw broken }
+            if merged.sums[0] > 0 { throw ValidationBrokenElsewhere(rank: merged.sums[0] == 1 ? Int(merged.sums[1]) : nil) }
+            return merged.mean
+        }
         return SegmentationScores.mean(all)
+    }
+
+    /// Another rank could not score its share of the validation set (`rank`; nil: several).
+    struct ValidationBrokenElsewhere: Error {
+        let rank: Int?
     }
 
     private var stepsThisRun = 0

@@ -67,20 +67,30 @@ public final class TrainingStep {
     }
 
     /// The forward and the loss: nothing is read back to the host.
-    public func forward(images: Tensor, labels: Tensor) throws -> CrackLoss.Value {
+    ///
+    /// `standIn`: with data parallelism, this rank could not make its batch (a file broke during the run)
+    /// and `images` are NaN in its place. The ranks must still run the same collectives, so it takes the
+    /// step like the others: its NaN reaches every rank's loss and summed gradients, so the step is
+    /// skipped everywhere, and the loss's all-reduce tells every rank (`CrackLoss.Value.standIns`).
+    public func forward(images: Tensor, labels: Tensor, standIn: Bool = false) throws -> CrackLoss.Value {
         // The loss in float32, outside autocast, as the authors' loop computes it.
         let logits = amp == .off ? try self.logits(images) : try self.logits(images).to(dtype: .float32)
-        if let parallel { return try loss(logits: logits, target: labels, group: parallel.group) }
+        if let parallel {
+            let flags = standIn ? try Tensor.cat([Tensor.ones([1], device: device), Tensor.full([1], value: Double(parallel.rank), device: device)])
+                : try Tensor.zeros([2], device: device)
+            return try loss(logits: logits, target: labels, group: parallel.group, standIn: flags)
+        }
         return try loss(logits: logits, target: labels)
     }
 
     /// One step that reads nothing back to the host: forward, loss and `update(sync: false)`, replayed
     /// from a CUDA graph when `cudaGraph` is set and the capture has been made. The value comes back
     /// without its autograd graph (`CrackLoss.Value.detached`).
-    public func step(images: Tensor, labels: Tensor, lr: Double) throws -> CrackLoss.Value {
+    public func step(images: Tensor, labels: Tensor, lr: Double, standIn: Bool = false) throws -> CrackLoss.Value {
         // A replay hands back detached copies already (the graph's own outputs are overwritten by the next).
+        // (No graph with data parallelism, hence none for a stand-in batch.)
         if cudaGraph, cudaGraphFailure == nil, let value = try graphStep(images: images, labels: labels, lr: lr) { return value }
-        let value = try forward(images: images, labels: labels)
+        let value = try forward(images: images, labels: labels, standIn: standIn)
         try update(value, rate: .value(lr), sync: false)
         return try value.detached()
     }
