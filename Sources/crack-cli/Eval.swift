@@ -223,6 +223,8 @@ struct Eval: ParsableCommand {
                 }
             }
         } catch {
+            // Said by the rank that failed (why) and by rank 0 (with what finished), not by every rank.
+            if !leader, case DistributedError.failedOnAnotherRank = error { throw ExitCode.failure }
             // What finished is kept: an unreadable image in the last dataset must not cost the hours before it.
             guard leader, !results.isEmpty else { throw error }
             let cause = error is StopRequest.Interrupted ? "a signal" : "an error"

@@ -294,6 +294,31 @@ final class DistributedTests: XCTestCase {
         }
     }
 
+    /// An image that breaks during a data-parallel evaluation (after the check) in one rank's share: that
+    /// rank still meets the others in the all-reduce, so every rank stops there at once, the one that read
+    /// it naming the file and the others naming the rank (before, they waited on a rank that had thrown).
+    func testAnImageBrokenMidEvaluationStopsEveryRankThere() throws {
+        let dir = try Oracle.scratch()
+        try makeTestDataset(dir + "/data", count: 5)
+        let data = try CrackDataset(root: dir + "/data")
+        let image = data.samples[3].image  // rank 1's share: samples 1 and 3
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: image))
+        try bytes.prefix(bytes.count / 2).write(to: URL(fileURLWithPath: image))
+        let results = eachRank(2) { group in
+            try Evaluator(predictor: EvalTests.DarkPixels(inputSize: 32), name: "m", batch: 1, group: group).evaluate(data, name: "D")
+        }
+        guard case .failure(let first) = results[0], case .failure(let second) = results[1] else { return XCTFail("\(results)") }
+        XCTAssertEqual(first as? DistributedError, .failedOnAnotherRank(rank: 1, work: "its share of D (clean)"))
+        XCTAssertEqual("\(first)", "rank 1 could not finish its share of D (clean) (its output says why)")
+        XCTAssertTrue("\(second)".contains(image), "\(second)")
+        // Mended, the same ranks score it.
+        try bytes.write(to: URL(fileURLWithPath: image))
+        let again = eachRank(2) { group in
+            try Evaluator(predictor: EvalTests.DarkPixels(inputSize: 32), name: "m", batch: 1, group: group).evaluate(data, name: "D").images
+        }
+        XCTAssertEqual(try again.map { try $0.get() }, [5, 5])
+    }
+
     /// Through crack-cli, two ranks (their outputs apart): a file broken during the run stops both with
     /// the state saved, and each message is said once: the rank that read the file names it, rank 0 says
     /// where the state is, and another rank says nothing.

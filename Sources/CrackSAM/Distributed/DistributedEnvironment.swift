@@ -80,6 +80,9 @@ public enum DistributedError: Error, Equatable, CustomStringConvertible, Localiz
     case backendUnavailable(name: String, reason: String)
     /// A rank of a job launched with --nproc failed.
     case rankFailed(rank: Int, status: Int32)
+    /// Another rank (nil: several) failed at `work` and said so in a collective (see
+    /// `ProcessGroup.failureFlags`); its own output says why.
+    case failedOnAnotherRank(rank: Int?, work: String)
 
     public var description: String {
         switch self {
@@ -91,6 +94,8 @@ public enum DistributedError: Error, Equatable, CustomStringConvertible, Localiz
             return "rank \(rank) of \(worldSize): \(operation) failed (another rank probably exited or timed out; see its log): \(message)"
         case .backendUnavailable(let name, let reason): return "distributed backend \(name) is unavailable: \(reason)"
         case .rankFailed(let rank, let status): return "rank \(rank) exited with status \(status); the other ranks were stopped"
+        case .failedOnAnotherRank(let rank, let work):
+            return (rank.map { "rank \($0)" } ?? "several ranks") + " could not finish \(work) (its output says why)"
         }
     }
 

@@ -111,7 +111,6 @@ public final class ProcessGroup {
         try tensor.copy_(moved)
     }
 
-    /// Reduces `tensor` over all ranks, in place (every rank ends with the result).
     /// Whether `flag` is true on any rank (a one-element max all-reduce): how ranks agree to stop together.
     public func anyRank(_ flag: Bool) throws -> Bool {
         let f = try Tensor([Float(flag ? 1 : 0)], shape: [1])
@@ -119,6 +118,24 @@ public final class ProcessGroup {
         return try f.item() != 0
     }
 
+    /// What a rank appends to a sum all-reduce the others wait in, so that a rank whose share failed (a
+    /// file that broke, say) still joins it and every rank learns of the failure there, with no collective
+    /// of its own: [1, rank] after a failure, [0, 0] otherwise. (Throwing instead would leave the others
+    /// waiting until the timeout, or until the launcher kills them with their work unwritten.)
+    public func failureFlags(_ failure: Error?) -> [Double] { failure == nil ? [0, 0] : [1, Double(rank)] }
+
+    /// After that all-reduce, given the two flags summed: this rank's own error, or the others' failure.
+    public func throwIfAnyFailed(own: Error?, flags: ArraySlice<Double>, work: String) throws {
+        if let own { throw own }
+        let f = Array(flags)
+        guard f.count == 2, f[0] > 0 else { return }
+        throw DistributedError.failedOnAnotherRank(rank: ProcessGroup.failedRank(count: f[0], rankSum: f[1]), work: work)
+    }
+
+    /// The rank that failed, from failure flags summed over the ranks; nil when several did.
+    public static func failedRank(count: Double, rankSum: Double) -> Int? { count == 1 ? Int(rankSum) : nil }
+
+    /// Reduces `tensor` over all ranks, in place (every rank ends with the result).
     public func allReduce(_ tensor: Tensor, op: ReduceOp = .sum) throws {
         try staged(tensor) { t in try run("all-reduce") { ct_group_allreduce(group, t.handle, op.rawValue) } }
     }

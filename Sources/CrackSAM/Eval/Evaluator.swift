@@ -125,44 +125,54 @@ public final class Evaluator {
         let s = predictor.inputSize
         var counts: [(predicted: Int, truth: Int, intersection: Int)] = []
         if let savePredictions { try Folder.make(savePredictions) }
-        for start in stride(from: 0, to: dataset.count, by: batch) {
-            // A single process stops between batches when asked; ranks stop between evaluations (the
-            // caller's agreed check), since their shards need not have the same number of batches.
-            if group == nil && StopRequest.isRequested { throw StopRequest.Interrupted() }
-            let indices = Array(start..<min(start + batch, dataset.count))
-            // Decoding and degradation in parallel; the model runs on the whole batch.
-            let items = try concurrentMap(indices.count) { j -> (Image, [UInt8]) in
-                var (image, label) = try dataset.loadOriginal(indices[j])
-                if let degradation { image = try degradation.apply(to: image) }
-                return (image, label)
-            }
-            let masks = try predictor.predict(items.map(\.0))
-            for (j, (image, label)) in items.enumerated() {
-                let pred = predictor.resize.maskBack(masks[j], from: (s, s), to: (image.width, image.height))
-                var a = 0, b = 0, inter = 0
-                for p in 0..<label.count {
-                    let pp = pred[p] != 0, gg = label[p] != 0
-                    if pp { a += 1 }
-                    if gg { b += 1 }
-                    if pp && gg { inter += 1 }
+        // With data parallelism a rank's failure (an image that broke since the check, say) is not thrown
+        // before the all-reduce below: the others wait in it, and learn of it there.
+        var failure: Error?
+        do {
+            for start in stride(from: 0, to: dataset.count, by: batch) {
+                // A single process stops between batches when asked; ranks stop between evaluations (the
+                // caller's agreed check), since their shards need not have the same number of batches.
+                if group == nil && StopRequest.isRequested { throw StopRequest.Interrupted() }
+                let indices = Array(start..<min(start + batch, dataset.count))
+                // Decoding and degradation in parallel; the model runs on the whole batch.
+                let items = try concurrentMap(indices.count) { j -> (Image, [UInt8]) in
+                    var (image, label) = try dataset.loadOriginal(indices[j])
+                    if let degradation { image = try degradation.apply(to: image) }
+                    return (image, label)
                 }
-                counts.append((a, b, inter))
-                if let savePredictions {
-                    try Image(width: image.width, height: image.height, channels: 1, pixels: pred.map { $0 != 0 ? 255 : 0 })
-                        .write(to: savePredictions + "/" + dataset.samples[indices[j]].name + ".png")
+                let masks = try predictor.predict(items.map(\.0))
+                for (j, (image, label)) in items.enumerated() {
+                    let pred = predictor.resize.maskBack(masks[j], from: (s, s), to: (image.width, image.height))
+                    var a = 0, b = 0, inter = 0
+                    for p in 0..<label.count {
+                        let pp = pred[p] != 0, gg = label[p] != 0
+                        if pp { a += 1 }
+                        if gg { b += 1 }
+                        if pp && gg { inter += 1 }
+                    }
+                    counts.append((a, b, inter))
+                    if let savePredictions {
+                        try Image(width: image.width, height: image.height, channels: 1, pixels: pred.map { $0 != 0 ? 255 : 0 })
+                            .write(to: savePredictions + "/" + dataset.samples[indices[j]].name + ".png")
+                    }
                 }
             }
+        } catch where group != nil {
+            failure = error
         }
         if let group {
             // Every rank's counts in their images' places (the shards are disjoint, so a sum gathers them;
             // float64 holds pixel counts exactly): each rank then scores the whole dataset in its order.
             var flat = [Double](repeating: 0, count: 3 * whole.count)
-            for (k, i) in mine.enumerated() {
+            for (k, i) in mine.enumerated() where k < counts.count {
                 (flat[3 * i], flat[3 * i + 1], flat[3 * i + 2]) = (Double(counts[k].predicted), Double(counts[k].truth), Double(counts[k].intersection))
             }
+            flat += group.failureFlags(failure)
             let gathered = try Tensor(flat, shape: [flat.count])
             try group.allReduce(gathered)
             let v = try gathered.toArray(of: Double.self)
+            try group.throwIfAnyFailed(own: failure, flags: v[(3 * whole.count)...],
+                                       work: "its share of \(datasetName) (\(degradation?.description ?? "clean"))")
             counts = (0..<whole.count).map { (Int(v[3 * $0]), Int(v[3 * $0 + 1]), Int(v[3 * $0 + 2])) }
         }
         let images = counts.enumerated().map { i, c in

@@ -394,7 +394,7 @@ public final class Trainer {
         // counters and fp16 scale included, and the state saved is the one before it.
         var standIn: (count: Int, rankSum: Int)?
         if width == 5, let first = steps.indices.first(where: { values[width * $0 + 3] > 0 }) {
-            standIn = (Int(values[width * first + 3]), Int(values[width * first + 4]))
+            standIn = (Int(values[width * first + 3]), Int(values[width * first + 4]))  // (count, rank sum)
             let undone = steps.count - first
             if let scaler, let before = steps[first].scalerBefore {
                 try scaler.load(scale: before.scale, growthTracker: before.growthTracker, skippedSteps: scaler.skippedSteps)
@@ -417,7 +417,7 @@ public final class Trainer {
         }
         // Only after every row of the window is written: the state saved on stopping holds all of its steps,
         // and a resume keeps rows up to that state, so a row not written now would be missing for good.
-        if let standIn { try stopForUnmadeBatch(otherRank: standIn.count == 1 ? standIn.rankSum : nil) }
+        if let standIn { try stopForUnmadeBatch(otherRank: ProcessGroup.failedRank(count: Double(standIn.count), rankSum: Double(standIn.rankSum))) }
         if let limit { try stopForNonFiniteLosses(steps: limit.steps, atStep: limit.atStep) }
     }
 
@@ -457,7 +457,7 @@ public final class Trainer {
                         + (value.standIns.map { [try $0.detach().to(dtype: .float64)] } ?? [])).to(device: .cpu).toArray(of: Double.self)
                     let lossValue = read[0]
                     // A rank stood a NaN batch in (see nextBatch): nothing was updated yet; stop here.
-                    if read.count == 3, read[1] > 0 { try stopForUnmadeBatch(otherRank: read[1] == 1 ? Int(read[2]) : nil) }
+                    if read.count == 3, read[1] > 0 { try stopForUnmadeBatch(otherRank: ProcessGroup.failedRank(count: read[1], rankSum: read[2])) }
                     if !lossValue.isFinite {
                         nonFiniteStreak += 1
                         skippedSteps += 1
@@ -513,7 +513,7 @@ public final class Trainer {
                     // last batch done, so that a resume (once the file is mended) validates the epoch again.
                     epoch -= 1
                     batchInEpoch = loader.batchCount
-                    if let elsewhere = error as? ValidationBrokenElsewhere { try stopForUnmadeBatch(otherRank: elsewhere.rank) }
+                    if case DistributedError.failedOnAnotherRank(let rank, _) = error { try stopForUnmadeBatch(otherRank: rank) }
                     try stopForUnmadeBatch(error)
                 }
                 try append("val.csv", header: "epoch,precision,recall,f1,iou",
@@ -620,17 +620,11 @@ public final class Trainer {
             }
         }
         if let parallel {
-            let merged = try SegmentationScores.mean(all, across: parallel.group, alsoSum: broken == nil ? [0, 0] : [1, Double(parallel.rank)])
-            if let broken { throw broken }
-            if merged.sums[0] > 0 { throw ValidationBrokenElsewhere(rank: merged.sums[0] == 1 ? Int(merged.sums[1]) : nil) }
+            let merged = try SegmentationScores.mean(all, across: parallel.group, alsoSum: parallel.group.failureFlags(broken))
+            try parallel.group.throwIfAnyFailed(own: broken, flags: merged.sums[...], work: "its share of the validation set")
             return merged.mean
         }
         return SegmentationScores.mean(all)
-    }
-
-    /// Another rank could not score its share of the validation set (`rank`; nil: several).
-    struct ValidationBrokenElsewhere: Error {
-        let rank: Int?
     }
 
     private var stepsThisRun = 0
