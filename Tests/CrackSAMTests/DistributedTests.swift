@@ -438,12 +438,9 @@ final class DistributedTests: XCTestCase {
         // 12 samples, 2 ranks × batch 1: 6 steps. The broken sample is in a rank's share of step 5.
         for (every, amp, brokenRank) in [(1, TrainingOptions.AMP.off, 1), (3, .off, 1), (3, .fp16, 0)] {
             let tag = "every \(every), \(amp), broken on rank \(brokenRank)"
-            var o = TrainingOptions()
+            var o = TrainerTests.options()
             o.epochs = 1
-            o.stopEpoch = nil
             o.batch = 1
-            o.warmup = 2
-            o.workers = 1
             o.syncEvery = every
             o.amp = amp
             var four = o
@@ -493,13 +490,8 @@ final class DistributedTests: XCTestCase {
         let image = validation.samples[1].image  // rank 1's share: every second sample from 1
         let bytes = try Data(contentsOf: URL(fileURLWithPath: image))
         try bytes.prefix(bytes.count / 2).write(to: URL(fileURLWithPath: image))
-        var o = TrainingOptions()
+        var o = TrainerTests.options()
         o.epochs = 2
-        o.stopEpoch = nil
-        o.batch = 2
-        o.warmup = 2
-        o.workers = 1
-        o.valEvery = 1
         let run = dir + "/run", state = run + "/state.safetensors"
         let results = try trainOnTwoRanks(data, validation: validation, o, run: run)
         guard case .failure(let first) = results[0], case .failure(let second) = results[1] else { return XCTFail("\(results)") }

@@ -19,7 +19,8 @@ final class TrainerTests: XCTestCase {
         return m
     }
 
-    func options(maxSteps: Int? = nil) -> TrainingOptions {
+    /// The recipe these tests train with: short (3 epochs, batch 2), validating every epoch.
+    static func options(maxSteps: Int? = nil) -> TrainingOptions {
         var o = TrainingOptions()
         o.epochs = 3
         o.stopEpoch = nil
@@ -31,6 +32,8 @@ final class TrainerTests: XCTestCase {
         o.maxSteps = maxSteps
         return o
     }
+
+    func options(maxSteps: Int? = nil) -> TrainingOptions { Self.options(maxSteps: maxSteps) }
 
     func testInterruptedAndResumedEqualsStraightThrough() throws {
         let data = try dataset()
