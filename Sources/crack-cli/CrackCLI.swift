@@ -52,6 +52,14 @@ struct CommandFailure: Error, CustomStringConvertible {
     let description: String
 }
 
+/// Ends a rank that stops because another rank failed and told it so in a collective: rank 0 says what
+/// happened, once for the job; the others say nothing (the rank that failed says why). The exit status,
+/// `Launcher.stoppedForAnotherRank`, lets `--nproc` name the rank that failed rather than this one.
+func stopForAnotherRank(_ error: Error, leader: Bool) -> ExitCode {
+    if leader { FileHandle.standardError.write(Data("Error: \(error)\n".utf8)) }
+    return ExitCode(Launcher.stoppedForAnotherRank)
+}
+
 /// Masks that no image took are not used; a dataset with some is said to have them (a deleted image, a
 /// misspelt name), not read as if it were whole.
 func warnAboutUnusedMasks(_ dataset: CrackDataset) {

@@ -223,14 +223,17 @@ struct Eval: ParsableCommand {
                 }
             }
         } catch {
-            // Said by the rank that failed (why) and by rank 0 (with what finished), not by every rank.
-            if !leader, case DistributedError.failedOnAnotherRank = error { throw ExitCode.failure }
+            // Another rank's failure is said by that rank (why) and by rank 0 (with what finished), not by all.
+            var anotherRank = false
+            if case DistributedError.failedOnAnotherRank = error { anotherRank = true }
             // What finished is kept: an unreadable image in the last dataset must not cost the hours before it.
-            guard leader, !results.isEmpty else { throw error }
-            let cause = error is StopRequest.Interrupted ? "a signal" : "an error"
-            print("")
-            print("stopped by \(cause); the \(results.count) evaluation(s) that finished are reported and written:")
-            try report(results, stoppedBy: cause, plot: !sweep.isEmpty)
+            if leader, !results.isEmpty {
+                let cause = error is StopRequest.Interrupted ? "a signal" : "an error"
+                print("")
+                print("stopped by \(cause); the \(results.count) evaluation(s) that finished are reported and written:")
+                try report(results, stoppedBy: cause, plot: !sweep.isEmpty)
+            }
+            if anotherRank { throw stopForAnotherRank(error, leader: leader) }
             throw error
         }
         guard leader else { return }

@@ -7,6 +7,11 @@ import Foundation
 /// terminal (rank 0 alone prints progress), and Ctrl-C reaches all of them, so they stop together with
 /// a resumable checkpoint. When one rank fails, the others are stopped and the launcher fails too.
 enum Launcher {
+    /// The exit status of a rank that stopped because another failed (they agreed in a collective; see
+    /// `stopForAnotherRank`). The launcher names the rank that failed, and leaves the others a moment to
+    /// finish what they save on the way out.
+    static let stoppedForAnotherRank: Int32 = 3
+
     /// This invocation's arguments without `--nproc N` / `--nproc=N`.
     static func childArguments(_ arguments: [String]) -> [String] {
         var out: [String] = []
@@ -62,8 +67,9 @@ enum Launcher {
         term.setEventHandler { running.forEach { kill($0, SIGTERM) } }
         term.resume()
         var alive = Set(pids)
+        // The rank to name: the first that failed for a reason of its own (not stoppedForAnotherRank).
         var failed: (rank: Int, status: Int32)?
-        var killDeadline: Date?
+        var termAt: Date?, killAt: Date?
         while !alive.isEmpty {
             var status: Int32 = 0
             let pid = waitpid(-1, &status, WNOHANG)
@@ -71,17 +77,24 @@ enum Launcher {
                 alive.remove(pid)
                 // Exit code, or 128 + signal for a rank that was killed (as shells report it).
                 let code: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-                if code != 0 && failed == nil {
-                    failed = (pids.firstIndex(of: pid)!, code)
-                    // The others would fail at their next collective anyway; stop them now, then for good.
-                    alive.forEach { kill($0, SIGTERM) }
-                    killDeadline = Date().addingTimeInterval(15)
+                if code != 0 {
+                    if failed == nil || (failed!.status == stoppedForAnotherRank && code != stoppedForAnotherRank) {
+                        failed = (pids.firstIndex(of: pid)!, code)
+                    }
+                    // Ranks that agreed to stop exit within moments, rank 0 after saving what it saves. The
+                    // others would fail at their next collective anyway, or hang in it: after a short
+                    // grace they are asked to stop, then made to.
+                    if termAt == nil { termAt = Date().addingTimeInterval(5) }
                 }
                 continue
             }
-            if let deadline = killDeadline, Date() > deadline { alive.forEach { kill($0, SIGKILL) } }
+            if let t = termAt, killAt == nil, Date() > t {
+                alive.forEach { kill($0, SIGTERM) }
+                killAt = Date().addingTimeInterval(15)
+            }
+            if let k = killAt, Date() > k { alive.forEach { kill($0, SIGKILL) } }
             usleep(50_000)
         }
-        if let failed { throw DistributedError.rankFailed(rank: failed.rank, status: failed.status) }
+        if let failed { throw DistributedError.rankFailed(rank: failed.rank, status: failed.status, stopped: killAt != nil) }
     }
 }

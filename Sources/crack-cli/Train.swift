@@ -297,7 +297,8 @@ struct Train: ParsableCommand {
         }
         // Every rank learns whether any share had a broken file, so none goes on to write the run folder.
         if let group, try group.anyRank(broken != nil), broken == nil {
-            throw CommandFailure(description: "another rank found a file it cannot read (its output names it); nothing was written")
+            throw stopForAnotherRank(CommandFailure(description: "another rank found a file it cannot read (its output names it); nothing was written"),
+                                     leader: leader)
         }
         if let broken { throw broken }
         var modelOptions = model
@@ -348,9 +349,9 @@ struct Train: ParsableCommand {
         let outcome: Trainer.Outcome
         do {
             outcome = try trainer.run()
-        } catch TrainingError.batchFailedOnAnotherRank where !leader {
-            // Said once: by rank 0 (where the state is) and by the rank whose file broke (which file).
-            throw ExitCode.failure
+        } catch let error as TrainingError {
+            guard case .batchFailedOnAnotherRank = error else { throw error }
+            throw stopForAnotherRank(error, leader: leader)
         }
         if tty { FileHandle.standardError.write(Data("\n".utf8)) }
         guard leader else {

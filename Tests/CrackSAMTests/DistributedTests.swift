@@ -339,21 +339,20 @@ final class DistributedTests: XCTestCase {
         let bytes = try Data(contentsOf: URL(fileURLWithPath: image))
         try bytes.prefix(bytes.count / 2).write(to: URL(fileURLWithPath: image))
         while ranks.contains(where: \.isRunning) && Date() < deadline.addingTimeInterval(60) { usleep(50_000) }
-        for p in ranks {
-            p.waitUntilExit()
-            XCTAssertEqual(p.terminationStatus, 1)
-        }
+        ranks.forEach { $0.waitUntilExit() }
         let err = try (0..<2).map { try String(contentsOfFile: dir + "/rank\($0).err", encoding: .utf8) }
         let saved = try XCTUnwrap(SafeTensors.load(at: dir + "/run/state.safetensors").metadata["step"])
         let said = "is saved in \(dir)/run/state.safetensors: mend the file and --resume"
         let reader = try XCTUnwrap((0..<2).first { err[$0].contains(image) }, "\(err)")
         XCTAssertTrue(err[reader].contains("; stopped. The state after step \(saved) " + said), err[reader])
         XCTAssertEqual(err[reader].components(separatedBy: said).count, 2, "said once: \(err[reader])")
+        // The rank that read it fails (status 1); the other stops for it (status 3, Launcher.stoppedForAnotherRank).
+        XCTAssertEqual(ranks.map(\.terminationStatus), reader == 0 ? [1, 3] : [3, 1])
         if reader == 1 {
-            XCTAssertTrue(err[0].contains("rank 1 could not make its batch (a file that broke during the run: its output names it); stopped. "
-                                          + "The state after step \(saved) " + said), err[0])
+            XCTAssertEqual(err[0], "Error: rank 1 could not make its batch (its output says why); stopped. The state after step \(saved) is saved in "
+                           + "\(dir)/run/state.safetensors: mend what it names and --resume\n")
         } else {
-            XCTAssertFalse(err[1].contains("could not make"), "rank 1 leaves it to rank 0: \(err[1])")
+            XCTAssertEqual(err[1], "", "rank 1 leaves it to rank 0")
         }
         let rows = try String(contentsOfFile: dir + "/run/metrics.csv", encoding: .utf8).split(separator: "\n").dropFirst()
         XCTAssertEqual(rows.last.map { String($0.split(separator: ",")[0]) }, saved, "every step done is saved")
@@ -365,7 +364,7 @@ final class DistributedTests: XCTestCase {
         let dir = try Oracle.scratch()
         let out = try crackCLI(["train"] + tiny + ["--data", dir + "/missing", "--out", dir + "/run", "--nproc", "2"], expectSuccess: false)
         // (The ranks' own messages, written at the same moment, may interleave.)
-        XCTAssertTrue(out.contains("exited with status 1; the other ranks were stopped"), out)
+        XCTAssertTrue(out.contains("exited with status 1; the other ranks "), out)
     }
 
     /// A broken file in another rank's share of the up-front check stops every rank before the run folder
@@ -379,7 +378,9 @@ final class DistributedTests: XCTestCase {
         let out = try crackCLI(["train"] + tiny + ["--data", dir + "/data", "--out", dir + "/run", "--batch", "1", "--nproc", "2"],
                                expectSuccess: false)
         // (The ranks' messages, written at the same moment, may interleave character by character.)
-        XCTAssertTrue(out.contains("exited with status 1; the other ranks were stopped"), out)
+        // The launcher names the rank that read the file, not rank 0, which stopped for it (status 3), and
+        // the ranks stopped by themselves.
+        XCTAssertTrue(out.contains("rank 1 exited with status 1; the other ranks stopped with it"), out)
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/run/config.json"), out)
     }
 
@@ -420,6 +421,8 @@ final class DistributedTests: XCTestCase {
         return eachRank(2) { group in
             let t = try Trainer(model: models[group.rank], train: train, validation: validation, options: options, runDirectory: run,
                                 parallel: DataParallel(group: group), log: { _ in })
+            // Every step, the ranks' weights are compared (a difference stops the run).
+            t.verifySync = true
             if resume { try t.resume() }
             return try t.run()
         }
@@ -430,51 +433,59 @@ final class DistributedTests: XCTestCase {
     /// and nothing since the last checkpoint is lost. The rank stands a NaN batch in until the next
     /// read-back, where the stand-in count in the loss's all-reduce tells the others; the steps from it on
     /// (skipped on the device) are undone, so the state equals a run stopped there (fp16 scale included).
-    /// Mended, the run resumes and finishes.
+    /// Mended, the run resumes and finishes. Cases: read back every step or every 3 (the failure first in
+    /// its window, or second), fp16, rank 0 or 1 failing, both failing at once.
     func testAFileBrokenMidRunOnOneRankStopsEveryRankWithTheStepsDone() throws {
         let dir = try Oracle.scratch()
         try makeTestDataset(dir + "/data", count: 12)
         let data = try CrackDataset(root: dir + "/data")
-        // 12 samples, 2 ranks × batch 1: 6 steps. The broken sample is in a rank's share of step 5.
-        for (every, amp, brokenRank) in [(1, TrainingOptions.AMP.off, 1), (3, .off, 1), (3, .fp16, 0)] {
-            let tag = "every \(every), \(amp), broken on rank \(brokenRank)"
+        // 12 samples, 2 ranks × batch 1: 6 steps; with --sync-every 3 read back after steps 3 and 6. The
+        // broken samples are in the ranks' shares of global batch `batch` (step batch + 1).
+        let cases: [(every: Int, amp: TrainingOptions.AMP, ranks: [Int], batch: Int)] =
+            [(1, .off, [1], 4), (1, .fp16, [0], 4), (3, .off, [1], 3), (3, .fp16, [0], 4), (3, .off, [0, 1], 4)]
+        for (n, c) in cases.enumerated() {
+            let tag = "every \(c.every), \(c.amp), broken on rank(s) \(c.ranks) in step \(c.batch + 1)"
             var o = TrainerTests.options()
             o.epochs = 1
             o.batch = 1
-            o.syncEvery = every
-            o.amp = amp
-            var four = o
-            four.maxSteps = 4
-            let reference = dir + "/reference-\(every)-\(amp)"
-            for r in try trainOnTwoRanks(data, four, run: reference) { XCTAssertEqual(try r.get(), .interrupted(step: 4), tag) }
+            o.syncEvery = c.every
+            o.amp = c.amp
+            var stopped = o
+            stopped.maxSteps = c.batch
+            let reference = dir + "/reference-\(n)"
+            for r in try trainOnTwoRanks(data, stopped, run: reference) { XCTAssertEqual(try r.get(), .interrupted(step: c.batch), tag) }
 
-            let loader = BatchLoader(dataset: data, size: TrainerTests.tiny.imageSize, batchSize: 1, shuffleSeed: o.seed, rank: brokenRank, worldSize: 2)
-            let image = data.samples[try XCTUnwrap(loader.indices(ofBatch: 4).first)].image
-            loader.stop()
-            let bytes = try Data(contentsOf: URL(fileURLWithPath: image))
-            try bytes.prefix(bytes.count / 2).write(to: URL(fileURLWithPath: image))
-            let run = dir + "/run-\(every)-\(amp)"
+            var images: [(path: String, bytes: Data)] = []
+            for rank in c.ranks {
+                let loader = BatchLoader(dataset: data, size: TrainerTests.tiny.imageSize, batchSize: 1, shuffleSeed: o.seed, rank: rank, worldSize: 2)
+                let path = data.samples[try XCTUnwrap(loader.indices(ofBatch: c.batch).first)].image
+                loader.stop()
+                images.append((path, try Data(contentsOf: URL(fileURLWithPath: path))))
+            }
+            for (path, bytes) in images { try bytes.prefix(bytes.count / 2).write(to: URL(fileURLWithPath: path)) }
+            let run = dir + "/run-\(n)"
             let state = run + "/state.safetensors"
             let results = try trainOnTwoRanks(data, o, run: run)
-            try bytes.write(to: URL(fileURLWithPath: image))
+            for (path, bytes) in images { try bytes.write(to: URL(fileURLWithPath: path)) }
             for (rank, result) in results.enumerated() {
                 guard case .failure(let error) = result else { XCTFail("\(tag): rank \(rank) finished"); continue }
-                if rank == brokenRank {
-                    guard case TrainingError.batchFailed(let reason, 4, state) = error else { XCTFail("\(tag): \(error)"); continue }
-                    XCTAssertTrue(reason.contains(image), reason)
+                if let mine = c.ranks.firstIndex(of: rank) {
+                    guard case TrainingError.batchFailed(let reason, c.batch, state, nil) = error else { XCTFail("\(tag): \(error)"); continue }
+                    XCTAssertTrue(reason.contains(images[mine].path), reason)
                 } else {
-                    XCTAssertEqual(error as? TrainingError, .batchFailedOnAnotherRank(rank: brokenRank, atStep: 4, checkpoint: state), tag)
-                    XCTAssertTrue("\(error)".hasPrefix("rank \(brokenRank) could not make its batch"), "\(error)")
+                    XCTAssertEqual(error as? TrainingError, .batchFailedOnAnotherRank(rank: c.ranks[0], atStep: c.batch, checkpoint: state), tag)
+                    XCTAssertTrue("\(error)".hasPrefix("rank \(c.ranks[0]) could not make its batch (its output says why); stopped. "
+                                                        + "The state after step \(c.batch) is saved in \(state)"), "\(error)")
                 }
             }
-            // The same state as the run stopped after step 4: weights, moments, step counters, fp16 scale.
+            // The same state as the run stopped after that step: weights, moments, step counters, fp16 scale.
             let saved = try SafeTensors.load(at: state), expected = try SafeTensors.load(at: reference + "/state.safetensors")
             XCTAssertEqual(saved.tensors.keys.sorted(), expected.tensors.keys.sorted(), tag)
             for (key, t) in expected.tensors { XCTAssertEqual(try saved.tensors[key]?.bytes(), try t.bytes(), "\(tag): \(key)") }
             for key in ["step", "batch_in_epoch", "skipped_steps"] { XCTAssertEqual(saved.metadata[key], expected.metadata[key], "\(tag): \(key)") }
-            if amp == .fp16 { XCTAssertTrue(saved.tensors.keys.contains("scaler.scale"), tag) }
+            if c.amp == .fp16 { XCTAssertTrue(saved.tensors.keys.contains("scaler.scale"), tag) }
             let rows = try String(contentsOfFile: run + "/metrics.csv", encoding: .utf8).split(separator: "\n").dropFirst()
-            XCTAssertEqual(rows.map { $0.split(separator: ",")[0] }, ["1", "2", "3", "4"], tag)
+            XCTAssertEqual(rows.map { String($0.split(separator: ",")[0]) }, (1...c.batch).map(String.init), tag)
             for r in try trainOnTwoRanks(data, o, run: run, resume: true) { XCTAssertEqual(try r.get(), .finished, tag) }
             XCTAssertEqual(try SafeTensors.load(at: state).metadata["step"], "6", tag)
         }
@@ -496,7 +507,7 @@ final class DistributedTests: XCTestCase {
         let results = try trainOnTwoRanks(data, validation: validation, o, run: run)
         guard case .failure(let first) = results[0], case .failure(let second) = results[1] else { return XCTFail("\(results)") }
         XCTAssertEqual(first as? TrainingError, .batchFailedOnAnotherRank(rank: 1, atStep: 2, checkpoint: state))
-        guard case TrainingError.batchFailed(let reason, 2, state) = second else { return XCTFail("\(second)") }
+        guard case TrainingError.batchFailed(let reason, 2, state, nil) = second else { return XCTFail("\(second)") }
         XCTAssertTrue(reason.contains(image), reason)
         let saved = try SafeTensors.load(at: state).metadata
         XCTAssertEqual([saved["step"], saved["epoch"], saved["batch_in_epoch"]], ["2", "0", "2"])

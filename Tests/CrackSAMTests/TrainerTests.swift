@@ -130,7 +130,7 @@ final class TrainerTests: XCTestCase {
         o.workers = 2
         let trainer = try Trainer(model: try model(), train: data, validation: nil, options: o, runDirectory: run, log: { _ in })
         XCTAssertThrowsError(try trainer.run()) { error in
-            guard case TrainingError.batchFailed(let reason, let step, let checkpoint) = error else { return XCTFail("\(error)") }
+            guard case TrainingError.batchFailed(let reason, let step, let checkpoint, nil) = error else { return XCTFail("\(error)") }
             XCTAssertTrue(reason.contains(image), reason)
             XCTAssertEqual(checkpoint, run + "/state.safetensors")
             XCTAssertEqual(step, trainer.step)
@@ -154,7 +154,7 @@ final class TrainerTests: XCTestCase {
         let run = try Oracle.scratch("run")
         let trainer = try Trainer(model: try model(), train: data, validation: validation, options: options(), runDirectory: run, log: { _ in })
         XCTAssertThrowsError(try trainer.run()) { error in
-            guard case TrainingError.batchFailed(let reason, 3, _) = error else { return XCTFail("\(error)") }
+            guard case TrainingError.batchFailed(let reason, 3, _, nil) = error else { return XCTFail("\(error)") }
             XCTAssertTrue(reason.contains(image), reason)
         }
         XCTAssertEqual(try SafeTensors.load(at: run + "/state.safetensors").metadata["step"], "3", "epoch 1's three steps are kept")

@@ -78,8 +78,9 @@ public enum DistributedError: Error, Equatable, CustomStringConvertible, Localiz
     /// A collective failed: usually another rank exited (its log says why) or the timeout passed.
     case collective(operation: String, rank: Int, worldSize: Int, message: String)
     case backendUnavailable(name: String, reason: String)
-    /// A rank of a job launched with --nproc failed.
-    case rankFailed(rank: Int, status: Int32)
+    /// A rank of a job launched with --nproc failed; the others stopped with it, or (`stopped`) had to
+    /// be stopped.
+    case rankFailed(rank: Int, status: Int32, stopped: Bool)
     /// Another rank (nil: several) failed at `work` and said so in a collective (see
     /// `ProcessGroup.failureFlags`); its own output says why.
     case failedOnAnotherRank(rank: Int?, work: String)
@@ -93,7 +94,8 @@ public enum DistributedError: Error, Equatable, CustomStringConvertible, Localiz
         case .collective(let operation, let rank, let worldSize, let message):
             return "rank \(rank) of \(worldSize): \(operation) failed (another rank probably exited or timed out; see its log): \(message)"
         case .backendUnavailable(let name, let reason): return "distributed backend \(name) is unavailable: \(reason)"
-        case .rankFailed(let rank, let status): return "rank \(rank) exited with status \(status); the other ranks were stopped"
+        case .rankFailed(let rank, let status, let stopped):
+            return "rank \(rank) exited with status \(status); the other ranks " + (stopped ? "were stopped" : "stopped with it")
         case .failedOnAnotherRank(let rank, let work):
             return (rank.map { "rank \($0)" } ?? "several ranks") + " could not finish \(work) (its output says why)"
         }

@@ -84,10 +84,12 @@ public enum TrainingError: Error, Equatable, CustomStringConvertible, LocalizedE
     /// A batch could not be made (an image or mask that changed or broke on disk during the run): the
     /// state after step `atStep` was saved to `checkpoint` first, so the run resumes once it is mended.
     /// With several ranks, the rank whose file broke throws this, and every rank stops at the same step.
-    case batchFailed(reason: String, atStep: Int, checkpoint: String)
+    /// `diverged`: the trainable weights were no longer finite, so nothing was saved (it says what
+    /// `checkpoint` holds instead).
+    case batchFailed(reason: String, atStep: Int, checkpoint: String, diverged: String? = nil)
     /// The same, seen from the other ranks: `rank` (nil when several did) could not make its batch, and
-    /// its own error names the file.
-    case batchFailedOnAnotherRank(rank: Int?, atStep: Int, checkpoint: String)
+    /// its own error says why.
+    case batchFailedOnAnotherRank(rank: Int?, atStep: Int, checkpoint: String, diverged: String? = nil)
 
     public var description: String {
         switch self {
@@ -102,16 +104,21 @@ public enum TrainingError: Error, Equatable, CustomStringConvertible, LocalizedE
                 + "finite (an update diverged: is the learning rate too high?); stopped. "
                 + (saved.map { "\(ckpt) was left as it was: it holds step \($0), the last state saved" }
                     ?? "No resumable state had been saved yet")
-        case .batchFailed(let reason, let step, let ckpt):
-            return "\(reason); stopped. The state after step \(step) is saved in \(ckpt): mend the file and --resume"
-        case .batchFailedOnAnotherRank(let rank, let step, let ckpt):
+        case .batchFailed(let reason, let step, let ckpt, let diverged):
+            return "\(reason); stopped. " + TrainingError.saved(step, ckpt, diverged, "mend the file and --resume")
+        case .batchFailedOnAnotherRank(let rank, let step, let ckpt, let diverged):
             return (rank.map { "rank \($0) could not make its batch" } ?? "several ranks could not make their batches")
-                + " (a file that broke during the run: its output names it); stopped. The state after step \(step) is saved in "
-                + "\(ckpt): mend the file and --resume"
+                + " (its output says why); stopped. " + TrainingError.saved(step, ckpt, diverged, "mend what it names and --resume")
         }
     }
 
     public var errorDescription: String? { description }
+
+    /// Where a stopped run's state is, and what to do: `diverged` when nothing could be saved.
+    static func saved(_ step: Int, _ checkpoint: String, _ diverged: String?, _ then: String) -> String {
+        if let diverged { return "The trainable weights are not finite after step \(step) (an update diverged), so \(diverged)" }
+        return "The state after step \(step) is saved in \(checkpoint): \(then)"
+    }
 }
 
 /// Trains a CrackSAM model's delta and head, writing everything into a run directory:
@@ -423,6 +430,8 @@ public final class Trainer {
 
     /// Trains from the current state (call `resume()` first to continue a run).
     public func run() throws -> Outcome {
+        // A file that broke in an earlier call may have been mended since.
+        ownFailure = nil
         skippedAtStart = skippedSteps
         let lastEpoch = options.lastEpoch
         let augmenter = options.augment ? Augmenter(seed: options.seed) : nil
@@ -453,11 +462,16 @@ public final class Trainer {
                     let value = try stepper.forward(images: images, labels: labels, standIn: standIn)
                     // The global loss: the same number on every rank, so all ranks take the same branch.
                     // With data parallelism the stand-in count comes in the same read.
-                    let read = try Tensor.cat([value.loss.detach().to(dtype: .float64).reshape([1])]
-                        + (value.standIns.map { [try $0.detach().to(dtype: .float64)] } ?? [])).to(device: .cpu).toArray(of: Double.self)
-                    let lossValue = read[0]
-                    // A rank stood a NaN batch in (see nextBatch): nothing was updated yet; stop here.
-                    if read.count == 3, read[1] > 0 { try stopForUnmadeBatch(otherRank: ProcessGroup.failedRank(count: read[1], rankSum: read[2])) }
+                    let lossValue: Double
+                    if let standIns = value.standIns {
+                        let read = try Tensor.cat([value.loss.detach().to(dtype: .float64).reshape([1]), standIns.detach().to(dtype: .float64)])
+                            .to(device: .cpu).toArray(of: Double.self)
+                        // A rank stood a NaN batch in (see nextBatch): nothing was updated yet; stop here.
+                        if read[1] > 0 { try stopForUnmadeBatch(otherRank: ProcessGroup.failedRank(count: read[1], rankSum: read[2])) }
+                        lossValue = read[0]
+                    } else {
+                        lossValue = try value.loss.item()
+                    }
                     if !lossValue.isFinite {
                         nonFiniteStreak += 1
                         skippedSteps += 1
@@ -573,10 +587,14 @@ public final class Trainer {
     /// rank (nil: on another, `otherRank`, or on several). Every rank calls it at the same step.
     private func stopForUnmadeBatch(_ error: Error? = nil, otherRank: Int? = nil) throws -> Never {
         let own = error ?? ownFailure
-        guard try saveState() else {
-            // The weights are not finite (a diverged update): the last state saved stays as it was.
-            if let own { throw own }
-            throw TrainingError.batchFailedOnAnotherRank(rank: otherRank, atStep: savedStep ?? 0, checkpoint: statePath)
+        let saved = try saveState()
+        // No rank leaves before rank 0 has written the state (a launcher stops the rest when one exits).
+        if let parallel { try? parallel.group.barrier() }
+        guard saved else {
+            // A diverged update made the weights non-finite: the last state saved stays as it was.
+            let kept = savedStep.map { "\(statePath) was left as it was: it holds step \($0)" } ?? "no resumable state had been saved yet"
+            if let own { throw TrainingError.batchFailed(reason: "\(own)", atStep: step, checkpoint: statePath, diverged: kept) }
+            throw TrainingError.batchFailedOnAnotherRank(rank: otherRank, atStep: step, checkpoint: statePath, diverged: kept)
         }
         if let own { throw TrainingError.batchFailed(reason: "\(own)", atStep: step, checkpoint: statePath) }
         throw TrainingError.batchFailedOnAnotherRank(rank: otherRank, atStep: step, checkpoint: statePath)

@@ -76,12 +76,24 @@ public final class TrainingStep {
         // The loss in float32, outside autocast, as the authors' loop computes it.
         let logits = amp == .off ? try self.logits(images) : try self.logits(images).to(dtype: .float32)
         if let parallel {
-            let flags = standIn ? try Tensor.cat([Tensor.ones([1], device: device), Tensor.full([1], value: Double(parallel.rank), device: device)])
-                : try Tensor.zeros([2], device: device)
-            return try loss(logits: logits, target: labels, group: parallel.group, standIn: flags)
+            guard standIn else { return try loss(logits: logits, target: labels, group: parallel.group, standIn: noStandIn()) }
+            let flags = try Tensor.cat([Tensor.ones([1], device: device), Tensor.full([1], value: Double(parallel.rank), device: device)])
+            var value = try loss(logits: logits, target: labels, group: parallel.group, standIn: flags)
+            // NaN gradients whatever the model does with NaN inputs: the step must be skipped everywhere.
+            value.objective = try value.objective * Double.nan
+            return value
         }
         return try loss(logits: logits, target: labels)
     }
+
+    /// The stand-in flags of a rank with its own batch, made once (every data-parallel step sends them).
+    func noStandIn() throws -> Tensor {
+        if let noStandInFlags { return noStandInFlags }
+        let flags = try Tensor.zeros([2], device: device)
+        noStandInFlags = flags
+        return flags
+    }
+    private var noStandInFlags: Tensor?
 
     /// One step that reads nothing back to the host: forward, loss and `update(sync: false)`, replayed
     /// from a CUDA graph when `cudaGraph` is set and the capture has been made. The value comes back
