@@ -77,6 +77,24 @@ struct Train: ParsableCommand {
         var dataList: String?
         var val: String?
         var valList: String?
+
+        /// What `train` checks before writing a config: the recipe, the delta, the device, the model's sizes.
+        func validate() throws {
+            try options.validate()
+            try peft.validate()
+            guard Device(options.device) != nil else { throw TorchError.invalidArgument("device '\(options.device)' is not cpu, cuda or cuda:N") }
+            if backbone == SAMConfig.Backbone.custom.rawValue {
+                var config = SAMConfig(backbone: .custom, embedDim: embedDim, depth: depth, heads: heads, globalBlocks: globalBlocks,
+                                       imageSize: imageSize, numClasses: numClasses)
+                config.patchSize = patchSize ?? config.patchSize
+                try config.validate()
+            } else {
+                guard let b = SAMConfig.Backbone(rawValue: backbone), b != .custom else {
+                    throw TorchError.invalidArgument("backbone '\(backbone)' is none of vit_b, vit_l, vit_h, custom")
+                }
+                try SAMConfig.named(b, imageSize: imageSize, numClasses: numClasses).validate()
+            }
+        }
     }
 
     /// A JSON decoding error in a line: which key, and what was wrong with it.
@@ -192,6 +210,8 @@ struct Train: ParsableCommand {
             } catch let error as DecodingError {
                 throw TrainingError.notARun(path: resume, reason: "config.json is not a run's configuration: \(Train.explain(error))")
             }
+            // Values no run could have written (an edited or damaged file) are named with the file.
+            do { try c.validate() } catch { throw TrainingError.notARun(path: resume, reason: "config.json: \(error)") }
             try refuseChangesToTheRecipe(of: c, at: resume)
             c.options.maxSteps = maxSteps
             // What depends on the machine, not the recipe, may change when a run moves.

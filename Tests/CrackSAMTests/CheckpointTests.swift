@@ -130,12 +130,32 @@ final class CheckpointTests: XCTestCase {
         let d = try files()
         for (file, fragment) in [("huge_storage.pth", "storage data/0 claims 4611686018427387904 × float32 elements"),
                                  ("huge_stride.pth", "tensor of size [1099511627776] and strides [1099511627776] addresses past any storage"),
-                                 ("huge_shape.safetensors", "shape [2305843009213693952] of F32 needs 2305843009213693952 × 4 bytes")] {
+                                 ("huge_shape.safetensors", "shape [2305843009213693952] of F32 needs 2305843009213693952 × 4 bytes"),
+                                 ("huge_numel.pth", "tensor of size [1099511627776, 1099511627776] has more elements than 64 bits count"),
+                                 ("negative_offset.pth", "tensor at a negative storage offset -5"),
+                                 ("empty_huge_shape.safetensors", "w: shape [0, 4611686018427387904, 4611686018427387904] overflows")] {
             XCTAssertThrowsError(try (file.hasSuffix(".pth") ? PyTorchCheckpoint.loadStateDict(at: d + "/" + file)
                                                               : SafeTensors.load(at: d + "/" + file).tensors), file) { error in
                 XCTAssertTrue("\(error)".contains(d + "/" + file) && "\(error)".contains(fragment), "\(error)")
             }
         }
+    }
+
+    /// Forged pickles that hold themselves or nest thousands deep are named errors while they are read:
+    /// walking or releasing such a value recursively overflowed the stack (SIGSEGV). A dict that two keys
+    /// share, as torch.save writes it, still loads under both.
+    func testCyclesAndDeepNestingAreErrorsNotCrashes() throws {
+        let d = try files()
+        for (file, fragment) in [("self_dict.pth", "a dict put inside itself"),
+                                 ("cycle_lists.pth", "APPEND to a list already inside another value"),
+                                 ("deep_tuple.pth", "values nested more than 100 levels deep"),
+                                 ("deep_list.pth", "values nested more than 100 levels deep")] {
+            XCTAssertThrowsError(try PyTorchCheckpoint.loadStateDict(at: d + "/" + file), file) { error in
+                XCTAssertTrue("\(error)".hasPrefix(d + "/" + file + ": malformed checkpoint: data.pkl: " + fragment), "\(error)")
+            }
+        }
+        let shared = try PyTorchCheckpoint.loadStateDict(at: d + "/shared_dict.pth")
+        XCTAssertEqual(Set(shared.keys), ["model.w", "ema.w"])
     }
 
     func testSavingOverAnExistingFileReplacesItAtomically() throws {

@@ -38,6 +38,79 @@ final class TrainCLITests: XCTestCase {
         XCTAssertTrue(out.contains("\(run) holds another run; pass --resume \(run)"), out)
     }
 
+    /// A run folder damaged or edited by hand is named on --resume, with the file and the value: counters
+    /// no run reaches (a negative batch index crashed the loader), a NaN in the saved state (it used to
+    /// surface a step later as "an update diverged"), and config values no run could have written.
+    func testADamagedRunFolderIsNamedOnResume() throws {
+        let dir = try Oracle.scratch()
+        try makeTestDataset(dir + "/data", count: 6)
+        let run = dir + "/run", state = run + "/state.safetensors", config = run + "/config.json"
+        _ = try crackCLI(["train"] + tiny + ["--data", dir + "/data", "--out", run, "--epochs", "3", "--max-steps", "2"])
+        let good = try SafeTensors.load(at: state), goodConfig = try Data(contentsOf: URL(fileURLWithPath: config))
+        func resume(failsWith fragment: String) throws {
+            let out = try crackCLI(["train", "--resume", run, "--max-steps", "1"], expectSuccess: false)
+            XCTAssertTrue(out.contains(fragment), out)
+        }
+        for (key, value, fragment) in [("batch_in_epoch", "-1", "batch_in_epoch -1 is outside 0…3"), ("epoch", "-1", "epoch -1 is outside 0…3"),
+                                       ("step", "9223372036854775807", "step 9223372036854775807 is outside 0…2147483647"),
+                                       ("skipped_steps", "5", "skipped_steps 5 is outside 0…2"),
+                                       ("best_iou", "nan", "best_iou nan is neither -1 (none yet) nor in 0…1")] {
+            var metadata = good.metadata
+            metadata[key] = value
+            try SafeTensors.save(good.tensors, metadata: metadata, to: state)
+            try resume(failsWith: "Error: \(state): cannot resume: " + fragment)
+        }
+        var poisoned = good.tensors
+        let key = try XCTUnwrap(poisoned.keys.first { $0.hasPrefix("optimizer.exp_avg.") })
+        let nan = try poisoned[key]!.clone()
+        try nan.fill_(.nan)
+        poisoned[key] = nan
+        try SafeTensors.save(poisoned, metadata: good.metadata, to: state)
+        try resume(failsWith: "Error: \(state): malformed checkpoint: '\(key)' holds NaN or infinite values")
+        try SafeTensors.save(good.tensors, metadata: good.metadata, to: state)
+        for (from, to, fragment) in [("\"batch\" : 2", "\"batch\" : 0", "config.json: --batch must be between 1 and 65536 (got 0)"),
+                                     ("\"depth\" : 2", "\"depth\" : 0", "config.json: depth must be at least 1 (got 0)"),
+                                     ("\"backbone\" : \"custom\"", "\"backbone\" : \"b\"", "config.json: backbone 'b' is none of vit_b, vit_l, vit_h, custom")] {
+            let text = String(decoding: goodConfig, as: UTF8.self)
+            XCTAssertTrue(text.contains(from), text)
+            try text.replacingOccurrences(of: from, with: to).write(toFile: config, atomically: true, encoding: .utf8)
+            try resume(failsWith: "Error: \(run): cannot resume: " + fragment)
+        }
+        try goodConfig.write(to: URL(fileURLWithPath: config))
+        XCTAssertTrue(try crackCLI(["train", "--resume", run, "--max-steps", "1"]).contains("resuming at epoch 1, step 2"))
+    }
+
+    /// A delta whose weights hold NaN is refused by name (it gave NaN logits, read as "no crack" with a
+    /// plausible score); so is a sidecar with values no run writes (named with the file, not as a flag
+    /// never given), and a folder given as a checkpoint (Foundation trapped reading it).
+    func testADamagedDeltaIsNamed() throws {
+        let dir = try Oracle.scratch()
+        try makeTestDataset(dir + "/data", count: 6)
+        let run = dir + "/run"
+        _ = try crackCLI(["train"] + tiny + ["--data", dir + "/data", "--out", run, "--epochs", "1"])
+        let delta = run + "/epoch_1.pth", image = dir + "/data/images/s0.png"
+        var sd = try PyTorchCheckpoint.loadStateDict(at: delta)
+        let key = try XCTUnwrap(sd.keys.first { $0.hasPrefix("w_b_") })
+        let inf = try sd[key]!.clone()
+        try inf.fill_(.infinity)
+        sd[key] = inf
+        let bad = dir + "/inf.pth"
+        try PyTorchCheckpoint.save(sd, to: bad)
+        try FileManager.default.copyItem(atPath: delta + ".json", toPath: bad + ".json")
+        var out = try crackCLI(["predict", "--delta", bad, image, "--out", dir + "/p1"], expectSuccess: false)
+        XCTAssertTrue(out.contains("Error: \(bad): malformed checkpoint: '\(key)' holds NaN or infinite values"), out)
+        out = try crackCLI(["eval", "--delta", bad, "--dataset", "D=" + dir + "/data"], expectSuccess: false)
+        XCTAssertTrue(out.contains("'\(key)' holds NaN or infinite values"), out)
+        let sidecar = try String(contentsOfFile: delta + ".json", encoding: .utf8)
+        XCTAssertTrue(sidecar.contains("\"rank\" : \"4\""), sidecar)
+        try sidecar.replacingOccurrences(of: "\"rank\" : \"4\"", with: "\"rank\" : \"0\"").write(toFile: delta + ".json", atomically: true, encoding: .utf8)
+        out = try crackCLI(["predict", "--delta", delta, image, "--out", dir + "/p2"], expectSuccess: false)
+        XCTAssertTrue(out.contains("Error: \(delta).json: malformed checkpoint: its description: LoRA rank must be between 1 and 65536 (got 0)"), out)
+        try FileManager.default.createDirectory(atPath: dir + "/folder.pth", withIntermediateDirectories: true)
+        out = try crackCLI(["predict", "--delta", dir + "/folder.pth", image, "--out", dir + "/p3"], expectSuccess: false)
+        XCTAssertTrue(out.contains("Error: \(dir)/folder.pth: is a folder, not a checkpoint file"), out)
+    }
+
     /// A run stopped by an error (here an unreadable image) resumes without losing or repeating work: before
     /// its first checkpoint it starts again; after one, the rows logged past the checkpoint are dropped and
     /// run again, so metrics.csv holds each step once.

@@ -95,7 +95,7 @@ if mode == "write":
     import pickle
     import struct
 
-    def forged_pth(name, numel, size, stride):
+    def forged_pth(name, numel, size, stride, offset=0):
         class Storage:
             pass
 
@@ -105,7 +105,7 @@ if mode == "write":
 
         class Forged:
             def __reduce__(self):
-                return (torch._utils._rebuild_tensor_v2, (Storage(), 0, size, stride, False, collections.OrderedDict()))
+                return (torch._utils._rebuild_tensor_v2, (Storage(), offset, size, stride, False, collections.OrderedDict()))
 
         buf = io.BytesIO()
         Forger(buf, protocol=2).dump({"w": Forged()})
@@ -115,11 +115,37 @@ if mode == "write":
             z.writestr("archive/data/0", b"\0" * 16)
             z.writestr("archive/version", "3\n")
 
+    # Pickles that hold themselves or nest thousands deep: walking or freeing such a value recursively
+    # overflows the stack, so each must be refused while it is read.
+    def raw_pth(name, pkl):
+        with zipfile.ZipFile(f"{d}/{name}", "w", zipfile.ZIP_STORED) as z:
+            z.writestr("archive/data.pkl", pkl)
+            z.writestr("archive/byteorder", "little")
+            z.writestr("archive/version", "3\n")
+
+    looped = {}
+    looped["self"] = looped
+    raw_pth("self_dict.pth", pickle.dumps(looped, protocol=2))
+    a, b = [], []
+    b.append(a)
+    a.append(b)
+    raw_pth("cycle_lists.pth", pickle.dumps({"a": a}, protocol=2))
+    raw_pth("deep_tuple.pth", b"\x80\x02N" + b"\x85" * 50000 + b".")  # (((None,),),)… by TUPLE1
+    raw_pth("deep_list.pth", b"\x80\x02" + b"]" * 50000 + b"a" * 49999 + b".")  # [[[…]]] by APPEND
+    shared = {"w": torch.ones(2)}
+    torch.save({"model": shared, "ema": shared}, f"{d}/shared_dict.pth")  # legitimate: both keep their copy
+
     forged_pth("huge_storage.pth", 2**62, (4,), (1,))
     forged_pth("huge_stride.pth", 4, (2**40,), (2**40,))
+    forged_pth("huge_numel.pth", 4, (2**40, 2**40), (0, 0))  # stride 0: one element addressed, 2**80 counted
+    forged_pth("negative_offset.pth", 4, (0,), (1,), offset=-5)  # empty, so no element checks the offset
     header = json.dumps({"w": {"dtype": "F32", "shape": [2**61], "data_offsets": [0, 4]}}).encode()
     with open(f"{d}/huge_shape.safetensors", "wb") as f:
         f.write(struct.pack("<Q", len(header)) + header + b"\0" * 4)
+    # Empty (a leading 0), but its contiguous strides would overflow.
+    header = json.dumps({"w": {"dtype": "F32", "shape": [0, 2**62, 2**62], "data_offsets": [0, 0]}}).encode()
+    with open(f"{d}/empty_huge_shape.safetensors", "wb") as f:
+        f.write(struct.pack("<Q", len(header)) + header)
     print("written")
 
 elif mode == "verify":

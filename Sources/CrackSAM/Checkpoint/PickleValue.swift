@@ -56,6 +56,9 @@ public indirect enum PickleValue {
 /// A list with reference semantics: the pickle memo and the stack must see the same mutations.
 public final class PickleList {
     public var items: [PickleValue]
+    /// Unpickling's bookkeeping (see Unpickler's nesting rules): how deep the list nests, and whether it
+    /// has been put inside another value (it may not change after that).
+    var depth = 1, sealed = false
     public init(_ items: [PickleValue] = []) { self.items = items }
 }
 
@@ -63,6 +66,8 @@ public final class PickleList {
 public final class PickleDict {
     public private(set) var entries: [(key: PickleValue, value: PickleValue)] = []
     private var index: [String: Int] = [:]
+    /// Unpickling's bookkeeping, as PickleList's.
+    var depth = 1, sealed = false
 
     public init() {}
 

@@ -5,6 +5,20 @@ import OrderedCollections
 /// Parameter name → tensor, in the order the model (or file) lists them.
 public typealias StateDict = OrderedDictionary<String, Tensor>
 
+extension OrderedDictionary where Key == String, Value == Tensor {
+    /// Refuses a file whose floating-point tensors hold NaN or ±inf, naming the first such key: such
+    /// weights load without complaint and then give NaN logits, read as "no crack" (an all-background
+    /// mask, a plausible-looking score). One read-back for the whole dict.
+    public func requireFinite(source: String) throws {
+        let floats = filter { $0.value.dtype.isFloatingPoint && $0.value.count > 0 }
+        guard !floats.isEmpty else { return }
+        let flags = try Tensor.stack(floats.values.map { try $0.detach().isFinite().to(dtype: .float32).amin() }).toArray(of: Float.self)
+        if let bad = flags.firstIndex(where: { $0 != 1 }) {
+            throw TorchError.malformedCheckpoint(path: source, reason: "'\(floats.keys[bad])' holds NaN or infinite values")
+        }
+    }
+}
+
 /// `.pth` files as `torch.save` writes them (a zip of `data.pkl` plus one record per storage).
 ///
 /// libtorch's `torch::pickle_load` turns `collections.OrderedDict` into None, and every
@@ -75,16 +89,28 @@ public enum PyTorchCheckpoint {
             throw TorchError.malformedCheckpoint(path: path, reason: "expected a dict of tensors, found a \(root.kind)")
         }
         var out = StateDict()
-        flatten(dict, prefix: "", into: &out)
+        var visits = 0
+        try flatten(dict, prefix: "", into: &out, visits: &visits, path: path)
         return out
     }
 
-    private static func flatten(_ dict: PickleDict, prefix: String, into out: inout StateDict) {
+    /// At most this many entries are walked while flattening: a dict may appear under several keys (each
+    /// gets its copy of the keys), but a forged file sharing one under 2 keys at each of 40 levels would
+    /// ask for 2⁴⁰.
+    static let maxFlattenedEntries = 10_000_000
+
+    private static func flatten(_ dict: PickleDict, prefix: String, into out: inout StateDict, visits: inout Int, path: String) throws {
         for (k, v) in dict.entries {
+            visits += 1
+            guard visits <= maxFlattenedEntries else {
+                throw TorchError.malformedCheckpoint(path: path, reason: "more than \(maxFlattenedEntries) entries in its nested dicts")
+            }
             let key = prefix + PickleDict.keyString(k)
             switch v {
-            case .tensor(let t): out[key] = t
-            case .dict(let d): flatten(d, prefix: key + ".", into: &out)
+            case .tensor(let t):
+                guard out[key] == nil else { throw TorchError.malformedCheckpoint(path: path, reason: "key '\(key)' appears twice") }
+                out[key] = t
+            case .dict(let d): try flatten(d, prefix: key + ".", into: &out, visits: &visits, path: path)
             default: continue
             }
         }
@@ -138,11 +164,7 @@ public enum PyTorchCheckpoint {
 
     /// Recognises files that are not zip archives so the error says what they are.
     private static func legacyKind(_ path: String) throws -> String? {
-        guard let handle = FileHandle(forReadingAtPath: path) else {
-            throw TorchError.io(path: path, reason: "cannot open for reading")
-        }
-        defer { try? handle.close() }
-        let head = [UInt8](handle.readData(ofLength: 4))
+        let head = try checkpointHead(path, count: 4)
         if head.count < 4 { return "file is only \(head.count) bytes long" }
         if head[0] == 0x50, head[1] == 0x4B { return nil }  // "PK": zip
         if head[0] == 0x80 { return "legacy (pre-1.6) torch.save format; re-save it with a recent PyTorch" }

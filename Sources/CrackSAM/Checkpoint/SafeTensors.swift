@@ -25,10 +25,7 @@ public enum SafeTensors {
     /// the header's "{". A `.pth` (a zip, "PK") is not one.
     public static func isSafeTensorsFile(at path: String) throws -> Bool {
         if path.lowercased().hasSuffix(".safetensors") { return true }
-        guard FileManager.default.fileExists(atPath: path) else { throw TorchError.fileNotFound(path: path) }
-        guard let handle = FileHandle(forReadingAtPath: path) else { return false }
-        defer { try? handle.close() }
-        let head = [UInt8](handle.readData(ofLength: 9))
+        let head = try checkpointHead(path, count: 9)
         return head.count == 9 && head[8] == UInt8(ascii: "{")
     }
 
@@ -40,7 +37,7 @@ public enum SafeTensors {
     public static func load(at path: String) throws -> Contents { try load(at: path, readingTensors: true) }
 
     static func load(at path: String, readingTensors: Bool) throws -> Contents {
-        guard FileManager.default.fileExists(atPath: path) else { throw TorchError.fileNotFound(path: path) }
+        _ = try checkpointHead(path, count: 0)
         let data: Data
         do {
             data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
@@ -92,6 +89,14 @@ public enum SafeTensors {
             }
             guard e <= dataSize else { throw bad("\(name): data_offsets [\(b), \(e)] run past the \(dataSize) data bytes") }
             var elements = 1
+            // Every trailing product too (libtorch's contiguous strides), even where a leading 0 makes the
+            // element count 0: [0, 2⁶², 2⁶²] would overflow its stride computation.
+            var stride = 1
+            for d in shape.reversed() {
+                let (m, overflow) = stride.multipliedReportingOverflow(by: max(d, 1))
+                guard !overflow else { throw bad("\(name): shape \(shape) overflows") }
+                stride = m
+            }
             for d in shape {
                 let (m, overflow) = elements.multipliedReportingOverflow(by: d)
                 guard !overflow else { throw bad("\(name): shape \(shape) overflows") }
@@ -161,4 +166,28 @@ public enum SafeTensors {
             }
         }
     }
+}
+
+/// The first `count` bytes of a checkpoint file (fewer when it is shorter). A missing file, a folder, or
+/// one that cannot be read is a named error (Foundation's FileHandle.readData traps on a folder).
+func checkpointHead(_ path: String, count: Int) throws -> [UInt8] {
+    var info = stat()
+    guard stat(path, &info) == 0 else {
+        if errno == ENOENT { throw TorchError.fileNotFound(path: path) }
+        throw TorchError.io(path: path, reason: "cannot read: \(String(cString: strerror(errno)))")
+    }
+    if (info.st_mode & S_IFMT) == S_IFDIR { throw TorchError.io(path: path, reason: "is a folder, not a checkpoint file") }
+    let fd = open(path, O_RDONLY)
+    guard fd >= 0 else { throw TorchError.io(path: path, reason: "cannot open for reading: \(String(cString: strerror(errno)))") }
+    defer { close(fd) }
+    var head = [UInt8](repeating: 0, count: count)
+    var got = 0
+    while got < count {
+        let n = head.withUnsafeMutableBytes { read(fd, $0.baseAddress! + got, count - got) }
+        if n < 0 && errno == EINTR { continue }
+        guard n >= 0 else { throw TorchError.io(path: path, reason: "cannot read: \(String(cString: strerror(errno)))") }
+        if n == 0 { break }
+        got += n
+    }
+    return Array(head.prefix(got))
 }

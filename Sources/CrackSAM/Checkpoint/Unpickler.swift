@@ -12,9 +12,21 @@ struct Unpickler {
     private let path: String
     private let loadStorage: StorageLoader
     private var pos = 0
-    private var stack: [PickleValue] = []
+    private var stack: [Entry] = []
     private var marks: [Int] = []
-    private var memo: [Int: PickleValue] = [:]
+    private var memo: [Int: Entry] = [:]
+
+    /// A value with how deeply it nests (0 for scalars; a tuple's is kept here, a list's or dict's on the
+    /// object, which may still grow).
+    private struct Entry {
+        var value: PickleValue
+        var depth: Int
+    }
+
+    /// How deeply values may nest. A state dict nests a few levels (checkpoint → state dict → a tensor's
+    /// rebuild arguments); a forged pickle nesting thousands deep, or holding itself, would overflow the
+    /// stack of whatever walks it (releasing it included).
+    static let maxDepth = 100
 
     /// Storage class names torch writes, and the dtype each holds.
     static let storageTypes: [String: DType] = [
@@ -70,18 +82,78 @@ struct Unpickler {
         return s
     }
 
-    private mutating func pop() throws -> PickleValue {
+    private mutating func pop() throws -> PickleValue { try popEntry().value }
+
+    private mutating func popEntry() throws -> Entry {
         guard let v = stack.popLast() else { throw malformed("stack underflow at byte \(pos)") }
         if let m = marks.last, stack.count < m { throw malformed("stack underflow past a mark at byte \(pos)") }
         return v
     }
 
-    private mutating func popMark() throws -> [PickleValue] {
+    private mutating func popMark() throws -> [Entry] {
         guard let m = marks.popLast() else { throw malformed("no mark at byte \(pos)") }
         guard m <= stack.count else { throw malformed("corrupt mark at byte \(pos)") }
         let items = Array(stack[m...])
         stack.removeSubrange(m...)
         return items
+    }
+
+    private mutating func push(_ value: PickleValue) { stack.append(Entry(value: value, depth: 0)) }
+
+    // MARK: - Nesting rules
+    //
+    // Pickles build containers bottom-up: a list or dict is filled while it is on top of the stack, then
+    // put inside its parent. So a container is sealed once inside another (or a tuple) and may not change
+    // after: a pickle holding itself (a cycle) or one deepening a value already nested is refused, and
+    // every value's depth is known when it is made, checked against maxDepth.
+
+    private func depth(_ e: Entry) -> Int {
+        switch e.value {
+        case .list(let l): return l.depth
+        case .dict(let d): return d.depth
+        default: return e.depth
+        }
+    }
+
+    /// The depth of a container of `items`, whose lists and dicts are sealed inside it.
+    private func nest(_ items: [Entry]) throws -> Int {
+        var d = 1
+        for item in items {
+            d = max(d, depth(item) + 1)
+            switch item.value {
+            case .list(let l): l.sealed = true
+            case .dict(let x): x.sealed = true
+            default: break
+            }
+        }
+        guard d <= Unpickler.maxDepth else { throw malformed("values nested more than \(Unpickler.maxDepth) levels deep at byte \(pos)") }
+        return d
+    }
+
+    private mutating func pushTuple(_ items: [Entry]) throws {
+        stack.append(Entry(value: .tuple(items.map(\.value)), depth: try nest(items)))
+    }
+
+    /// The list on top of the stack, which `items` are about to join.
+    private func openList(for items: [Entry], _ op: String) throws -> PickleList {
+        guard case .list(let l)? = stack.last?.value else { throw malformed("\(op) to a non-list") }
+        guard !l.sealed else { throw malformed("\(op) to a list already inside another value at byte \(pos)") }
+        if items.contains(where: { if case .list(let x) = $0.value { return x === l }; return false }) {
+            throw malformed("a list put inside itself at byte \(pos)")
+        }
+        l.depth = max(l.depth, try nest(items))
+        return l
+    }
+
+    /// The dict on top of the stack, which `items` (keys and values) are about to join.
+    private func openDict(for items: [Entry], _ op: String) throws -> PickleDict {
+        guard case .dict(let d)? = stack.last?.value else { throw malformed("\(op) on a non-dict") }
+        guard !d.sealed else { throw malformed("\(op) on a dict already inside another value at byte \(pos)") }
+        if items.contains(where: { if case .dict(let x) = $0.value { return x === d }; return false }) {
+            throw malformed("a dict put inside itself at byte \(pos)")
+        }
+        d.depth = max(d.depth, try nest(items))
+        return d
     }
 
     private func length(_ v: UInt64) throws -> Int {
@@ -99,101 +171,101 @@ struct Unpickler {
             case 0x95: _ = try take(8)  // FRAME: the framing is only a read-ahead hint
             case 0x2E:  // STOP
                 guard stack.count == 1 else { throw malformed("STOP with \(stack.count) values on the stack") }
-                return stack[0]
+                return stack[0].value
             case 0x28: marks.append(stack.count)  // MARK
             case 0x30: _ = try pop()  // POP
             case 0x31: _ = try popMark()  // POP_MARK
             case 0x32:  // DUP
                 guard let top = stack.last else { throw malformed("DUP on an empty stack") }
                 stack.append(top)
-            case 0x4E: stack.append(.none)
-            case 0x88: stack.append(.bool(true))
-            case 0x89: stack.append(.bool(false))
-            case 0x4A: stack.append(.int(Int(Int32(bitPattern: UInt32(try uintLE(4))))))  // BININT
-            case 0x4B: stack.append(.int(Int(try byte())))  // BININT1
-            case 0x4D: stack.append(.int(Int(try uintLE(2))))  // BININT2
+            case 0x4E: push(.none)
+            case 0x88: push(.bool(true))
+            case 0x89: push(.bool(false))
+            case 0x4A: push(.int(Int(Int32(bitPattern: UInt32(try uintLE(4))))))  // BININT
+            case 0x4B: push(.int(Int(try byte())))  // BININT1
+            case 0x4D: push(.int(Int(try uintLE(2))))  // BININT2
             case 0x8A:  // LONG1
                 let n = Int(try byte())
                 guard n <= 8 else { throw malformed("integer of \(n) bytes is out of range") }
-                if n == 0 { stack.append(.int(0)); break }
+                if n == 0 { push(.int(0)); break }
                 let raw = try uintLE(n)
                 let shift = UInt64(64 - 8 * n)
-                stack.append(.int(Int(Int64(bitPattern: raw << shift) >> Int64(shift))))
+                push(.int(Int(Int64(bitPattern: raw << shift) >> Int64(shift))))
             case 0x49:  // INT (text; "00"/"01" are False/True in protocol 0)
                 let s = try line()
-                if s == "00" { stack.append(.bool(false)) } else if s == "01" { stack.append(.bool(true)) } else {
+                if s == "00" { push(.bool(false)) } else if s == "01" { push(.bool(true)) } else {
                     guard let i = Int(s) else { throw malformed("bad INT '\(s)'") }
-                    stack.append(.int(i))
+                    push(.int(i))
                 }
             case 0x47:  // BINFLOAT, big-endian
                 let bits = try take(8).reduce(UInt64(0)) { ($0 << 8) | UInt64($1) }
-                stack.append(.float(Double(bitPattern: bits)))
-            case 0x58: stack.append(.string(try utf8(try length(try uintLE(4)))))  // BINUNICODE
-            case 0x8C: stack.append(.string(try utf8(Int(try byte()))))  // SHORT_BINUNICODE
-            case 0x8D: stack.append(.string(try utf8(try length(try uintLE(8)))))  // BINUNICODE8
-            case 0x54: stack.append(.string(try utf8(try length(try uintLE(4)))))  // BINSTRING
-            case 0x55: stack.append(.string(try utf8(Int(try byte()))))  // SHORT_BINSTRING
-            case 0x42: stack.append(.bytes(Array(try take(try length(try uintLE(4))))))  // BINBYTES
-            case 0x43: stack.append(.bytes(Array(try take(Int(try byte())))))  // SHORT_BINBYTES
-            case 0x8E: stack.append(.bytes(Array(try take(try length(try uintLE(8))))))  // BINBYTES8
-            case 0x29: stack.append(.tuple([]))  // EMPTY_TUPLE
-            case 0x74: stack.append(.tuple(try popMark()))  // TUPLE
-            case 0x85: stack.append(.tuple([try pop()]))
+                push(.float(Double(bitPattern: bits)))
+            case 0x58: push(.string(try utf8(try length(try uintLE(4)))))  // BINUNICODE
+            case 0x8C: push(.string(try utf8(Int(try byte()))))  // SHORT_BINUNICODE
+            case 0x8D: push(.string(try utf8(try length(try uintLE(8)))))  // BINUNICODE8
+            case 0x54: push(.string(try utf8(try length(try uintLE(4)))))  // BINSTRING
+            case 0x55: push(.string(try utf8(Int(try byte()))))  // SHORT_BINSTRING
+            case 0x42: push(.bytes(Array(try take(try length(try uintLE(4))))))  // BINBYTES
+            case 0x43: push(.bytes(Array(try take(Int(try byte())))))  // SHORT_BINBYTES
+            case 0x8E: push(.bytes(Array(try take(try length(try uintLE(8))))))  // BINBYTES8
+            case 0x29: try pushTuple([])  // EMPTY_TUPLE
+            case 0x74: try pushTuple(try popMark())  // TUPLE
+            case 0x85: try pushTuple([try popEntry()])
             case 0x86:
-                let b = try pop(), a = try pop()
-                stack.append(.tuple([a, b]))
+                let b = try popEntry(), a = try popEntry()
+                try pushTuple([a, b])
             case 0x87:
-                let c = try pop(), b = try pop(), a = try pop()
-                stack.append(.tuple([a, b, c]))
-            case 0x5D: stack.append(.list(PickleList()))  // EMPTY_LIST
-            case 0x6C: stack.append(.list(PickleList(try popMark())))  // LIST
+                let c = try popEntry(), b = try popEntry(), a = try popEntry()
+                try pushTuple([a, b, c])
+            case 0x5D: push(.list(PickleList()))  // EMPTY_LIST
+            case 0x6C:  // LIST
+                let items = try popMark()
+                push(.list(PickleList()))
+                try openList(for: items, "LIST").items = items.map(\.value)
             case 0x61:  // APPEND
-                let v = try pop()
-                guard case .list(let l)? = stack.last else { throw malformed("APPEND to a non-list") }
-                l.items.append(v)
+                let v = try popEntry()
+                try openList(for: [v], "APPEND").items.append(v.value)
             case 0x65:  // APPENDS
                 let items = try popMark()
-                guard case .list(let l)? = stack.last else { throw malformed("APPENDS to a non-list") }
-                l.items += items
-            case 0x7D: stack.append(.dict(PickleDict()))  // EMPTY_DICT
+                try openList(for: items, "APPENDS").items += items.map(\.value)
+            case 0x7D: push(.dict(PickleDict()))  // EMPTY_DICT
             case 0x64:  // DICT
                 let items = try popMark()
                 guard items.count % 2 == 0 else { throw malformed("DICT with an odd number of items") }
-                let d = PickleDict()
-                for i in stride(from: 0, to: items.count, by: 2) { d.set(items[i], items[i + 1]) }
-                stack.append(.dict(d))
+                push(.dict(PickleDict()))
+                let d = try openDict(for: items, "DICT")
+                for i in stride(from: 0, to: items.count, by: 2) { d.set(items[i].value, items[i + 1].value) }
             case 0x73:  // SETITEM
-                let v = try pop(), k = try pop()
-                guard case .dict(let d)? = stack.last else { throw malformed("SETITEM on a non-dict") }
-                d.set(k, v)
+                let v = try popEntry(), k = try popEntry()
+                try openDict(for: [k, v], "SETITEM").set(k.value, v.value)
             case 0x75:  // SETITEMS
                 let items = try popMark()
                 guard items.count % 2 == 0 else { throw malformed("SETITEMS with an odd number of items") }
-                guard case .dict(let d)? = stack.last else { throw malformed("SETITEMS on a non-dict") }
-                for i in stride(from: 0, to: items.count, by: 2) { d.set(items[i], items[i + 1]) }
+                let d = try openDict(for: items, "SETITEMS")
+                for i in stride(from: 0, to: items.count, by: 2) { d.set(items[i].value, items[i + 1].value) }
             case 0x63:  // GLOBAL "module\nname\n"
                 let module = try line(), name = try line()
-                stack.append(try global(module, name))
+                push(try global(module, name))
             case 0x93:  // STACK_GLOBAL
                 guard case .string(let name) = try pop(), case .string(let module) = try pop() else {
                     throw malformed("STACK_GLOBAL needs two strings")
                 }
-                stack.append(try global(module, name))
+                push(try global(module, name))
             case 0x52:  // REDUCE
                 let args = try pop(), callable = try pop()
-                stack.append(try reduce(callable, args))
+                push(try reduce(callable, args))
             case 0x81:  // NEWOBJ: cls.__new__(cls, *args); only OrderedDict may be built this way
                 let args = try pop(), cls = try pop()
-                stack.append(try reduce(cls, args))
+                push(try reduce(cls, args))
             case 0x62:  // BUILD: instance state; OrderedDict's `_metadata` and tensor hooks carry nothing we use
                 _ = try pop()
-                guard let target = stack.last else { throw malformed("BUILD on an empty stack") }
+                guard let target = stack.last?.value else { throw malformed("BUILD on an empty stack") }
                 switch target {
                 case .dict, .tensor: break
                 default: throw malformed("BUILD on a \(target.kind)")
                 }
             case 0x51:  // BINPERSID
-                stack.append(try persistentLoad(try pop()))
+                push(try persistentLoad(try pop()))
             case 0x71: memo[Int(try byte())] = try top()  // BINPUT
             case 0x72: memo[Int(try uintLE(4))] = try top()  // LONG_BINPUT
             case 0x70:  // PUT (text)
@@ -213,12 +285,12 @@ struct Unpickler {
         }
     }
 
-    private func top() throws -> PickleValue {
+    private func top() throws -> Entry {
         guard let v = stack.last else { throw malformed("memo store on an empty stack") }
         return v
     }
 
-    private func recall(_ i: Int) throws -> PickleValue {
+    private func recall(_ i: Int) throws -> Entry {
         guard let v = memo[i] else { throw malformed("memo key \(i) was never stored") }
         return v
     }
@@ -252,12 +324,20 @@ struct Unpickler {
                 return i
             }
             guard size.count == strides.count else { throw malformed("tensor with \(size.count) sizes and \(strides.count) strides") }
+            guard offset >= 0 else { throw malformed("tensor at a negative storage offset \(offset)") }
+            // The element count must fit in 64 bits whatever the strides (a stride of 0 addresses one element
+            // however large the size), as libtorch's own arithmetic needs it to.
+            var numel = 1
+            for n in size {
+                let (m, overflow) = numel.multipliedReportingOverflow(by: max(n, 1))
+                guard !overflow else { throw malformed("tensor of size \(size) has more elements than 64 bits count") }
+                numel = m
+            }
             // Bounds: the last element addressed must lie inside the storage.
             let available = storage.count
             if !size.contains(0) {
                 // Sizes, strides and offset come from the file: summed with overflow checks, so that a
                 // forged 2⁴⁰ × 2⁴⁰ is an error, not a trap.
-                guard offset >= 0 else { throw malformed("tensor at a negative storage offset \(offset)") }
                 var last = offset
                 for (n, stride) in zip(size, strides) {
                     let (span, o1) = (n - 1).multipliedReportingOverflow(by: stride)

@@ -170,6 +170,7 @@ open class Module {
             }
         }
         if strict && !report.isClean { throw TorchError.stateDictMismatch(source: source, report: report) }
+        try stateDict.filter { known.contains($0.key) }.requireFinite(source: source)
         let mismatched = Set(report.mismatched.map(\.key))
         try Torch.withNoGrad {
             for (key, slot) in slots where !mismatched.contains(key) {

@@ -68,6 +68,7 @@ extension SAMModel {
             if t.shape != p.shape { report.mismatched.append(.init(key: k, expected: p.shape, actual: t.shape)) }
         }
         guard report.isClean else { throw TorchError.stateDictMismatch(source: source, report: report) }
+        try stateDict.requireFinite(source: source)
         return slots
     }
 

@@ -53,11 +53,13 @@ public struct PEFTConfig: Equatable, Sendable, Codable {
 
     public func validate() throws {
         if usesLoRA {
-            guard rank >= 1 else { throw TorchError.invalidArgument("LoRA rank must be at least 1 (got \(rank))") }
+            guard (1...65536).contains(rank) else { throw TorchError.invalidArgument("LoRA rank must be between 1 and 65536 (got \(rank))") }
             guard !loraTargets.isEmpty else { throw TorchError.invalidArgument("LoRA needs at least one target") }
         }
         if usesAdapter {
-            guard adapterDim >= 1 else { throw TorchError.invalidArgument("adapter dim must be at least 1 (got \(adapterDim))") }
+            guard (1...65536).contains(adapterDim) else {
+                throw TorchError.invalidArgument("adapter dim must be between 1 and 65536 (got \(adapterDim))")
+            }
             guard adapterScale.isFinite else { throw TorchError.invalidArgument("adapter scale must be finite") }
         }
     }
@@ -123,7 +125,36 @@ public struct DeltaDescription: Equatable, Sendable, Codable {
         return m
     }
 
+    /// Reads a description (a sidecar, safetensors metadata), checked as the flags it stands for are: a
+    /// bad value is named with the file, not as a flag the user never gave.
     public init(metadata m: [String: String], source: String) throws {
+        do {
+            try self.init(unchecked: m, source: source)
+            try peft.validate()
+            if let c = customBackbone {
+                guard backbone == SAMConfig.Backbone.custom.rawValue else {
+                    throw TorchError.invalidArgument("it gives a custom encoder's sizes for backbone '\(backbone)'")
+                }
+                var config = SAMConfig(backbone: .custom, embedDim: c.embedDim, depth: c.depth, heads: c.heads, globalBlocks: c.globalBlocks,
+                                       imageSize: imageSize, numClasses: numClasses)
+                config.patchSize = c.patchSize
+                try config.validate()
+            } else if let b = SAMConfig.Backbone(rawValue: backbone), b != .custom {
+                try SAMConfig.named(b, imageSize: imageSize, numClasses: numClasses).validate()
+            } else {
+                // The authors' files ("unknown"), and custom ones written before the sizes were kept.
+                guard ["unknown", SAMConfig.Backbone.custom.rawValue].contains(backbone) else {
+                    throw TorchError.invalidArgument("backbone '\(backbone)' is none of vit_b, vit_l, vit_h, custom")
+                }
+                guard (1...16384).contains(imageSize) else { throw TorchError.invalidArgument("image size \(imageSize) is outside 1…16384") }
+                guard (1...256).contains(numClasses) else { throw TorchError.invalidArgument("num_classes \(numClasses) is outside 1…256") }
+            }
+        } catch TorchError.invalidArgument(let reason) {
+            throw TorchError.malformedCheckpoint(path: source, reason: "its description: \(reason)")
+        }
+    }
+
+    private init(unchecked m: [String: String], source: String) throws {
         func need(_ key: String) throws -> String {
             guard let v = m[key] else { throw TorchError.malformedCheckpoint(path: source, reason: "delta description lacks '\(key)'") }
             return v

@@ -79,6 +79,20 @@ public struct SAMConfig: Equatable, Sendable {
         }
         guard embedDim % heads == 0 else { throw TorchError.invalidArgument("embed dim \(embedDim) is not divisible by \(heads) heads") }
         guard numClasses >= 1 else { throw TorchError.invalidArgument("num_classes must be at least 1") }
+        // Masks are 8-bit: their grey values name at most 256 classes.
+        guard numClasses <= 256 else { throw TorchError.invalidArgument("num_classes must be at most 256 (got \(numClasses))") }
+        // Sizes far past any SAM (ViT-H: 1280 wide, 32 deep, 0.64 billion parameters) are refused by
+        // name, not met as an allocation failure after minutes of drawing weights (or none at all).
+        for (name, value, limit) in [("patch size", patchSize, 256), ("image size", imageSize, 16384), ("embed dim", embedDim, 16384),
+                                     ("depth", depth, 1024), ("heads", heads, 1024), ("MLP ratio", mlpRatio, 64),
+                                     ("prompt dim", promptDim, 16384), ("window size", windowSize, 1024)] where value > limit {
+            throw TorchError.invalidArgument("\(name) must be at most \(limit) (got \(value))")
+        }
+        let parameters = Double(depth) * Double(embedDim) * Double(embedDim) * Double(4 + 2 * mlpRatio)
+        guard parameters <= 20e9 else {
+            throw TorchError.invalidArgument(String(format: "an encoder %ld wide and %ld deep has about %.3g parameters, past any SAM "
+                + "(ViT-H has 0.64 billion)", embedDim, depth, parameters))
+        }
         if let bad = globalBlocks.first(where: { $0 < 0 || $0 >= depth }) {
             throw TorchError.invalidArgument("global block \(bad) is outside 0..<\(depth)")
         }

@@ -58,7 +58,8 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         // The bound keeps epochs × steps per epoch (the schedule's length) far from Int overflow.
         try require((1...TrainingOptions.maxEpochs).contains(epochs), "--epochs must be between 1 and \(TrainingOptions.maxEpochs) (got \(epochs))")
         try require((stopEpoch ?? 1) >= 1, "--stop-epoch must be at least 1 (got \(stopEpoch ?? 0))")
-        try require(batch >= 1, "--batch must be at least 1 (got \(batch))")
+        try require((1...65536).contains(batch), "--batch must be between 1 and 65536 (got \(batch))")
+        try require((0...1024).contains(workers), "--workers must be between 0 and 1024 (got \(workers))")
         try require(lr.isFinite && lr > 0, "--lr must be a positive number (got \(lr))")
         try require(warmup >= 0, "--warmup must be 0 or more (got \(warmup))")
         try require(polyPower.isFinite && polyPower >= 0, "--poly-power must be 0 or more (got \(polyPower))")
@@ -254,10 +255,16 @@ public final class Trainer {
 
     func loadState() throws {
         let contents = try SafeTensors.load(at: statePath)
-        func int(_ key: String) throws -> Int {
+        // Counters outside what a run can reach (a damaged or edited file) are named, not met as a crash
+        // or as a run that goes on from nowhere.
+        func int(_ key: String, in range: ClosedRange<Int> = 0...Int(Int32.max)) throws -> Int {
             guard let v = contents.metadata[key].flatMap(Int.init) else { throw TrainingError.notARun(path: statePath, reason: "no \(key)") }
+            guard range.contains(v) else {
+                throw TrainingError.notARun(path: statePath, reason: "\(key) \(v) is outside \(range.lowerBound)…\(range.upperBound)")
+            }
             return v
         }
+        try contents.tensors.requireFinite(source: statePath)
         var delta = StateDict(), opt = StateDict()
         for (k, t) in contents.tensors {
             if k.hasPrefix("delta.") { delta[String(k.dropFirst(6))] = t }
@@ -265,17 +272,23 @@ public final class Trainer {
         }
         try model.loadDelta(delta, source: statePath)
         try optimizer.loadStateDict(opt, source: statePath)
+        let savedWorld = try contents.metadata["world_size"].map { _ in try int("world_size", in: 1...65536) } ?? 1
+        let savedBatchCount = Trainer.batchesPerEpoch(contents.metadata["train_samples"].flatMap(Int.init) ?? train.count,
+                                                      batch: options.batch, worldSize: savedWorld)
         step = try int("step")
         savedStep = step
-        epoch = try int("epoch")
+        epoch = try int("epoch", in: 0...options.epochs)
         // Rows written after this state (steps of a crashed epoch, a validation whose epoch was not saved)
         // are run again from here: dropped, so metrics.csv and val.csv hold each step and epoch once.
         try dropRows(of: "metrics.csv", column: "step", after: step)
         try dropRows(of: "val.csv", column: "epoch", after: epoch)
-        batchInEpoch = try int("batch_in_epoch")
-        bestEpoch = try int("best_epoch")
-        skippedSteps = try int("skipped_steps")
+        batchInEpoch = try int("batch_in_epoch", in: 0...max(savedBatchCount, 0))
+        bestEpoch = try int("best_epoch", in: 0...epoch)
+        skippedSteps = try int("skipped_steps", in: 0...step)
         bestIoU = Double(contents.metadata["best_iou"] ?? "-1") ?? -1
+        guard bestIoU == -1 || (0...1).contains(bestIoU) else {
+            throw TrainingError.notARun(path: statePath, reason: "best_iou \(bestIoU) is neither -1 (none yet) nor in 0…1")
+        }
         // The training set may have changed on disk (images removed, a list file edited) under the same
         // --data: the run goes on, but the schedule's length and each epoch's order follow the new count.
         if let saved = contents.metadata["train_samples"].flatMap(Int.init), saved != train.count {
@@ -285,9 +298,8 @@ public final class Trainer {
         // A run saved with another world size continues at the same sample of the epoch: batches are
         // counted anew in global batches of this world size, and the step count (which drives the
         // learning-rate schedule) is placed at the same point of the run.
-        let savedWorld = contents.metadata["world_size"].flatMap(Int.init) ?? 1
         if savedWorld != worldSize {
-            let samples = contents.metadata["samples_in_epoch"].flatMap(Int.init) ?? batchInEpoch * options.batch * savedWorld
+            let samples = try contents.metadata["samples_in_epoch"].map { _ in try int("samples_in_epoch") } ?? batchInEpoch * options.batch * savedWorld
             let perEpoch = Trainer.batchesPerEpoch(train.count, batch: options.batch, worldSize: worldSize)
             batchInEpoch = min(samples / (options.batch * worldSize), perEpoch)
             let savedAt = step
