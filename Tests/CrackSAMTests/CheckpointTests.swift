@@ -93,6 +93,24 @@ final class CheckpointTests: XCTestCase {
         XCTAssertEqual(lr, 1e-4)
     }
 
+    /// What PyTorch code saves besides state dicts loads: a training checkpoint with the optimizer's state
+    /// (int keys, lists, tuples), and a list mixing every kind of value. (The unpickler's nesting rules
+    /// must not refuse them.)
+    func testTrainingCheckpointsAndMixedValuesLoad() throws {
+        let d = try files()
+        let sd = try PyTorchCheckpoint.loadStateDict(at: d + "/training.pth")
+        XCTAssertEqual(sd.keys.filter { $0.hasPrefix("model.") }.count, try keyOrder()["state_dict"]!.count)
+        // One moment per parameter: conv, norm and the two blocks have 8 parameters.
+        XCTAssertEqual(sd.keys.filter { $0.hasPrefix("optimizer.state.") && $0.hasSuffix(".exp_avg") }.count, 8)
+        guard case .list(let list) = try PyTorchCheckpoint.loadObject(at: d + "/mixed.pth") else { return XCTFail("not a list") }
+        XCTAssertEqual(list.items.count, 3)
+        guard case .tuple(let pair) = list.items[1], case .dict(let dict) = pair[1], case .list(let inner)? = dict["a"] else {
+            return XCTFail("\(list.items.map(\.kind))")
+        }
+        XCTAssertEqual(inner.items.map(\.kind), ["int", "float", "str", "None", "bool"])
+        XCTAssertEqual(dict["7"]?.intValue, -3)
+    }
+
     func testFilesWrittenBySwiftLoadInPyTorchIdentically() throws {
         let d = try files()
         try PyTorchCheckpoint.save(try PyTorchCheckpoint.loadStateDict(at: d + "/state_dict.pth"), to: d + "/swift_state_dict.pth")

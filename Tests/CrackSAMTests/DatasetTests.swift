@@ -254,7 +254,7 @@ final class DatasetTests: XCTestCase {
         let dir = try Oracle.scratch()
         try makeTestDataset(dir, count: 7)
         var loader: BatchLoader? = BatchLoader(dataset: try CrackDataset(root: dir), size: 32, batchSize: 1, workers: 2, prefetch: 1)
-        weak var dropped = loader
+        weak let dropped = loader
         _ = try loader?.nextBatch()
         loader = nil
         let deadline = Date().addingTimeInterval(10)

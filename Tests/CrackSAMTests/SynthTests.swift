@@ -46,7 +46,7 @@ final class SynthTests: XCTestCase {
         let dir = try Oracle.scratch()
         let previous = FileManager.default.currentDirectoryPath
         XCTAssertTrue(FileManager.default.changeCurrentDirectoryPath(dir))
-        defer { FileManager.default.changeCurrentDirectoryPath(previous) }
+        defer { _ = FileManager.default.changeCurrentDirectoryPath(previous) }
         try Synth.write(to: "d", count: 2, options: options(size: 32))
         XCTAssertEqual(try CrackDataset(root: dir + "/d").count, 2)
     }

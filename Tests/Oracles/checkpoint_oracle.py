@@ -55,6 +55,15 @@ if mode == "write":
     torch.save(plain, f"{d}/plain.pth")
     nested = {"model": sd, "epoch": 3, "lr": 1e-4, "name": "run-a", "milestones": [5, 10], "flags": (True, None)}
     torch.save(nested, f"{d}/nested.pth")
+    # A training checkpoint as PyTorch code writes one: the optimizer's state dict has int keys, lists
+    # and tuples in its param groups, and tensors shared with nothing; and a list mixing every kind.
+    trained = Small()  # its own: the step changes its weights, which `sd` must not see
+    opt = torch.optim.AdamW(trained.parameters(), lr=1e-3)
+    for p in trained.parameters():
+        p.grad = torch.ones_like(p)
+    opt.step()
+    torch.save({"model": trained.state_dict(), "optimizer": opt.state_dict(), "epoch": 1}, f"{d}/training.pth")
+    torch.save([torch.ones(2), (torch.zeros(1), {"a": [1, 2.5, "s", None, True], 7: -3}), [[[]]]], f"{d}/mixed.pth")
 
     expected = {}
     for k, v in sd.items():

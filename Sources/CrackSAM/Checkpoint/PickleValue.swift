@@ -35,7 +35,7 @@ public indirect enum PickleValue {
     }
 
     /// Short name of the kind, for error messages.
-    var kind: String {
+    public var kind: String {
         switch self {
         case .none: return "None"
         case .bool: return "bool"
