@@ -36,6 +36,14 @@ final class DatasetTests: XCTestCase {
         // Windows line endings (and a last line without one) read the same.
         try "s3\r\ns1.png\r\n\r\ns0 ".write(toFile: dir + "/crlf.txt", atomically: true, encoding: .utf8)
         XCTAssertEqual(try CrackDataset(root: dir, list: dir + "/crlf.txt").samples.map(\.name), ["s3", "s1", "s0"])
+        // A byte-order mark (Windows editors write one) is not part of the first name; a name that holds
+        // an invisible character shows it.
+        try "\u{FEFF}s3\ns1\n".write(toFile: dir + "/bom.txt", atomically: true, encoding: .utf8)
+        XCTAssertEqual(try CrackDataset(root: dir, list: dir + "/bom.txt").samples.map(\.name), ["s3", "s1"])
+        try "s3\ns\u{0}1\n".write(toFile: dir + "/nul.txt", atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try CrackDataset(root: dir, list: dir + "/nul.txt")) { error in
+            XCTAssertEqual("\(error)", "\(dir)/nul.txt:2: 's\\u{0}1' is not in the dataset")
+        }
     }
 
     /// A colour mask is made grey as OpenCV makes it (luminance): green strokes (grey 149) are crack,

@@ -30,9 +30,9 @@ public enum DatasetError: Error, Equatable, CustomStringConvertible, LocalizedEr
             let turned = m.count == 2 && m == [i[1], i[0]] && m[0] != m[1]
             return "\(mask): mask is \(m[0])×\(m[1]) but its image is \(i[0])×\(i[1])"
                 + (turned ? " (images are read upright by their EXIF orientation, as OpenCV reads them: was the mask drawn on the sideways pixels?)" : "")
-        case .listNamesMissingSample(let list, let line, let name): return "\(list):\(line): '\(name)' is not in the dataset"
+        case .listNamesMissingSample(let list, let line, let name): return "\(list):\(line): '\(Self.shown(name))' is not in the dataset"
         case .listNamesSampleTwice(let list, let line, let first, let name):
-            return "\(list):\(line): '\(name)' is listed again (first on line \(first)); it would count twice"
+            return "\(list):\(line): '\(Self.shown(name))' is listed again (first on line \(first)); it would count twice"
         case .unreadableList(let path): return "\(path): cannot read the list file"
         case .unsupportedFormat(let file, let count):
             return "\(file): only PNG, JPEG and BMP are read; convert it" + (count > 1 ? " (and the \(count - 1) other such files in its folder)" : "")
@@ -41,6 +41,19 @@ public enum DatasetError: Error, Equatable, CustomStringConvertible, LocalizedEr
         case .duplicateName(let name, let images):
             return "\(images.joined(separator: " and ")) share the name '\(name)': samples are matched with masks and list files by name"
         }
+    }
+
+    /// A name from a file as a message shows it: invisible characters (NUL, a stray byte-order mark,
+    /// other controls) written as \u{…}, and a runaway line cut short.
+    static func shown(_ name: String) -> String {
+        var out = ""
+        for u in name.unicodeScalars {
+            switch u.properties.generalCategory {
+            case .control, .format, .lineSeparator, .paragraphSeparator: out += "\\u{" + String(u.value, radix: 16, uppercase: true) + "}"
+            default: out.unicodeScalars.append(u)
+            }
+        }
+        return out.count > 200 ? String(out.prefix(200)) + "… (\(name.count) characters)" : out
     }
 
     public var errorDescription: String? { description }
@@ -116,9 +129,11 @@ public struct CrackDataset: Sendable {
             all.append(Sample(name: stem, image: imagesDir + "/" + file, mask: masksDir + "/" + mask))
         }
         if let list {
-            guard let text = fm.contents(atPath: list).map({ String(decoding: $0, as: UTF8.self) }) else {
+            guard var text = fm.contents(atPath: list).map({ String(decoding: $0, as: UTF8.self) }) else {
                 throw DatasetError.unreadableList(path: list)
             }
+            // Editors on Windows start UTF-8 files with a byte-order mark; it is not part of the first name.
+            if text.hasPrefix("\u{FEFF}") { text.removeFirst() }
             let byName = Dictionary(uniqueKeysWithValues: all.map { ($0.name, $0) })
             var chosen: [Sample] = []
             var lineOf: [String: Int] = [:]
