@@ -60,6 +60,12 @@ final class TrainCLITests: XCTestCase {
             try SafeTensors.save(good.tensors, metadata: metadata, to: state)
             try resume(failsWith: "Error: \(state): cannot resume: " + fragment)
         }
+        // Nothing is changed before every counter is checked: metrics.csv keeps its rows.
+        var metadata = good.metadata
+        (metadata["step"], metadata["batch_in_epoch"]) = ("0", "-1")
+        try SafeTensors.save(good.tensors, metadata: metadata, to: state)
+        try resume(failsWith: "batch_in_epoch -1 is outside")
+        XCTAssertEqual(try String(contentsOfFile: run + "/metrics.csv", encoding: .utf8).split(separator: "\n").count, 3)
         var poisoned = good.tensors
         let key = try XCTUnwrap(poisoned.keys.first { $0.hasPrefix("optimizer.exp_avg.") })
         let nan = try poisoned[key]!.clone()

@@ -273,34 +273,37 @@ public final class Trainer {
         try model.loadDelta(delta, source: statePath)
         try optimizer.loadStateDict(opt, source: statePath)
         let savedWorld = try contents.metadata["world_size"].map { _ in try int("world_size", in: 1...65536) } ?? 1
-        let savedBatchCount = Trainer.batchesPerEpoch(contents.metadata["train_samples"].flatMap(Int.init) ?? train.count,
-                                                      batch: options.batch, worldSize: savedWorld)
-        step = try int("step")
+        let trainSamples = try contents.metadata["train_samples"].map { _ in try int("train_samples") }
+        let savedBatchCount = Trainer.batchesPerEpoch(trainSamples ?? train.count, batch: options.batch, worldSize: savedWorld)
+        // Every counter is checked before anything is changed on disk.
+        let savedStepCount = try int("step"), savedEpoch = try int("epoch", in: 0...options.epochs)
+        let savedBatch = try int("batch_in_epoch", in: 0...max(savedBatchCount, 0))
+        let savedBestEpoch = try int("best_epoch", in: 0...savedEpoch), savedSkips = try int("skipped_steps", in: 0...savedStepCount)
+        let savedBestIoU = Double(contents.metadata["best_iou"] ?? "-1") ?? -1
+        guard savedBestIoU == -1 || (0...1).contains(savedBestIoU) else {
+            throw TrainingError.notARun(path: statePath, reason: "best_iou \(savedBestIoU) is neither -1 (none yet) nor in 0…1")
+        }
+        let samples = try contents.metadata["samples_in_epoch"].map { _ in try int("samples_in_epoch") } ?? savedBatch * options.batch * savedWorld
+        (step, epoch, batchInEpoch, bestEpoch, skippedSteps, bestIoU) = (savedStepCount, savedEpoch, savedBatch, savedBestEpoch, savedSkips, savedBestIoU)
         savedStep = step
-        epoch = try int("epoch", in: 0...options.epochs)
         // Rows written after this state (steps of a crashed epoch, a validation whose epoch was not saved)
         // are run again from here: dropped, so metrics.csv and val.csv hold each step and epoch once.
         try dropRows(of: "metrics.csv", column: "step", after: step)
         try dropRows(of: "val.csv", column: "epoch", after: epoch)
-        batchInEpoch = try int("batch_in_epoch", in: 0...max(savedBatchCount, 0))
-        bestEpoch = try int("best_epoch", in: 0...epoch)
-        skippedSteps = try int("skipped_steps", in: 0...step)
-        bestIoU = Double(contents.metadata["best_iou"] ?? "-1") ?? -1
-        guard bestIoU == -1 || (0...1).contains(bestIoU) else {
-            throw TrainingError.notARun(path: statePath, reason: "best_iou \(bestIoU) is neither -1 (none yet) nor in 0…1")
-        }
         // The training set may have changed on disk (images removed, a list file edited) under the same
         // --data: the run goes on, but the schedule's length and each epoch's order follow the new count.
-        if let saved = contents.metadata["train_samples"].flatMap(Int.init), saved != train.count {
+        if let saved = trainSamples, saved != train.count {
             log("warning: the run trained on \(saved) samples and its training set now has \(train.count): the learning-rate "
                 + "schedule's length and the epochs' order change with it")
         }
         // A run saved with another world size continues at the same sample of the epoch: batches are
         // counted anew in global batches of this world size, and the step count (which drives the
         // learning-rate schedule) is placed at the same point of the run.
-        if savedWorld != worldSize {
-            let samples = try contents.metadata["samples_in_epoch"].map { _ in try int("samples_in_epoch") } ?? batchInEpoch * options.batch * savedWorld
-            let perEpoch = Trainer.batchesPerEpoch(train.count, batch: options.batch, worldSize: worldSize)
+        let perEpoch = Trainer.batchesPerEpoch(train.count, batch: options.batch, worldSize: worldSize)
+        if savedWorld == worldSize {
+            // A training set that shrank since: its epoch ends where its batches do.
+            batchInEpoch = min(batchInEpoch, perEpoch)
+        } else {
             batchInEpoch = min(samples / (options.batch * worldSize), perEpoch)
             let savedAt = step
             step = epoch * perEpoch + batchInEpoch
