@@ -121,7 +121,8 @@ struct Bench: ParsableCommand {
             try requirePositive(batch, "--batch")
             try requirePositive(workers, "--workers")
             try requirePositive(epochs, "--epochs")
-            guard imageSize >= 16 else { throw ValidationError("--image-size must be at least 16 (got \(imageSize))") }
+            // As for models (SAMConfig's limit): a larger square is an allocation that fails in a loader thread.
+            guard (16...16384).contains(imageSize) else { throw ValidationError("--image-size must be between 16 and 16384 (got \(imageSize))") }
         }
 
         func run() throws {

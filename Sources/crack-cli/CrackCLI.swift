@@ -44,7 +44,13 @@ func printJSON(_ object: [String: Any]) throws {
 /// infinities, and a zero thread count would be ignored without a word.
 func requirePositive(_ value: Int, _ option: String) throws {
     guard value >= 1 else { throw ValidationError("\(option) must be at least 1 (got \(value))") }
+    if let limit = countLimits[option], value > limit { throw ValidationError("\(option) must be between 1 and \(limit) (got \(value))") }
 }
+
+/// Counts past which a value is a slip, not a request: libtorch keeps its thread count in 32 bits (a
+/// larger one trapped), every worker or rank is a thread or process (a fork bomb, or threads until memory
+/// runs out), a batch past these sizes is a failed allocation, and every profiled step is kept in memory.
+let countLimits = ["--threads": 1024, "--workers": 1024, "--nproc": 1024, "--batch": 65536, "--profile-steps": 1000]
 
 /// A command that did its work but must still exit non-zero (e.g. inputs it had to skip): printed as
 /// "Error: <message>", without the usage text a ValidationError brings.

@@ -22,8 +22,13 @@ struct Info: ParsableCommand {
     @OptionGroup var peft: PEFTOptions
 
     func run() throws {
-        if let threads { Torch.threads = threads }
+        if let threads {
+            try requirePositive(threads, "--threads")
+            Torch.threads = threads
+        }
         let seconds = self.seconds ?? (model.vit == nil ? 1.0 : 0.0)
+        guard seconds.isFinite, (0...3600).contains(seconds) else { throw ValidationError("--seconds must be between 0 and 3600 (got \(seconds))") }
+        guard (1...16384).contains(matmulSize) else { throw ValidationError("--matmul-size must be between 1 and 16384 (got \(matmulSize))") }
         var modelReport: [String: Any]?
         if let config = try model.config() {
             // Built on the meta device: shapes only, so counting ViT-H allocates nothing.

@@ -29,7 +29,7 @@ enum Launcher {
     /// done); otherwise returns false and the command runs in this process.
     static func launchIfAsked(nproc: Int?, environment: DistributedEnvironment?) throws -> Bool {
         guard let nproc else { return false }
-        guard nproc >= 1 else { throw ValidationError("--nproc must be at least 1") }
+        try requirePositive(nproc, "--nproc")
         guard environment == nil else { throw ValidationError("--nproc starts its own ranks; it cannot run under a launcher that set WORLD_SIZE") }
         guard nproc > 1 else { return false }
         try run(processes: nproc) { Swift.print($0) }
@@ -39,7 +39,13 @@ enum Launcher {
     static func run(processes n: Int, log: (String) -> Void) throws {
         guard let executable = Bundle.main.executablePath else { throw ValidationError("cannot find crack-cli's own path") }
         let env = ProcessInfo.processInfo.environment
-        let port = env["MASTER_PORT"].flatMap(Int.init) ?? DistributedEnvironment.freeLocalPort()
+        let port: Int
+        if let text = env["MASTER_PORT"] {
+            guard let p = Int(text), (1..<65536).contains(p) else { throw ValidationError("MASTER_PORT=\(text) is not a TCP port") }
+            port = p
+        } else {
+            port = DistributedEnvironment.freeLocalPort()
+        }
         let arguments = childArguments(Array(CommandLine.arguments.dropFirst()))
         log("launching \(n) ranks on 127.0.0.1:\(port)")
         fflush(stdout)

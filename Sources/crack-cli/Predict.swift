@@ -78,8 +78,9 @@ struct Predict: ParsableCommand {
         if let threads { try requirePositive(threads, "--threads") }
         guard Device(device) != nil else { throw ValidationError("--device must be cpu, cuda or cuda:N (got '\(device)')") }
         // NaN used to fail in the JSON writer after every image had run; 0 gave lengths of 0 mm.
-        if let mmPerPixel, !(mmPerPixel.isFinite && mmPerPixel > 0) {
-            throw ValidationError("--mm-per-pixel must be a pixel size above 0 (got \(mmPerPixel))")
+        // A metre per pixel is already a satellite's view; past it, areas overflow into inf.
+        if let mmPerPixel, !(mmPerPixel.isFinite && mmPerPixel >= 1e-6 && mmPerPixel <= 1000) {
+            throw ValidationError("--mm-per-pixel must be a pixel size from 1e-6 to 1000 mm (got \(mmPerPixel))")
         }
         // Checked before the work: they used to fail only when written, after every image had run.
         for (option, path) in [("--save-logits", saveLogits), ("--save-embedding", saveEmbedding)] {
@@ -143,10 +144,11 @@ struct Predict: ParsableCommand {
         }
         let predictor = SAMPredictor(model: net, device: device, resize: resize)
         let s = config.imageSize
-        // Tiles step by S − overlap: an overlap outside 0..<S has no such step.
+        // Tiles step by S − overlap: an overlap outside 0..<S has no such step, and past S/2 every pixel
+        // is segmented more than four times (at S − 1, a step of 1 pixel: a tile per pixel, for hours).
         let overlap = self.overlap ?? min(64, s / 4)
-        guard mode != "tile" || (0..<s).contains(overlap) else {
-            throw ValidationError("--overlap must be from 0 to \(s - 1), below the tile size S = \(s) (got \(overlap))")
+        guard mode != "tile" || (0...s / 2).contains(overlap) else {
+            throw ValidationError("--overlap must be from 0 to \(s / 2), half the tile size S = \(s) (got \(overlap))")
         }
         var logits: [Tensor] = []
         var embeddings: [Tensor] = []

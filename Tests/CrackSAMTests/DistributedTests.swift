@@ -40,6 +40,14 @@ final class DistributedTests: XCTestCase {
         XCTAssertThrowsError(try DistributedEnvironment.fromEnvironment(["WORLD_SIZE": "2", "RANK": "0", "MASTER_PORT": "1"])) {
             XCTAssertEqual("\($0)", "MASTER_ADDR is not set (WORLD_SIZE is)")
         }
+        // Past 32 bits the group's size trapped; a local rank is a GPU index.
+        XCTAssertThrowsError(try DistributedEnvironment.fromEnvironment(["WORLD_SIZE": "2147483648", "RANK": "0", "MASTER_ADDR": "a", "MASTER_PORT": "1"])) {
+            XCTAssertEqual("\($0)", "WORLD_SIZE=2147483648 must be between 1 and 65536")
+        }
+        XCTAssertThrowsError(try DistributedEnvironment.fromEnvironment(["WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "128", "MASTER_ADDR": "a",
+                                                                         "MASTER_PORT": "1"])) {
+            XCTAssertEqual("\($0)", "LOCAL_RANK=128 must be in 0…127 (a GPU index on its machine)")
+        }
         XCTAssertThrowsError(try DistributedEnvironment.fromEnvironment(["WORLD_SIZE": "two"])) {
             XCTAssertEqual("\($0)", "WORLD_SIZE=two is not an integer")
         }

@@ -33,13 +33,17 @@ public struct DistributedEnvironment: Equatable, Sendable {
             return v
         }
         let worldSize = try int("WORLD_SIZE", sizeText)
-        guard worldSize >= 1 else { throw DistributedError.badEnvironment(variable: "WORLD_SIZE", value: sizeText, reason: "must be at least 1") }
+        guard (1...65536).contains(worldSize) else {
+            throw DistributedError.badEnvironment(variable: "WORLD_SIZE", value: sizeText, reason: "must be between 1 and 65536")
+        }
         let rank = try int("RANK", env["RANK"], default: worldSize == 1 ? 0 : nil)
         guard (0..<worldSize).contains(rank) else {
             throw DistributedError.badEnvironment(variable: "RANK", value: String(rank), reason: "must be in 0..<\(worldSize)")
         }
         let localRank = try int("LOCAL_RANK", env["LOCAL_RANK"], default: rank)
-        guard localRank >= 0 else { throw DistributedError.badEnvironment(variable: "LOCAL_RANK", value: String(localRank), reason: "must be ≥ 0") }
+        guard (0...127).contains(localRank) else {
+            throw DistributedError.badEnvironment(variable: "LOCAL_RANK", value: String(localRank), reason: "must be in 0…127 (a GPU index on its machine)")
+        }
         let address = env["MASTER_ADDR"].flatMap { $0.isEmpty ? nil : $0 } ?? (worldSize == 1 ? "127.0.0.1" : nil)
         guard let address else { throw DistributedError.badEnvironment(variable: "MASTER_ADDR", value: "", reason: "is not set (WORLD_SIZE is)") }
         let port = try int("MASTER_PORT", env["MASTER_PORT"], default: worldSize == 1 ? 29500 : nil)

@@ -27,8 +27,9 @@ public final class ProcessGroup {
 
     /// Throws, naming --dist-timeout, unless `timeout` is a number of seconds in (0, maxTimeout].
     public static func validate(timeout: Double) throws {
-        guard timeout.isFinite, timeout > 0, timeout <= maxTimeout else {
-            throw TorchError.invalidArgument("--dist-timeout must be a number of seconds above 0 and at most \(Int(maxTimeout)) (got \(timeout))")
+        // Below a millisecond it is 0 ms for the backend, and the rendezvous fails at once.
+        guard timeout.isFinite, timeout >= 0.001, timeout <= maxTimeout else {
+            throw TorchError.invalidArgument("--dist-timeout must be a number of seconds from 0.001 to \(Int(maxTimeout)) (got \(timeout))")
         }
     }
 

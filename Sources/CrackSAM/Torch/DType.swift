@@ -89,13 +89,13 @@ public enum Device: Equatable, Hashable, Sendable, CustomStringConvertible {
         }
     }
 
-    /// "cpu", "cuda", "cuda:1".
+    /// "cpu", "cuda", "cuda:1" (a device index libtorch can hold: 0…127). Not "meta": it holds no data,
+    /// so nothing a user runs can run there; the library makes it directly (`.meta`).
     public init?(_ text: String) {
         let t = text.lowercased()
         if t == "cpu" { self = .cpu; return }
-        if t == "meta" { self = .meta; return }
         if t == "cuda" { self = .cuda(0); return }
-        if t.hasPrefix("cuda:"), let i = Int(t.dropFirst(5)), i >= 0 { self = .cuda(i); return }
+        if t.hasPrefix("cuda:"), let i = Int(t.dropFirst(5)), (0...127).contains(i) { self = .cuda(i); return }
         return nil
     }
 

@@ -15,7 +15,7 @@ public enum Torch {
     /// Intra-op threads libtorch uses on the CPU.
     public static var threads: Int {
         get { Int(ct_num_threads()) }
-        set { ct_set_num_threads(Int32(newValue)) }
+        set { ct_set_num_threads(Int32(clamping: newValue)) }
     }
 
     /// TF32 for CUDA matmuls and convolutions (Ampere and later); no effect on CPU.

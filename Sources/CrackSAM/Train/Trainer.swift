@@ -59,7 +59,7 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         try require((1...TrainingOptions.maxEpochs).contains(epochs), "--epochs must be between 1 and \(TrainingOptions.maxEpochs) (got \(epochs))")
         try require((stopEpoch ?? 1) >= 1, "--stop-epoch must be at least 1 (got \(stopEpoch ?? 0))")
         try require((1...65536).contains(batch), "--batch must be between 1 and 65536 (got \(batch))")
-        try require((0...1024).contains(workers), "--workers must be between 0 and 1024 (got \(workers))")
+        try require((1...1024).contains(workers), "--workers must be between 1 and 1024 (got \(workers))")
         try require(lr.isFinite && lr > 0, "--lr must be a positive number (got \(lr))")
         try require(warmup >= 0, "--warmup must be 0 or more (got \(warmup))")
         try require(polyPower.isFinite && polyPower >= 0, "--poly-power must be 0 or more (got \(polyPower))")
