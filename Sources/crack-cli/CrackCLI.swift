@@ -17,6 +17,7 @@ struct CrackCLI: ParsableCommand {
     static func main() {
         let command: ParsableCommand
         do {
+            try refuseEmptyArguments(Array(CommandLine.arguments.dropFirst()))
             command = try parseAsRoot()
         } catch {
             exit(withError: error)
@@ -30,6 +31,21 @@ struct CrackCLI: ParsableCommand {
             exit(withError: error)
         }
         exit()
+    }
+}
+
+/// No option or argument may be empty: an empty path joined with a name is a path at the root of the file
+/// system (`synth --out ''` wrote /images and /masks), and an empty list or spec silently meant "none".
+func refuseEmptyArguments(_ arguments: [String]) throws {
+    for (i, a) in arguments.enumerated() {
+        if a.isEmpty {
+            let previous = i > 0 ? arguments[i - 1] : ""
+            throw CommandFailure(description: previous.hasPrefix("-") ? "\(previous) is given an empty value"
+                : "argument \(i + 1) is empty")
+        }
+        if a.hasPrefix("--"), a.hasSuffix("="), a.firstIndex(of: "=") == a.index(before: a.endIndex) {
+            throw CommandFailure(description: "\(a.dropLast()) is given an empty value")
+        }
     }
 }
 
@@ -110,6 +126,16 @@ func requireNotAFolder(_ path: String?, _ option: String) throws {
 func samePath(_ a: String, _ b: String) -> Bool {
     func canonical(_ p: String) -> URL { URL(fileURLWithPath: p).standardizedFileURL.resolvingSymlinksInPath() }
     return canonical(a) == canonical(b)
+}
+
+/// Two outputs of one command naming one file (relative, through links): the second would replace the
+/// first without a word.
+func requireDistinctOutputs(_ files: [(path: String, option: String)]) throws {
+    for (i, a) in files.enumerated() {
+        if let b = files[..<i].first(where: { samePath($0.path, a.path) }) {
+            throw ValidationError("\(b.option) and \(a.option) name the same file, \(a.path)")
+        }
+    }
 }
 
 /// Creates the folder an output file will be written to, before any work is done: an evaluation or a

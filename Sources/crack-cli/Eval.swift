@@ -126,6 +126,7 @@ struct Eval: ParsableCommand {
         if blurSweep != nil { try requireImageExtension(blurPlot, "--blur-plot") }
         if blurSweep == nil && blurPlotOption != nil { throw ValidationError("--blur-plot is the plot of --blur-sweep, which is not given") }
         for file in outputFiles { try requireNotAFolder(file.path, file.option) }
+        try requireDistinctOutputs(outputFiles)
         var names: Set<String> = []
         for spec in dataset {
             guard let eq = spec.firstIndex(of: "="), eq != spec.startIndex, spec.index(after: eq) != spec.endIndex else {

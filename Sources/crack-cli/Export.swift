@@ -47,6 +47,13 @@ struct Export: ParsableCommand {
         let safetensors = out.lowercased().hasSuffix(".safetensors")
         let targets = safetensors ? [out] : [out, sidecar]
         for target in targets { try requireNotAFolder(target, "--out") }
+        // --force replaces an earlier export, never the files the export is made from.
+        for (input, option) in [(delta, "--delta"), (sam, "--sam")] {
+            guard let input else { continue }
+            for source in [input, DeltaFile.sidecarPath(for: input)] where targets.contains(where: { samePath($0, source) }) {
+                throw ValidationError("--out \(out) would write over \(source), which \(option) reads; name another file")
+            }
+        }
         if !force, let existing = targets.first(where: { FileManager.default.fileExists(atPath: $0) }) {
             throw ValidationError("\(existing) exists; pass --force to overwrite it")
         }

@@ -90,9 +90,7 @@ struct Predict: ParsableCommand {
             }
             try requireNotAFolder(path, option)
         }
-        if let saveLogits, saveLogits == saveEmbedding {
-            throw ValidationError("--save-logits and --save-embedding name the same file, \(saveLogits)")
-        }
+        try requireDistinctOutputs([(saveLogits, "--save-logits"), (saveEmbedding, "--save-embedding")].compactMap { p, o in p.map { ($0, o) } })
     }
 
     func run() throws {

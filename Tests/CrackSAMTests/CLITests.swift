@@ -123,6 +123,30 @@ final class CLITests: XCTestCase {
         }
     }
 
+    /// An empty value is refused before anything runs: joined with a name it was a path at the root of the
+    /// file system (`synth --out ''` wrote /images and /masks), and an empty list meant "none" unsaid.
+    /// Outputs that name one file (relative, or through "./") are refused, and export does not write
+    /// over the delta it reads.
+    func testEmptyValuesAndCollidingOutputsAreRefused() throws {
+        let dir = try Oracle.scratch()
+        for (args, message) in [(["synth", "--count", "1", "--size", "16", "--out", ""], "Error: --out is given an empty value"),
+                                (["eval", "--vit", "b", "--dataset", "a=/nowhere", "--json="], "Error: --json is given an empty value"),
+                                (["predict", ""], "Error: argument 2 is empty")] {
+            let out = try cli(args, expectSuccess: false)
+            XCTAssertTrue(out.hasPrefix(message), "\(args): \(out)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "/masks"))
+        let tiny = ["--vit", "custom", "--embed-dim", "32", "--depth", "1", "--heads", "2", "--global-blocks", "0", "--image-size", "32"]
+        var out = try cli(["eval"] + tiny + ["--dataset", "a=/nowhere", "--csv", dir + "/q.out", "--json", dir + "/./q.out"], expectSuccess: false)
+        XCTAssertTrue(out.contains("--json and --csv name the same file, \(dir)/q.out"), out)
+        out = try cli(["predict"] + tiny + ["--save-logits", dir + "/x.safetensors", "--save-embedding", dir + "/sub/../x.safetensors", "x.png"],
+                      expectSuccess: false)
+        XCTAssertTrue(out.contains("--save-logits and --save-embedding name the same file"), out)
+        try Data().write(to: URL(fileURLWithPath: dir + "/d.pth"))
+        out = try cli(["export"] + tiny + ["--delta", dir + "/d.pth", "--out", dir + "/./d.pth", "--force"], expectSuccess: false)
+        XCTAssertTrue(out.contains("--out \(dir)/./d.pth would write over \(dir)/d.pth, which --delta reads; name another file"), out)
+    }
+
     /// Values whose use would trap (Int64 of a NaN timeout, epochs × steps past Int) or that were
     /// silently clamped or ignored (tile overlap, the crack-free fraction) are refused by name.
     func testCommandsRefuseValuesOutOfRange() throws {

@@ -86,6 +86,22 @@ final class TrainCLITests: XCTestCase {
         XCTAssertTrue(try crackCLI(["train", "--resume", run, "--max-steps", "1"]).contains("resuming at epoch 1, step 2"))
     }
 
+    /// A run that learnt nothing does not end "done": weights an update blew up write no epoch delta (one
+    /// was written with NaN in it), and a short run whose every loss was NaN (fewer steps than the limit
+    /// that stops a run) exits non-zero too.
+    func testARunThatLearntNothingIsNotDone() throws {
+        let dir = try Oracle.scratch()
+        try makeTestDataset(dir + "/data", count: 6)
+        var out = try crackCLI(["train"] + tiny + ["--data", dir + "/data", "--out", dir + "/lr", "--epochs", "1", "--lr", "1e308"],
+                               expectSuccess: false)
+        XCTAssertTrue(out.contains("the trainable weights are no longer finite"), out)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/lr/epoch_1.pth"), out)
+        out = try crackCLI(["train"] + tiny + ["--data", dir + "/data", "--out", dir + "/nan", "--epochs", "1", "--delta-type", "adapter",
+                                               "--adapter-scale", "1e308"], expectSuccess: false)
+        XCTAssertTrue(out.contains("Error: the loss was inf/NaN for 3 steps in a row (up to step 3); stopped."), out)
+        XCTAssertFalse(out.contains("done:"), out)
+    }
+
     /// A delta whose weights hold NaN is refused by name (it gave NaN logits, read as "no crack" with a
     /// plausible score); so is a sidecar with values no run writes (named with the file, not as a flag
     /// never given), and a folder given as a checkpoint (Foundation trapped reading it).

@@ -531,6 +531,12 @@ public final class Trainer {
                     return signalled ? .stoppedBySignal(step: step) : .interrupted(step: step)
                 }
             }
+            // Weights an update blew up (a learning rate far too high) are no epoch's result: no delta, no
+            // state is written from them, and the run does not go on as if it had an epoch behind it.
+            guard try trainableWeightsAreFinite() else {
+                try writePlots()
+                throw TrainingError.nonFiniteWeights(steps: nonFiniteStreak, atStep: step, checkpoint: statePath, savedStep: savedStep)
+            }
             epoch += 1
             batchInEpoch = 0
             if let validation, epoch % options.valEvery == 0 || epoch == lastEpoch {
@@ -559,6 +565,11 @@ public final class Trainer {
             if isLeader, epoch % options.saveEvery == 0 || epoch == lastEpoch { try model.saveDelta(to: runDirectory + "/epoch_\(epoch).pth") }
             try saveState()
             try writePlots()
+        }
+        // Every step of this call inf/NaN (fewer than the limit that stops a run): nothing was learnt, and
+        // "done" would say otherwise.
+        if stepsThisRun > 0, nonFiniteStreak >= min(options.maxNonFiniteSteps, stepsThisRun) {
+            try stopForNonFiniteLosses(steps: nonFiniteStreak, atStep: step)
         }
         return .finished
     }
