@@ -34,9 +34,12 @@ struct StepBenchOptions: ParsableArguments {
         if let peakSize, !(256...65536).contains(peakSize) { throw ValidationError("--peak-size must be between 256 and 65536 (got \(peakSize))") }
         if profileSteps != 0 { try requirePositive(profileSteps, "--profile-steps") }
         if trace != nil && profileSteps == 0 { throw ValidationError("--trace needs --profile-steps N") }
+        // libtorch's trace writer says nothing when it cannot write (a folder, a missing one): checked first.
+        if let trace { try requireNotAFolder(trace, "--trace") }
     }
 
     func setUp() throws -> (net: SAMModel, device: Device, amp: TrainingOptions.AMP) {
+        if let trace { try prepareFolder(for: trace, "--trace") }
         if let threads { Torch.threads = threads }
         guard let dev = Device(device) else { throw ValidationError("--device must be cpu, cuda or cuda:N") }
         let ampName = amp ?? (dev == .cpu ? "off" : "bf16")
@@ -102,7 +105,10 @@ struct StepBenchOptions: ParsableArguments {
                 for _ in 0..<profileSteps { try body() }
                 if case .cuda(let i) = device { try CUDA.synchronize(device: i) }
             }.profile
-            if let trace { try profile.saveTrace(to: trace) }
+            if let trace {
+                try profile.saveTrace(to: trace)
+                guard FileManager.default.fileExists(atPath: trace) else { throw DataError.cannotWrite(path: trace, reason: "libtorch wrote no trace") }
+            }
             return profile
         } catch {
             FileHandle.standardError.write(Data("warning: the profile of \(profileSteps) more steps failed: \(error)\n".utf8))

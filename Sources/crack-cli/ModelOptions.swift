@@ -29,7 +29,7 @@ struct ModelOptions: ParsableArguments {
         if vit.lowercased() == "custom" {
             // A small SAM-shaped backbone (random init): for demos and tests without SAM weights.
             let globals = try globalBlocks.map { list in
-                try list.split(separator: ",").map { item in
+                try list.split(separator: ",", omittingEmptySubsequences: false).map { item in
                     guard let i = Int(item.trimmingCharacters(in: .whitespaces)) else {
                         throw ValidationError("--global-blocks takes block indices, comma separated (got '\(list)')")
                     }
@@ -112,6 +112,15 @@ struct PEFTOptions: ParsableArguments {
         }
         if let adapterDim { c.adapterDim = adapterDim }
         if let adapterScale { c.adapterScale = adapterScale }
+        // A size the delta has no use for would be ignored without a word. (Not for a model without a delta:
+        // eval scores the untrained model beside deltas that take the sizes.)
+        let given = { (flags: [(String, Bool)]) in flags.filter(\.1).map(\.0).joined(separator: ", ") }
+        let lora = given([("--rank", rank != nil), ("--lora-targets", loraTargets != nil)])
+        if !lora.isEmpty && !c.usesLoRA && c.deltaType != .none { throw ValidationError("\(lora) set(s) LoRA, but the delta is \(c.deltaType.rawValue): pass --delta-type lora or both") }
+        let adapter = given([("--adapter-dim", adapterDim != nil), ("--adapter-scale", adapterScale != nil)])
+        if !adapter.isEmpty && !c.usesAdapter && c.deltaType != .none {
+            throw ValidationError("\(adapter) set(s) the adapter, but the delta is \(c.deltaType.rawValue): pass --delta-type adapter or both")
+        }
         do { try c.validate() } catch { throw ValidationError("\(error)") }
         return c
     }

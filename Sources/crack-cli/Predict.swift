@@ -68,6 +68,7 @@ struct Predict: ParsableCommand {
             throw ValidationError("--resize is resize mode's resampling; tile mode reads S×S windows at full resolution")
         }
         if mode == "resize" && overlap != nil { throw ValidationError("--overlap is for --mode tile") }
+        if force && out == nil { throw ValidationError("--force replaces an earlier predict's results in --out FOLDER, which is not given") }
         if mmPerPixel != nil && out == nil {
             throw ValidationError("--mm-per-pixel sets the units of the measurements, which are written with --out FOLDER")
         }

@@ -232,6 +232,9 @@ struct Train: ParsableCommand {
             var o = TrainingOptions()
             o.epochs = epochs
             o.stopEpoch = stopEpoch ?? (epochs == 140 ? 100 : nil)
+            if let stopEpoch, stopEpoch > epochs {
+                throw ValidationError("--stop-epoch \(stopEpoch) is past --epochs \(epochs): the run would end at epoch \(epochs)")
+            }
             o.batch = batch
             o.lr = lr
             o.warmup = warmup
@@ -333,11 +336,14 @@ struct Train: ParsableCommand {
             modelOptions.patchSize = runConfig.patchSize ?? 16
         }
         var peftOptions = PEFTOptions()
-        peftOptions.deltaType = runConfig.peft.deltaType.rawValue
-        peftOptions.rank = runConfig.peft.rank
-        peftOptions.loraTargets = runConfig.peft.targetString
-        peftOptions.adapterDim = runConfig.peft.adapterDim
-        peftOptions.adapterScale = runConfig.peft.adapterScale
+        // Each set, as an unparsed option may not be read; a size the delta does not use is nil (given, it
+        // would be refused as ignored).
+        let peftRecorded = runConfig.peft
+        peftOptions.deltaType = peftRecorded.deltaType.rawValue
+        peftOptions.rank = peftRecorded.usesLoRA ? peftRecorded.rank : nil
+        peftOptions.loraTargets = peftRecorded.usesLoRA ? peftRecorded.targetString : nil
+        peftOptions.adapterDim = peftRecorded.usesAdapter ? peftRecorded.adapterDim : nil
+        peftOptions.adapterScale = peftRecorded.usesAdapter ? peftRecorded.adapterScale : nil
         let net = try ModelBuilder(model: modelOptions, peft: peftOptions, sam: runConfig.sam, delta: nil, seed: runConfig.options.seed,
                                    randomWeights: runConfig.randomWeights == true).build()
 

@@ -164,6 +164,15 @@ final class CLITests: XCTestCase {
             (["eval", "--vit", "b", "--dataset", "a=/nowhere", "--device", "cuda:2147483648"], "--device must be cpu, cuda or cuda:N"),
             (["synth", "--out", "/nowhere", "--count", "2", "--crack-free", "1.5"], "--crack-free must be a fraction from 0 to 1 (got 1.5)"),
             (["info", "--vit", "custom", "--global-blocks", "1,x"], "--global-blocks takes block indices, comma separated (got '1,x')"),
+            (["info", "--vit", "custom", "--global-blocks", "1,,0"], "--global-blocks takes block indices, comma separated (got '1,,0')"),
+            // Flags that would be ignored without a word.
+            (["info", "--vit", "b", "--delta-type", "adapter", "--rank", "8"], "--rank set(s) LoRA, but the delta is adapter: pass --delta-type lora or both"),
+            (["info", "--vit", "b", "--delta-type", "lora", "--adapter-dim", "8"],
+             "--adapter-dim set(s) the adapter, but the delta is lora: pass --delta-type adapter or both"),
+            (["predict"] + tiny + ["--force", "x.png"], "--force replaces an earlier predict's results in --out FOLDER, which is not given"),
+            (["train"] + tiny + ["--data", "/nowhere", "--out", "/nowhere", "--epochs", "1", "--stop-epoch", "5"],
+             "--stop-epoch 5 is past --epochs 1: the run would end at epoch 1"),
+            (["bench", "train", "--profile-steps", "1", "--trace", "/tmp"], "--trace /tmp is a folder; name the file to write"),
             (["synth", "--out", "/nowhere", "--count", "2", "--montage", "m.gif"], "--montage m.gif: images are written as .png, .jpg or .jpeg"),
             // Past S/2 (at S − 1 a tile per pixel: hours on one photo).
             (["predict"] + tiny + ["--mode", "tile", "--overlap", "17", "x.png"], "--overlap must be from 0 to 16, half the tile size S = 32 (got 17)"),
