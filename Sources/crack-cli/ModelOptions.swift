@@ -197,6 +197,10 @@ struct ModelBuilder {
                 describedBy = sam
             }
         }
+        // Another class count than the delta's does not fit its head (its mask tokens and IoU outputs).
+        if let d = description, model.numClasses != 1, model.numClasses != d.numClasses, let describedBy {
+            throw ValidationError("\(describedBy) was trained with \(d.numClasses) crack class(es); --num-classes \(model.numClasses) does not fit its head")
+        }
         var config: SAMConfig
         if let c = try model.config(recorded: description?.customBackbone, source: describedBy) {
             config = c
@@ -204,8 +208,8 @@ struct ModelBuilder {
                 throw ValidationError("\(describedBy!) was trained on \(d.backbone), but --vit \(model.vit!) was given")
             }
             if model.imageSize == nil, let d = description { config.imageSize = d.imageSize }
-            // The delta's classes unless --num-classes says otherwise (1 is also the flag's default).
-            if model.numClasses == 1, let d = description { config.numClasses = d.numClasses }
+            // The delta's classes (1 is also the flag's default).
+            if let d = description { config.numClasses = d.numClasses }
         } else if let d = description, let backbone = SAMConfig.Backbone(rawValue: d.backbone), backbone != .custom {
             config = try SAMConfig.named(backbone, imageSize: model.imageSize ?? d.imageSize, numClasses: d.numClasses)
         } else {

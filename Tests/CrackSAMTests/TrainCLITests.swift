@@ -201,6 +201,10 @@ final class TrainCLITests: XCTestCase {
         XCTAssertTrue(out.contains("| epoch_1 | A | clean | 4 |"), out)
         out = try crackCLI(["eval"] + model + ["--delta", dir + "/run/epoch_1.pth", "--dataset", "A=" + dir + "/data"], expectSuccess: false)
         XCTAssertTrue(out.contains("has 2 crack classes: pass --num-classes 2, so that masks are read as class indices"), out)
+        // Another count does not fit the delta's head: named, not a list of mis-shaped tensors.
+        out = try crackCLI(["eval"] + model + ["--num-classes", "3", "--delta", dir + "/run/epoch_1.pth", "--dataset", "A=" + dir + "/data"],
+                           expectSuccess: false)
+        XCTAssertTrue(out.contains("Error: \(dir)/run/epoch_1.pth was trained with 2 crack class(es); --num-classes 3 does not fit its head"), out)
         // Binary masks (0/255) under --num-classes 2 are refused by name, not read as class 255.
         try makeTestDataset(dir + "/binary", count: 2)
         out = try crackCLI(["train"] + tiny + ["--num-classes", "2", "--data", dir + "/binary", "--out", dir + "/run2"], expectSuccess: false)
