@@ -182,14 +182,24 @@ struct Eval: ParsableCommand {
             let stem = URL(fileURLWithPath: sam).deletingPathExtension().lastPathComponent
             models = models.map { $0.file == nil && $0.name == "untrained" ? (stem, nil) : $0 }
         }
+        // The PEFT sizes apply to every model that takes them (a LoRA and an adapter delta side by side);
+        // one that no model takes would be ignored without a word.
+        var anyLoRA = false, anyAdapter = false
         for (name, file) in models {
-            let config = try builder(for: file).check()
+            let (config, peftConfig) = try builder(for: file).check()
+            (anyLoRA, anyAdapter) = (anyLoRA || peftConfig.usesLoRA, anyAdapter || peftConfig.usesAdapter)
             // Masks are read for --num-classes: binary, or class indices. A model of another class count
             // would be scored against labels read the other way.
             guard config.numClasses == model.numClasses else {
                 throw ValidationError("\(file ?? name) has \(config.numClasses) crack classes: pass --num-classes \(config.numClasses), "
                     + "so that masks are read as \(config.numClasses > 1 ? "class indices" : "binary")")
             }
+        }
+        if !anyLoRA, let flag = [("--rank", peft.rank != nil), ("--lora-targets", peft.loraTargets != nil)].first(where: \.1)?.0 {
+            throw ValidationError("\(flag) sets LoRA, but no model evaluated has a LoRA delta")
+        }
+        if !anyAdapter, let flag = [("--adapter-dim", peft.adapterDim != nil), ("--adapter-scale", peft.adapterScale != nil)].first(where: \.1)?.0 {
+            throw ValidationError("\(flag) sets the adapter, but no model evaluated has an adapter delta")
         }
         // Every file read once now (decoding is cheap next to the model): a broken one in the last dataset
         // is found before the hours spent on the first.
@@ -243,7 +253,9 @@ struct Eval: ParsableCommand {
 
     /// The model of one --delta (nil: --sam alone: the untrained model, or a model `export` wrote).
     func builder(for file: String?) -> ModelBuilder {
-        ModelBuilder(model: model, peft: peft, sam: sam, delta: file, keepDecoderHead: keepDecoderHead ? true : nil)
+        var b = ModelBuilder(model: model, peft: peft, sam: sam, delta: file, keepDecoderHead: keepDecoderHead ? true : nil)
+        b.refuseUnusedPEFTSizes = false
+        return b
     }
 
     /// Prints the tables and writes --json, --csv, --per-image, --markdown and the blur plot. A run that

@@ -11,7 +11,7 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "--vit custom: token width (default 64, or what the delta records).") var embedDim: Int?
     @Option(help: "--vit custom: number of blocks (default 4).") var depth: Int?
     @Option(help: "--vit custom: attention heads (default 4).") var heads: Int?
-    @Option(help: "--vit custom: blocks with global attention, comma separated (default 1,3).") var globalBlocks: String?
+    @Option(help: "--vit custom: blocks with global attention, comma separated, or none (default 1,3).") var globalBlocks: String?
     @Option(help: "--vit custom: patch size (default 16).") var patchSize: Int?
 
     @Option(help: "Input size S (a multiple of 16); default 448, or what a delta file records.")
@@ -28,8 +28,9 @@ struct ModelOptions: ParsableArguments {
         let config: SAMConfig
         if vit.lowercased() == "custom" {
             // A small SAM-shaped backbone (random init): for demos and tests without SAM weights.
-            let globals = try globalBlocks.map { list in
-                try list.split(separator: ",", omittingEmptySubsequences: false).map { item in
+            // "none" (or empty, as a resumed run's config rebuilds it): windowed attention in every block.
+            let globals = try globalBlocks.map { list -> [Int] in
+                list.isEmpty || list.lowercased() == "none" ? [] : try list.split(separator: ",", omittingEmptySubsequences: false).map { item in
                     guard let i = Int(item.trimmingCharacters(in: .whitespaces)) else {
                         throw ValidationError("--global-blocks takes block indices, comma separated (got '\(list)')")
                     }
@@ -98,7 +99,9 @@ struct PEFTOptions: ParsableArguments {
     var adapterScale: Double?
 
     /// `base` (from a delta file's description, or the defaults) with the given flags applied on top.
-    func resolve(over base: PEFTConfig = PEFTConfig()) throws -> PEFTConfig {
+    /// `refuseUnused`: a size the delta has no use for is refused (eval, which applies the flags to every
+    /// model, checks that across its models instead).
+    func resolve(over base: PEFTConfig = PEFTConfig(), refuseUnused: Bool = true) throws -> PEFTConfig {
         var c = base
         if let deltaType {
             guard let t = PEFTConfig.DeltaType(rawValue: deltaType.lowercased()) else {
@@ -116,9 +119,9 @@ struct PEFTOptions: ParsableArguments {
         // eval scores the untrained model beside deltas that take the sizes.)
         let given = { (flags: [(String, Bool)]) in flags.filter(\.1).map(\.0).joined(separator: ", ") }
         let lora = given([("--rank", rank != nil), ("--lora-targets", loraTargets != nil)])
-        if !lora.isEmpty && !c.usesLoRA && c.deltaType != .none { throw ValidationError("\(lora) set(s) LoRA, but the delta is \(c.deltaType.rawValue): pass --delta-type lora or both") }
+        if refuseUnused && !lora.isEmpty && !c.usesLoRA && c.deltaType != .none { throw ValidationError("\(lora) set(s) LoRA, but the delta is \(c.deltaType.rawValue): pass --delta-type lora or both") }
         let adapter = given([("--adapter-dim", adapterDim != nil), ("--adapter-scale", adapterScale != nil)])
-        if !adapter.isEmpty && !c.usesAdapter && c.deltaType != .none {
+        if refuseUnused && !adapter.isEmpty && !c.usesAdapter && c.deltaType != .none {
             throw ValidationError("\(adapter) set(s) the adapter, but the delta is \(c.deltaType.rawValue): pass --delta-type adapter or both")
         }
         do { try c.validate() } catch { throw ValidationError("\(error)") }
@@ -140,6 +143,8 @@ struct ModelBuilder {
     var seed: UInt64 = 3407
     /// Official backbones without --sam: random weights (speed measurements only).
     var randomWeights = false
+    /// Whether a PEFT size this model's delta does not use is refused (see PEFTOptions.resolve).
+    var refuseUnusedPEFTSizes = true
 
     /// Meta's checkpoint file of each official backbone.
     static let officialFileNames: [SAMConfig.Backbone: String] = [
@@ -223,7 +228,8 @@ struct ModelBuilder {
             }
             throw ValidationError("--vit b|l|h (or custom, with its sizes) is required" + why)
         }
-        let peftConfig = try peft.resolve(over: description?.peft ?? PEFTConfig(deltaType: delta == nil ? .none : .lora))
+        let peftConfig = try peft.resolve(over: description?.peft ?? PEFTConfig(deltaType: delta == nil ? .none : .lora),
+                                          refuseUnused: refuseUnusedPEFTSizes)
         // The authors' files carry no description: what the keys cannot show is assumed, and said.
         if let delta, let d = description, !DeltaFile.isDescribed(at: delta) {
             var assumed: [String] = []
@@ -266,7 +272,7 @@ struct ModelBuilder {
     /// Everything `build` checks except the SAM weights: the files are there and readable as what they
     /// claim, the flags agree with the delta, and the delta's keys and shapes fit the model (made on the
     /// meta device, which holds no memory). `eval` runs it for every model before evaluating the first.
-    func check() throws -> SAMConfig {
+    func check() throws -> (config: SAMConfig, peft: PEFTConfig) {
         let plan = try plan()
         if let sam = plan.sam, !FileManager.default.fileExists(atPath: sam) { throw TorchError.fileNotFound(path: sam) }
         let net = try ParameterInit.withDevice(.meta) { () throws -> SAMModel in
@@ -275,7 +281,7 @@ struct ModelBuilder {
             return net
         }
         if let tensors = plan.deltaTensors, let delta { try net.checkDelta(tensors, source: delta) }
-        return plan.config
+        return (plan.config, plan.peft)
     }
 
     func build() throws -> SAMModel { try buildReporting().model }

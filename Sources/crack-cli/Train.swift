@@ -160,7 +160,8 @@ struct Train: ParsableCommand {
         check("--embed-dim", model.embedDim, run.embedDim)
         check("--depth", model.depth, run.depth)
         check("--heads", model.heads, run.heads)
-        let blocks = model.globalBlocks?.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.joined(separator: ",")
+        let blocks = model.globalBlocks?.lowercased() == "none" ? ""
+            : model.globalBlocks?.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.joined(separator: ",")
         check("--global-blocks", blocks, run.globalBlocks.map(String.init).joined(separator: ","))
         check("--patch-size", model.patchSize, run.patchSize ?? 16)
         let peftGiven = [peft.deltaType, peft.loraTargets].contains { $0 != nil } || peft.rank != nil || peft.adapterDim != nil

@@ -214,6 +214,8 @@ final class EvalTests: XCTestCase {
         // Specs that would mislabel rows or silently change the run are refused by name.
         for (args, message) in [(["--dataset", "=" + dir + "/a"], "NAME=DIR with a name and a folder (got '=\(dir)/a')"),
                                 (["--dataset", "A=" + dir + "/a", "--dataset", "A=" + dir + "/b"], "--dataset names must differ: 'A' is given twice"),
+                                // A size no model takes (each delta takes those of its kind; the untrained model none).
+                                (["--dataset", "A=" + dir + "/a", "--adapter-dim", "8"], "--adapter-dim sets the adapter, but no model evaluated has an adapter delta"),
                                 (["--dataset", "A=" + dir + "/a:" + dir + "/none.txt"], "no list file \(dir)/none.txt"),
                                 (["--dataset", "A=" + dir + "/a", "--amp", "bf17"], "--amp must be fp16, bf16 or off (got 'bf17')"),
                                 (["--dataset", "..=" + dir + "/a"], "--dataset name '..' would be a path in --save-predictions"),

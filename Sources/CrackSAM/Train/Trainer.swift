@@ -59,7 +59,8 @@ public struct TrainingOptions: Codable, Equatable, Sendable {
         try require((1...TrainingOptions.maxEpochs).contains(epochs), "--epochs must be between 1 and \(TrainingOptions.maxEpochs) (got \(epochs))")
         try require((stopEpoch ?? 1) >= 1, "--stop-epoch must be at least 1 (got \(stopEpoch ?? 0))")
         try require((1...65536).contains(batch), "--batch must be between 1 and 65536 (got \(batch))")
-        try require((1...1024).contains(workers), "--workers must be between 1 and 1024 (got \(workers))")
+        // (0 is not refused here: runs saved with it still resume; the flag asks for at least 1.)
+        try require((0...1024).contains(workers), "--workers must be between 1 and 1024 (got \(workers))")
         try require(lr.isFinite && lr > 0, "--lr must be a positive number (got \(lr))")
         try require(warmup >= 0, "--warmup must be 0 or more (got \(warmup))")
         try require(polyPower.isFinite && polyPower >= 0, "--poly-power must be 0 or more (got \(polyPower))")
@@ -278,7 +279,7 @@ public final class Trainer {
         // Every counter is checked before anything is changed on disk.
         let savedStepCount = try int("step"), savedEpoch = try int("epoch", in: 0...options.epochs)
         let savedBatch = try int("batch_in_epoch", in: 0...max(savedBatchCount, 0))
-        let savedBestEpoch = try int("best_epoch", in: 0...savedEpoch), savedSkips = try int("skipped_steps", in: 0...savedStepCount)
+        let savedBestEpoch = try int("best_epoch", in: 0...savedEpoch), savedSkips = try int("skipped_steps")
         let savedBestIoU = Double(contents.metadata["best_iou"] ?? "-1") ?? -1
         guard savedBestIoU == -1 || (0...1).contains(savedBestIoU) else {
             throw TrainingError.notARun(path: statePath, reason: "best_iou \(savedBestIoU) is neither -1 (none yet) nor in 0…1")
@@ -568,7 +569,9 @@ public final class Trainer {
         }
         // Every step of this call inf/NaN (fewer than the limit that stops a run): nothing was learnt, and
         // "done" would say otherwise.
-        if stepsThisRun > 0, nonFiniteStreak >= min(options.maxNonFiniteSteps, stepsThisRun) {
+        // (A resumed call counts from the run's start: its few last steps NaN after epochs that trained are
+        // not "nothing learnt".)
+        if stepsThisRun > 0, nonFiniteStreak >= min(options.maxNonFiniteSteps, step) {
             try stopForNonFiniteLosses(steps: nonFiniteStreak, atStep: step)
         }
         return .finished
