@@ -195,10 +195,10 @@ struct Eval: ParsableCommand {
                     + "so that masks are read as \(config.numClasses > 1 ? "class indices" : "binary")")
             }
         }
-        if !anyLoRA, let flag = [("--rank", peft.rank != nil), ("--lora-targets", peft.loraTargets != nil)].first(where: \.1)?.0 {
+        if !anyLoRA, let flag = peft.loraSizeFlags.first {
             throw ValidationError("\(flag) sets LoRA, but no model evaluated has a LoRA delta")
         }
-        if !anyAdapter, let flag = [("--adapter-dim", peft.adapterDim != nil), ("--adapter-scale", peft.adapterScale != nil)].first(where: \.1)?.0 {
+        if !anyAdapter, let flag = peft.adapterSizeFlags.first {
             throw ValidationError("\(flag) sets the adapter, but no model evaluated has an adapter delta")
         }
         // Every file read once now (decoding is cheap next to the model): a broken one in the last dataset

@@ -117,16 +117,21 @@ struct PEFTOptions: ParsableArguments {
         if let adapterScale { c.adapterScale = adapterScale }
         // A size the delta has no use for would be ignored without a word. (Not for a model without a delta:
         // eval scores the untrained model beside deltas that take the sizes.)
-        let given = { (flags: [(String, Bool)]) in flags.filter(\.1).map(\.0).joined(separator: ", ") }
-        let lora = given([("--rank", rank != nil), ("--lora-targets", loraTargets != nil)])
-        if refuseUnused && !lora.isEmpty && !c.usesLoRA && c.deltaType != .none { throw ValidationError("\(lora) set(s) LoRA, but the delta is \(c.deltaType.rawValue): pass --delta-type lora or both") }
-        let adapter = given([("--adapter-dim", adapterDim != nil), ("--adapter-scale", adapterScale != nil)])
-        if refuseUnused && !adapter.isEmpty && !c.usesAdapter && c.deltaType != .none {
-            throw ValidationError("\(adapter) set(s) the adapter, but the delta is \(c.deltaType.rawValue): pass --delta-type adapter or both")
+        if refuseUnused && !loraSizeFlags.isEmpty && !c.usesLoRA && c.deltaType != .none {
+            throw ValidationError("\(loraSizeFlags.joined(separator: ", ")) set(s) LoRA, but the delta is \(c.deltaType.rawValue): pass --delta-type lora or both")
+        }
+        if refuseUnused && !adapterSizeFlags.isEmpty && !c.usesAdapter && c.deltaType != .none {
+            throw ValidationError("\(adapterSizeFlags.joined(separator: ", ")) set(s) the adapter, but the delta is \(c.deltaType.rawValue): "
+                + "pass --delta-type adapter or both")
         }
         do { try c.validate() } catch { throw ValidationError("\(error)") }
         return c
     }
+
+    /// The LoRA size flags given (what a delta without LoRA would ignore).
+    var loraSizeFlags: [String] { [("--rank", rank != nil), ("--lora-targets", loraTargets != nil)].filter(\.1).map(\.0) }
+    /// The adapter size flags given (what a delta without adapters would ignore).
+    var adapterSizeFlags: [String] { [("--adapter-dim", adapterDim != nil), ("--adapter-scale", adapterScale != nil)].filter(\.1).map(\.0) }
 }
 
 /// Builds the model a command runs: backbone and delta settings from the flags, else from the delta

@@ -21,6 +21,15 @@ public indirect enum PickleValue {
         return nil
     }
 
+    /// The list or dict this value is (shared by reference), nil for any other kind.
+    var container: PickleContainer? {
+        switch self {
+        case .list(let l): return l
+        case .dict(let d): return d
+        default: return nil
+        }
+    }
+
     public var stringValue: String? {
         if case .string(let s) = self { return s }
         return nil
@@ -53,21 +62,30 @@ public indirect enum PickleValue {
     }
 }
 
+/// Unpickling's bookkeeping on a list or dict (see Unpickler's nesting rules): how deep it nests, and
+/// whether it has been put inside another value (it may not change after that).
+protocol PickleContainer: AnyObject {
+    var depth: Int { get set }
+    var sealed: Bool { get set }
+    /// For messages: "list", with "APPEND to a list"; "dict", with "SETITEM on a dict".
+    static var kind: String { get }
+    static var preposition: String { get }
+}
+
 /// A list with reference semantics: the pickle memo and the stack must see the same mutations.
-public final class PickleList {
+public final class PickleList: PickleContainer {
     public var items: [PickleValue]
-    /// Unpickling's bookkeeping (see Unpickler's nesting rules): how deep the list nests, and whether it
-    /// has been put inside another value (it may not change after that).
     var depth = 1, sealed = false
+    static let kind = "list", preposition = "to"
     public init(_ items: [PickleValue] = []) { self.items = items }
 }
 
 /// An insertion-ordered dict with reference semantics (keys may be any hashable pickle scalar).
-public final class PickleDict {
+public final class PickleDict: PickleContainer {
     public private(set) var entries: [(key: PickleValue, value: PickleValue)] = []
     private var index: [String: Int] = [:]
-    /// Unpickling's bookkeeping, as PickleList's.
     var depth = 1, sealed = false
+    static let kind = "dict", preposition = "on"
 
     public init() {}
 

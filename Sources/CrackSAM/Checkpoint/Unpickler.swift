@@ -107,24 +107,14 @@ struct Unpickler {
     // after: a pickle holding itself (a cycle) or one deepening a value already nested is refused, and
     // every value's depth is known when it is made, checked against maxDepth.
 
-    private func depth(_ e: Entry) -> Int {
-        switch e.value {
-        case .list(let l): return l.depth
-        case .dict(let d): return d.depth
-        default: return e.depth
-        }
-    }
+    private func depth(_ e: Entry) -> Int { e.value.container?.depth ?? e.depth }
 
     /// The depth of a container of `items`, whose lists and dicts are sealed inside it.
     private func nest(_ items: [Entry]) throws -> Int {
         var d = 1
         for item in items {
             d = max(d, depth(item) + 1)
-            switch item.value {
-            case .list(let l): l.sealed = true
-            case .dict(let x): x.sealed = true
-            default: break
-            }
+            item.value.container?.sealed = true
         }
         guard d <= Unpickler.maxDepth else { throw malformed("values nested more than \(Unpickler.maxDepth) levels deep at byte \(pos)") }
         return d
@@ -134,26 +124,13 @@ struct Unpickler {
         stack.append(Entry(value: .tuple(items.map(\.value)), depth: try nest(items)))
     }
 
-    /// The list on top of the stack, which `items` are about to join.
-    private func openList(for items: [Entry], _ op: String) throws -> PickleList {
-        guard case .list(let l)? = stack.last?.value else { throw malformed("\(op) to a non-list") }
-        guard !l.sealed else { throw malformed("\(op) to a list already inside another value at byte \(pos)") }
-        if items.contains(where: { if case .list(let x) = $0.value { return x === l }; return false }) {
-            throw malformed("a list put inside itself at byte \(pos)")
-        }
-        l.depth = max(l.depth, try nest(items))
-        return l
-    }
-
-    /// The dict on top of the stack, which `items` (keys and values) are about to join.
-    private func openDict(for items: [Entry], _ op: String) throws -> PickleDict {
-        guard case .dict(let d)? = stack.last?.value else { throw malformed("\(op) on a non-dict") }
-        guard !d.sealed else { throw malformed("\(op) on a dict already inside another value at byte \(pos)") }
-        if items.contains(where: { if case .dict(let x) = $0.value { return x === d }; return false }) {
-            throw malformed("a dict put inside itself at byte \(pos)")
-        }
-        d.depth = max(d.depth, try nest(items))
-        return d
+    /// The list or dict (`C`) on top of the stack, which `items` are about to join.
+    private func open<C: PickleContainer>(_: C.Type, for items: [Entry], _ op: String) throws -> C {
+        guard let c = stack.last?.value.container as? C else { throw malformed("\(op) \(C.preposition) a non-\(C.kind)") }
+        guard !c.sealed else { throw malformed("\(op) \(C.preposition) a \(C.kind) already inside another value at byte \(pos)") }
+        if items.contains(where: { $0.value.container === c }) { throw malformed("a \(C.kind) put inside itself at byte \(pos)") }
+        c.depth = max(c.depth, try nest(items))
+        return c
     }
 
     private func length(_ v: UInt64) throws -> Int {
@@ -221,27 +198,27 @@ struct Unpickler {
             case 0x6C:  // LIST
                 let items = try popMark()
                 push(.list(PickleList()))
-                try openList(for: items, "LIST").items = items.map(\.value)
+                try open(PickleList.self, for: items, "LIST").items = items.map(\.value)
             case 0x61:  // APPEND
                 let v = try popEntry()
-                try openList(for: [v], "APPEND").items.append(v.value)
+                try open(PickleList.self, for: [v], "APPEND").items.append(v.value)
             case 0x65:  // APPENDS
                 let items = try popMark()
-                try openList(for: items, "APPENDS").items += items.map(\.value)
+                try open(PickleList.self, for: items, "APPENDS").items += items.map(\.value)
             case 0x7D: push(.dict(PickleDict()))  // EMPTY_DICT
             case 0x64:  // DICT
                 let items = try popMark()
                 guard items.count % 2 == 0 else { throw malformed("DICT with an odd number of items") }
                 push(.dict(PickleDict()))
-                let d = try openDict(for: items, "DICT")
+                let d = try open(PickleDict.self, for: items, "DICT")
                 for i in stride(from: 0, to: items.count, by: 2) { d.set(items[i].value, items[i + 1].value) }
             case 0x73:  // SETITEM
                 let v = try popEntry(), k = try popEntry()
-                try openDict(for: [k, v], "SETITEM").set(k.value, v.value)
+                try open(PickleDict.self, for: [k, v], "SETITEM").set(k.value, v.value)
             case 0x75:  // SETITEMS
                 let items = try popMark()
                 guard items.count % 2 == 0 else { throw malformed("SETITEMS with an odd number of items") }
-                let d = try openDict(for: items, "SETITEMS")
+                let d = try open(PickleDict.self, for: items, "SETITEMS")
                 for i in stride(from: 0, to: items.count, by: 2) { d.set(items[i].value, items[i + 1].value) }
             case 0x63:  // GLOBAL "module\nname\n"
                 let module = try line(), name = try line()

@@ -265,7 +265,8 @@ public final class Trainer {
             }
             return v
         }
-        try contents.tensors.requireFinite(source: statePath)
+        // The delta is checked as it loads (checkDelta); the optimizer's and scaler's tensors here.
+        try contents.tensors.filter { !$0.key.hasPrefix("delta.") }.requireFinite(source: statePath)
         var delta = StateDict(), opt = StateDict()
         for (k, t) in contents.tensors {
             if k.hasPrefix("delta.") { delta[String(k.dropFirst(6))] = t }
