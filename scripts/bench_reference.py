@@ -9,10 +9,11 @@ float32, torch.optim.AdamW (lr 4e-4, weight decay 0.01), fp16 autocast with torc
 no autocast, argmax.
 
 Usage: scripts/bench_reference.py train|infer [--vit h] [--batch 8] [--image-size 448] [--steps 20]
-       [--warmup 3] [--device cuda] [--profile-steps N] [--json]
+       [--warmup 3] [--device cuda] [--profile-steps N [--trace FILE]] [--json]
 --profile-steps N runs N more steps under torch.profiler and prints the tables `crack-cli bench
 --profile-steps` prints, computed the same way from the same kind of events (ops by the device time of the
-kernels they launched, kernels by name; ops by self host time on the CPU).
+kernels they launched, kernels by name; ops by self host time on the CPU). --trace writes their Chrome
+trace with input shapes, which scripts/trace-report sums up as it does ours.
 Needs segment_anything importable (scripts/setup puts it in .venv; scripts/gpu-bench carries it).
 """
 import argparse
@@ -66,16 +67,19 @@ class Timer:
         return time.perf_counter() - self.t
 
 
-def profile_events(body, steps, cuda):
-    """Runs body() `steps` times under torch.profiler; returns Kineto's raw events."""
+def profile_events(body, steps, cuda, trace=None):
+    """Runs body() `steps` times under torch.profiler; returns Kineto's raw events. With `trace`, the
+    Chrome trace with each op's input shapes is written there (as `crack-cli bench --trace`)."""
     activities = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if cuda else [])
     if cuda:
         torch.cuda.synchronize()
-    with torch.profiler.profile(activities=activities) as prof:
+    with torch.profiler.profile(activities=activities, record_shapes=trace is not None) as prof:
         for _ in range(steps):
             body()
         if cuda:
             torch.cuda.synchronize()
+    if trace is not None:
+        prof.export_chrome_trace(trace)
     return prof.profiler.kineto_results.events()
 
 
@@ -160,8 +164,11 @@ def main():
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--profile-steps", type=int, default=0)
+    p.add_argument("--trace", help="with --profile-steps: also write the Chrome trace, with input shapes, here")
     p.add_argument("--json", action="store_true")
     a = p.parse_args()
+    if a.trace and a.profile_steps <= 0:
+        p.error("--trace needs --profile-steps N")
     device = torch.device(a.device)
     torch.manual_seed(0)
     name = "small" if a.vit == "small" else "vit_" + a.vit
@@ -232,7 +239,7 @@ def main():
     tables = None
     if a.profile_steps > 0:
         try:  # a profiler that fails is a warning: the timed figures still count
-            text, rows = profile_tables(profile_events(profiled, a.profile_steps, device.type == "cuda"), a.profile_steps,
+            text, rows = profile_tables(profile_events(profiled, a.profile_steps, device.type == "cuda", a.trace), a.profile_steps,
                                         device.type == "cuda", out["ms_per_step"])
             tables = text
             out["profile_steps"] = a.profile_steps

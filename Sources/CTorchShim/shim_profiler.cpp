@@ -17,14 +17,15 @@ struct ct_profile_s {
 
 extern "C" {
 
-ct_error ct_profiler_start(int cuda) {
+ct_error ct_profiler_start(int cuda, int shapes) {
   CT_TRY({
     TORCH_CHECK(!impl::profilerEnabled(), "the profiler is already running");
     std::set<impl::ActivityType> activities{impl::ActivityType::CPU};
     if (cuda != 0) activities.insert(impl::ActivityType::CUDA);
     // KINETO: ops through RecordFunction (this thread and the autograd threads its work hands state to),
-    // device activity through CUPTI. No shapes, stacks or memory events: they cost time and are not read.
-    impl::ProfilerConfig config(impl::ProfilerState::KINETO);
+    // device activity through CUPTI. Input shapes only when asked (a trace that attributes copies to the
+    // tensors they move); no stacks or memory events: they cost time and are not read.
+    impl::ProfilerConfig config(impl::ProfilerState::KINETO, /*report_input_shapes=*/shapes != 0);
     prof::prepareProfiler(config, activities);
     prof::enableProfiler(config, activities);
   })

@@ -22,7 +22,7 @@ struct StepBenchOptions: ParsableArguments {
     @Flag(help: "Capture the training step in a CUDA graph and time its replays (bench train, CUDA).") var cudaGraph = false
     @Option(help: "After the timed steps, run this many more under libtorch's profiler and print where the time goes (ops by self device time and kernels on CUDA, ops by self host time on the CPU).")
     var profileSteps = 0
-    @Option(help: "With --profile-steps: also write the profile's Chrome trace here (open it in Perfetto).") var trace: String?
+    @Option(help: "With --profile-steps: also write the profile's Chrome trace here, with each op's input shapes (open it in Perfetto; scripts/trace-report sums it up).") var trace: String?
     @Flag(help: "Print JSON.") var json = false
 
     func validate() throws {
@@ -101,7 +101,7 @@ struct StepBenchOptions: ParsableArguments {
         guard profileSteps > 0 else { return nil }
         do {
             if case .cuda(let i) = device { try CUDA.synchronize(device: i) }
-            let profile = try Profiler.record(cuda: device != .cpu) {
+            let profile = try Profiler.record(cuda: device != .cpu, shapes: trace != nil) {
                 for _ in 0..<profileSteps { try body() }
                 if case .cuda(let i) = device { try CUDA.synchronize(device: i) }
             }.profile

@@ -100,6 +100,18 @@ final class StepBenchTests: XCTestCase {
         XCTAssertTrue(text.contains("aten::mm") || text.contains("aten::addmm"), text)
         XCTAssertFalse(text.contains("aten::_fused_adamw_"), text)
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/trace.json"))
+
+        // The trace carries the ops' input shapes, which scripts/trace-report turns into traffic per tensor:
+        // here the windowed block crops its one padded 14×14 window back to the (2, 2, 2, 32) tokens.
+        let report = try Oracle.runProcess(Oracle.python, [Oracle.root + "/scripts/trace-report", dir + "/trace.json", "--steps", "2", "--top", "100"])
+        XCTAssertEqual(report.status, 0, report.output)
+        XCTAssertTrue(report.output.hasPrefix("memory-bound ops read and wrote about"), report.output)
+        XCTAssertTrue(report.output.contains("aten::copy_  (aten::clone < aten::contiguous)  float[2, 2, 2, 32], float[2, 2, 2, 32]"), report.output)
+        try Data(#"{"traceEvents": [{"ph": "X", "cat": "cpu_op", "name": "aten::add", "tid": 1, "ts": 0, "dur": 1, "args": {}}]}"#.utf8)
+            .write(to: URL(fileURLWithPath: dir + "/bare.json"))
+        let bare = try Oracle.runProcess(Oracle.python, [Oracle.root + "/scripts/trace-report", dir + "/bare.json"])
+        XCTAssertNotEqual(bare.status, 0)
+        XCTAssertTrue(bare.output.contains("has no input shapes"), bare.output)
         let refused = try crackCLI(["bench", "infer", "--trace", dir + "/t.json"] + tiny.dropLast(2), expectSuccess: false)
         XCTAssertTrue(refused.contains("--trace needs --profile-steps"), refused)
     }

@@ -300,7 +300,8 @@ typedef struct {
   int64_t start_ns, duration_ns;
   uint64_t correlation, linked_correlation;
 } ct_profile_event;
-ct_error ct_profiler_start(int cuda);
+/* shapes != 0: each op's input sizes, strides and dtypes go into the trace too (they cost host time). */
+ct_error ct_profiler_start(int cuda, int shapes);
 ct_error ct_profiler_stop(ct_profile *out);
 int64_t ct_profile_event_count(ct_profile p);
 void ct_profile_event_at(ct_profile p, int64_t i, ct_profile_event *out);

@@ -6,9 +6,10 @@ import Foundation
 /// goes when it misses a speed target; `bench train|infer --profile-steps N` prints the tables.
 public enum Profiler {
     /// Runs `body` under the profiler. With `cuda`, the device's kernels and copies are recorded too;
-    /// the caller makes sure the work has finished (synchronises) before `body` returns.
-    public static func record<R>(cuda: Bool, _ body: () throws -> R) throws -> (result: R, profile: Profile) {
-        try check(ct_profiler_start(cuda ? 1 : 0))
+    /// the caller makes sure the work has finished (synchronises) before `body` returns. With `shapes`,
+    /// each op's input sizes and dtypes go into the saved trace (`scripts/trace-report` reads them).
+    public static func record<R>(cuda: Bool, shapes: Bool = false, _ body: () throws -> R) throws -> (result: R, profile: Profile) {
+        try check(ct_profiler_start(cuda ? 1 : 0, shapes ? 1 : 0))
         let result: R
         do { result = try body() } catch {
             var p: ct_profile? = nil
