@@ -234,7 +234,8 @@ final class TrainerTests: XCTestCase {
         try Torch.withNoGrad { try m.maskDecoder.maskTokens.weight.tensor.fill_(.infinity) }
         XCTAssertThrowsError(try trainer.run()) { error in
             // Step 3 ends the epoch, where weights that are not finite stop the run (no epoch delta from them).
-            XCTAssertEqual(error as? TrainingError, .nonFiniteWeights(steps: 1, atStep: 3, checkpoint: dir + "/state.safetensors", savedStep: 2))
+            XCTAssertEqual(error as? TrainingError, .nonFiniteWeights(steps: 1, atStep: 3, checkpoint: dir + "/state.safetensors", savedStep: 2,
+                                                                  tensor: "mask_decoder.mask_tokens.weight"))
             XCTAssertTrue("\(error)".contains("it holds step 2"), "\(error)")
         }
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: dir + "/state.safetensors")), good)
@@ -246,10 +247,34 @@ final class TrainerTests: XCTestCase {
         o2.maxNonFiniteSteps = 2
         let t2 = try Trainer(model: m2, train: data, validation: nil, options: o2, runDirectory: fresh, log: { _ in })
         XCTAssertThrowsError(try t2.run()) { error in
-            XCTAssertEqual(error as? TrainingError, .nonFiniteWeights(steps: 2, atStep: 2, checkpoint: fresh + "/state.safetensors", savedStep: nil))
+            XCTAssertEqual(error as? TrainingError, .nonFiniteWeights(steps: 2, atStep: 2, checkpoint: fresh + "/state.safetensors", savedStep: nil,
+                                                                  tensor: "mask_decoder.mask_tokens.weight"))
             XCTAssertTrue("\(error)".contains("No resumable state had been saved yet"), "\(error)")
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: fresh + "/state.safetensors"))
+    }
+
+    /// A moment that overflows while its weight stays finite (exp_avg_sq inf makes that weight's updates 0
+    /// from then on) stops the run as a diverged weight does, naming it: such a state was written before,
+    /// and --resume then refused it, so the run could only start over.
+    func testANonFiniteOptimizerMomentStopsTheRunLikeAWeight() throws {
+        let data = try dataset()
+        let dir = try Oracle.scratch("moments")
+        let m = try model()
+        let trainer = try Trainer(model: m, train: data, validation: nil, options: options(maxSteps: 2), runDirectory: dir, log: { _ in })
+        XCTAssertEqual(try trainer.run(), .interrupted(step: 2))
+        let good = try Data(contentsOf: URL(fileURLWithPath: dir + "/state.safetensors"))
+        let (key, weight) = try XCTUnwrap(m.trainableParameters().first { $0.key == "mask_decoder.iou_prediction_head.layers.0.weight" })
+        let i = try XCTUnwrap(trainer.stepper.optimizer.parameters.firstIndex { $0 === weight })
+        try Torch.withNoGrad { try trainer.stepper.optimizer.expAvgSq[i].fill_(.infinity) }
+        XCTAssertThrowsError(try trainer.run()) { error in
+            XCTAssertEqual(error as? TrainingError, .nonFiniteWeights(steps: 0, atStep: 3, checkpoint: dir + "/state.safetensors", savedStep: 2,
+                                                                      tensor: "the optimizer's exp_avg_sq of \(key)"))
+            XCTAssertTrue("\(error)".hasPrefix("at step 3, the optimizer's exp_avg_sq of \(key) is no longer finite"), "\(error)")
+        }
+        XCTAssertEqual(try weight.tensor.isFinite().to(dtype: .float32).amin().item(), 1)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: dir + "/state.safetensors")), good)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/epoch_1.pth"))
     }
 
     /// Reading the loss back every 4 steps (no host synchronisation inside a step) trains exactly like

@@ -79,14 +79,15 @@ public enum TrainingError: Error, Equatable, CustomStringConvertible, LocalizedE
     /// The losses of `steps` steps in a row, up to step `atStep` (metrics.csv's numbering), were inf/NaN;
     /// those steps were skipped and the trainable weights, still finite, were saved to `checkpoint`.
     case nonFiniteLoss(steps: Int, atStep: Int, checkpoint: String)
-    /// The same, but the trainable weights themselves are no longer finite (an update blew them up, e.g.
-    /// a learning rate far too high): `checkpoint` was left as it was, holding step `savedStep`, or
-    /// nothing when none had been saved yet.
-    case nonFiniteWeights(steps: Int, atStep: Int, checkpoint: String, savedStep: Int?)
+    /// The training state itself is no longer finite (an update blew it up, e.g. a learning rate far too
+    /// high): `tensor` names the first such one (a trainable weight, or the optimizer's moment of one).
+    /// `checkpoint` was left as it was, holding step `savedStep`, or nothing when none had been saved yet.
+    /// `steps`: the inf/NaN losses in a row before it (0 when the losses were finite).
+    case nonFiniteWeights(steps: Int, atStep: Int, checkpoint: String, savedStep: Int?, tensor: String)
     /// A batch could not be made (an image or mask that changed or broke on disk during the run): the
     /// state after step `atStep` was saved to `checkpoint` first, so the run resumes once it is mended.
     /// With several ranks, the rank whose file broke throws this, and every rank stops at the same step.
-    /// `diverged`: the trainable weights were no longer finite, so nothing was saved (it says what
+    /// `diverged`: the training state was no longer finite, so nothing was saved (it says what
     /// `checkpoint` holds instead).
     case batchFailed(reason: String, atStep: Int, checkpoint: String, diverged: String? = nil)
     /// The same, seen from the other ranks: `rank` (nil when several did) could not make its batch, and
@@ -101,9 +102,9 @@ public enum TrainingError: Error, Equatable, CustomStringConvertible, LocalizedE
         case .nonFiniteLoss(let n, let step, let ckpt):
             return "the loss was inf/NaN for \(n) steps in a row (up to step \(step)); stopped. Those steps were skipped: "
                 + "the last good weights are in \(ckpt)"
-        case .nonFiniteWeights(let n, let step, let ckpt, let saved):
-            return "the loss was inf/NaN for \(n) steps in a row (up to step \(step)) and the trainable weights are no longer "
-                + "finite (an update diverged: is the learning rate too high?); stopped. "
+        case .nonFiniteWeights(let n, let step, let ckpt, let saved, let tensor):
+            let what = "\(tensor) is no longer finite (an update diverged: is the learning rate too high?); stopped. "
+            return (n > 0 ? "the loss was inf/NaN for \(n) steps in a row (up to step \(step)) and " : "at step \(step), ") + what
                 + (saved.map { "\(ckpt) was left as it was: it holds step \($0), the last state saved" }
                     ?? "No resumable state had been saved yet")
         case .batchFailed(let reason, let step, let ckpt, let diverged):
@@ -118,7 +119,7 @@ public enum TrainingError: Error, Equatable, CustomStringConvertible, LocalizedE
 
     /// Where a stopped run's state is, and what to do: `diverged` when nothing could be saved.
     static func saved(_ step: Int, _ checkpoint: String, _ diverged: String?, _ then: String) -> String {
-        if let diverged { return "The trainable weights are not finite after step \(step) (an update diverged), so \(diverged)" }
+        if let diverged { return "After step \(step), \(diverged)" }
         return "The state after step \(step) is saved in \(checkpoint): \(then)"
     }
 }
@@ -215,13 +216,14 @@ public final class Trainer {
 
     // MARK: - Resumable state
 
-    /// Writes state.safetensors, unless the trainable weights are no longer finite: a diverged update
-    /// never replaces the last good state. Returns whether the state (on rank 0) was written.
+    /// Writes state.safetensors, unless what it would hold is no longer finite (the trainable weights, the
+    /// optimizer's moments or the fp16 scale): a diverged update never replaces the last good state, and
+    /// no state is written that --resume would refuse. Returns whether the state (on rank 0) was written.
     @discardableResult
     func saveState() throws -> Bool {
-        // The same weights on every rank, so every rank takes the same branch.
-        guard try trainableWeightsAreFinite() else {
-            log("step \(step): the trainable weights are not finite; \(statePath) " + (savedStep.map { "keeps step \($0)" } ?? "is not written"))
+        // The same weights and moments on every rank, so every rank takes the same branch.
+        if let bad = try nonFiniteState() {
+            log("step \(step): \(bad) is not finite; \(statePath) " + (savedStep.map { "keeps step \($0)" } ?? "is not written"))
             return false
         }
         guard isLeader else { return true }
@@ -241,17 +243,33 @@ public final class Trainer {
         return true
     }
 
-    /// Whether every trainable weight is finite (one read-back for all of them).
-    func trainableWeightsAreFinite() throws -> Bool {
-        let flags = try optimizer.parameters.map { try $0.tensor.detach().isFinite().to(dtype: .float32).amin() }
-        return try Tensor.stack(flags).amin().item() == 1
+    /// The first tensor of the training state that holds NaN or inf, named (a trainable weight by its key,
+    /// a moment by its weight's), or nil when all are finite; one read-back for all of them. A weight can
+    /// stay finite while its moment does not (a gradient past 1.8e19 makes exp_avg_sq inf, and from then on
+    /// the weight's updates are 0): the run would go on learning nothing there, and its state could not be
+    /// resumed. The name is kept in `nonFiniteTensor` for the error that stops the run.
+    func nonFiniteState() throws -> String? {
+        let keys = Dictionary(model.trainableParameters().map { (ObjectIdentifier($0.parameter), $0.key) }, uniquingKeysWith: { a, _ in a })
+        var named: [(String, Tensor)] = []
+        for (i, p) in optimizer.parameters.enumerated() {
+            let key = keys[ObjectIdentifier(p)] ?? "trainable weight \(i)"
+            named.append((key, p.tensor))
+            named.append(("the optimizer's exp_avg of \(key)", optimizer.expAvg[i]))
+            named.append(("the optimizer's exp_avg_sq of \(key)", optimizer.expAvgSq[i]))
+        }
+        if let scaler { named.append(("the fp16 loss scale", scaler.scale)) }
+        let flags = try Tensor.stack(named.map { try $0.1.detach().isFinite().to(dtype: .float32).amin() }).toArray(of: Float.self)
+        nonFiniteTensor = flags.firstIndex { $0 != 1 }.map { named[$0].0 }
+        return nonFiniteTensor
     }
+    /// What nonFiniteState found last.
+    private var nonFiniteTensor: String?
 
     /// Ends a run of `maxNonFiniteSteps` non-finite losses (the last at step `atStep`), saving the state
     /// when the weights are still finite (the NaN steps were skipped).
     private func stopForNonFiniteLosses(steps: Int, atStep: Int) throws -> Never {
         if try saveState() { throw TrainingError.nonFiniteLoss(steps: steps, atStep: atStep, checkpoint: statePath) }
-        throw TrainingError.nonFiniteWeights(steps: steps, atStep: atStep, checkpoint: statePath, savedStep: savedStep)
+        throw TrainingError.nonFiniteWeights(steps: steps, atStep: atStep, checkpoint: statePath, savedStep: savedStep, tensor: nonFiniteTensor ?? "?")
     }
 
     func loadState() throws {
@@ -527,7 +545,8 @@ public final class Trainer {
                 if reachedMax || signalled {
                     try readBack(batches: loader.batchCount)
                     guard try saveState() else {
-                        throw TrainingError.nonFiniteWeights(steps: nonFiniteStreak, atStep: step, checkpoint: statePath, savedStep: savedStep)
+                        throw TrainingError.nonFiniteWeights(steps: nonFiniteStreak, atStep: step, checkpoint: statePath, savedStep: savedStep,
+                                                             tensor: nonFiniteTensor ?? "?")
                     }
                     try writePlots()
                     return signalled ? .stoppedBySignal(step: step) : .interrupted(step: step)
@@ -535,9 +554,9 @@ public final class Trainer {
             }
             // Weights an update blew up (a learning rate far too high) are no epoch's result: no delta, no
             // state is written from them, and the run does not go on as if it had an epoch behind it.
-            guard try trainableWeightsAreFinite() else {
+            if let bad = try nonFiniteState() {
                 try writePlots()
-                throw TrainingError.nonFiniteWeights(steps: nonFiniteStreak, atStep: step, checkpoint: statePath, savedStep: savedStep)
+                throw TrainingError.nonFiniteWeights(steps: nonFiniteStreak, atStep: step, checkpoint: statePath, savedStep: savedStep, tensor: bad)
             }
             epoch += 1
             batchInEpoch = 0
@@ -621,8 +640,9 @@ public final class Trainer {
         // No rank leaves before rank 0 has written the state (a launcher stops the rest when one exits).
         if let parallel { try? parallel.group.barrier() }
         guard saved else {
-            // A diverged update made the weights non-finite: the last state saved stays as it was.
-            let kept = savedStep.map { "\(statePath) was left as it was: it holds step \($0)" } ?? "no resumable state had been saved yet"
+            // A diverged update made the state non-finite: the last state saved stays as it was.
+            let kept = "\(nonFiniteTensor ?? "the training state") is not finite (an update diverged), so "
+                + (savedStep.map { "\(statePath) was left as it was: it holds step \($0)" } ?? "no resumable state had been saved yet")
             if let own { throw TrainingError.batchFailed(reason: "\(own)", atStep: step, checkpoint: statePath, diverged: kept) }
             throw TrainingError.batchFailedOnAnotherRank(rank: otherRank, atStep: step, checkpoint: statePath, diverged: kept)
         }
