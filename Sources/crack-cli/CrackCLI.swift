@@ -15,6 +15,10 @@ struct CrackCLI: ParsableCommand {
     /// against a flag, a delta for another model) is printed as "Error: …" alone: the usage text it would
     /// bring there is the root command's, which says nothing about what went wrong.
     static func main() {
+        // Line by line into a file or a pipe too (C's default there holds output in blocks until exit): a
+        // long eval's or predict's result lines show in its log as each finishes, and lines already said
+        // are not lost when the process is killed.
+        setvbuf(stdout, nil, _IOLBF, 0)
         let command: ParsableCommand
         do {
             try refuseEmptyArguments(Array(CommandLine.arguments.dropFirst()))

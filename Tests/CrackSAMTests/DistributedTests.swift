@@ -367,6 +367,57 @@ final class DistributedTests: XCTestCase {
         print("rank \(reader) read the broken file; both stopped with step \(saved) saved. rank 0 said: \(err[0])rank 1 said: \(err[1])")
     }
 
+    /// Through crack-cli, eval on two ranks: an image broken during the run (after the up-front check)
+    /// stops both. Rank 1, which read it, names it and fails (status 1); rank 0 says which rank could not
+    /// finish, reports and writes the evaluations that finished under the partial names, and exits 3.
+    /// (The test watches rank 0's result lines in its log file as they are printed: into a file they used
+    /// to be held until exit.)
+    func testEvalStopsEveryRankForAnImageBrokenMidRunAndKeepsWhatFinished() throws {
+        let dir = try Oracle.scratch()
+        try makeTestDataset(dir + "/data", count: 60)
+        let port = DistributedEnvironment.freeLocalPort()
+        let model = ["--vit", "custom", "--embed-dim", "32", "--depth", "2", "--heads", "2", "--global-blocks", "1", "--image-size", "32", "--patch-size", "8"]
+        let ranks = try (0..<2).map { rank -> Process in
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("crack-cli")
+            p.arguments = ["eval"] + model + ["--dataset", "D=" + dir + "/data", "--blur-sweep", "1,3,5,7,9,11,13,15", "--json", dir + "/r.json",
+                                              "--dist-timeout", "20"]
+            p.environment = ProcessInfo.processInfo.environment.merging(DistributedEnvironment.localVariables(rank: rank, worldSize: 2, port: port)) { $1 }
+            for s in ["out", "err"] { _ = FileManager.default.createFile(atPath: dir + "/rank\(rank).\(s)", contents: nil) }
+            p.standardOutput = FileHandle(forWritingAtPath: dir + "/rank\(rank).out")
+            p.standardError = FileHandle(forWritingAtPath: dir + "/rank\(rank).err")
+            try p.run()
+            return p
+        }
+        defer { ranks.forEach { kill($0.processIdentifier, SIGKILL) } }
+        let deadline = Date().addingTimeInterval(120)
+        while !((try? String(contentsOfFile: dir + "/rank0.out", encoding: .utf8))?.contains("(clean)") ?? false) {
+            XCTAssertTrue(ranks[0].isRunning && Date() < deadline, "the clean evaluation did not finish")
+            if !ranks[0].isRunning || Date() >= deadline { return }
+            usleep(20_000)
+        }
+        // s9 sorts last of the 60 names: rank 1's last image of each of the 9 passes (shards are strided).
+        let image = dir + "/data/images/s9.png"
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: image))
+        try bytes.prefix(bytes.count / 2).write(to: URL(fileURLWithPath: image))
+        while ranks.contains(where: \.isRunning) && Date() < deadline { usleep(50_000) }
+        ranks.forEach { $0.waitUntilExit() }
+        let out = try String(contentsOfFile: dir + "/rank0.out", encoding: .utf8)
+        let err = try (0..<2).map { try String(contentsOfFile: dir + "/rank\($0).err", encoding: .utf8) }
+        XCTAssertEqual(ranks.map(\.terminationStatus), [3, 1], "\(err)")
+        XCTAssertTrue(err[1].contains(image), err[1])
+        XCTAssertTrue(err[0].hasPrefix("Error: rank 1 could not finish its share of D (") && err[0].hasSuffix(") (its output says why)\n"), err[0])
+        let finished = out.components(separatedBy: "images/s").count - 1
+        XCTAssertTrue((1..<9).contains(finished), out)
+        XCTAssertTrue(out.contains("stopped by an error; the \(finished) evaluation(s) that finished are reported and written:"), out)
+        let partial = try JSONDecoder().decode([EvaluationResult].self, from: Data(contentsOf: URL(fileURLWithPath: dir + "/r.partial.json")))
+        XCTAssertEqual(partial.count, finished)
+        XCTAssertEqual(partial.first?.variant, "clean")
+        XCTAssertEqual(partial.first?.images, 60)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/r.json"), "a partial result is never written as the whole one")
+        XCTAssertEqual(try String(contentsOfFile: dir + "/rank1.out", encoding: .utf8), "", "rank 1 leaves the report to rank 0")
+    }
+
     /// --nproc: a rank that fails fails the launcher, which names it.
     func testLauncherFailsWhenARankFails() throws {
         let dir = try Oracle.scratch()
