@@ -107,6 +107,9 @@ final class MeasureTests: XCTestCase {
             let plan = TilePlan(width: w, height: h, tile: 32, overlap: overlap)
             let sums = plan.weightSums()
             XCTAssertFalse(sums.contains(0), "\(w)×\(h): a pixel no tile covers")
+            // The per-axis sums that run() divides by are the same normaliser.
+            let (columns, rows) = plan.axisWeightSums()
+            XCTAssertEqual(sums, (0..<(w * h)).map { columns[$0 % w] * rows[$0 / w] }, "\(w)×\(h)")
             // The normalised weights of the tiles covering a pixel sum to 1.
             var total = [Double](repeating: 0, count: w * h)
             for o in plan.origins {
