@@ -383,6 +383,7 @@ final class DistributedTests: XCTestCase {
             p.arguments = ["eval"] + model + ["--dataset", "D=" + dir + "/data", "--blur-sweep", "1,3,5,7,9,11,13,15", "--json", dir + "/r.json",
                                               "--dist-timeout", "20"]
             p.environment = ProcessInfo.processInfo.environment.merging(DistributedEnvironment.localVariables(rank: rank, worldSize: 2, port: port)) { $1 }
+            p.currentDirectoryURL = URL(fileURLWithPath: dir)  // the blur plot's default place
             for s in ["out", "err"] { _ = FileManager.default.createFile(atPath: dir + "/rank\(rank).\(s)", contents: nil) }
             p.standardOutput = FileHandle(forWritingAtPath: dir + "/rank\(rank).out")
             p.standardError = FileHandle(forWritingAtPath: dir + "/rank\(rank).err")
@@ -415,6 +416,8 @@ final class DistributedTests: XCTestCase {
         XCTAssertEqual(partial.first?.variant, "clean")
         XCTAssertEqual(partial.first?.images, 60)
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/r.json"), "a partial result is never written as the whole one")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/blur-sweep.partial.png"), out)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/blur-sweep.png"), out)
         XCTAssertEqual(try String(contentsOfFile: dir + "/rank1.out", encoding: .utf8), "", "rank 1 leaves the report to rank 0")
     }
 
