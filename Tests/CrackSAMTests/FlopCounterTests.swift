@@ -109,6 +109,18 @@ final class StepBenchTests: XCTestCase {
         XCTAssertTrue(report.output.contains("aten::copy_  (aten::clone < aten::contiguous)  float[2, 2, 2, 32], float[2, 2, 2, 32]"), report.output)
         try Data(#"{"traceEvents": [{"ph": "X", "cat": "cpu_op", "name": "aten::add", "tid": 1, "ts": 0, "dur": 1, "args": {}}]}"#.utf8)
             .write(to: URL(fileURLWithPath: dir + "/bare.json"))
+        // A CUDA trace ranks by the device time of the kernels each op launched (matched by External id).
+        try Data(#"""
+            {"traceEvents": [
+             {"ph": "X", "cat": "cpu_op", "name": "aten::to", "tid": 1, "ts": 0, "dur": 50, "args": {"External id": 1, "Input Dims": [[8, 1280]], "Input type": ["float"]}},
+             {"ph": "X", "cat": "cpu_op", "name": "aten::copy_", "tid": 1, "ts": 10, "dur": 20, "args": {"External id": 2, "Input Dims": [[8, 1280], [8, 1280]], "Input type": ["c10::BFloat16", "float"]}},
+             {"ph": "X", "cat": "kernel", "name": "elementwise_copy", "tid": 7, "ts": 40, "dur": 300, "args": {"External id": 2}},
+             {"ph": "X", "cat": "kernel", "name": "elementwise_copy", "tid": 7, "ts": 400, "dur": 100, "args": {"External id": 2}}]}
+            """#.utf8).write(to: URL(fileURLWithPath: dir + "/cuda.json"))
+        let cuda = try Oracle.runProcess(Oracle.python, [Oracle.root + "/scripts/trace-report", dir + "/cuda.json", "--steps", "2"])
+        XCTAssertEqual(cuda.status, 0, cuda.output)
+        XCTAssertTrue(cuda.output.hasPrefix("device time of the kernels launched by ops: 0.20 ms/step"), cuda.output)
+        XCTAssertTrue(cuda.output.contains("    0.200     0.5  aten::copy_  (aten::to)  BFloat16[8, 1280], float[8, 1280]"), cuda.output)
         let bare = try Oracle.runProcess(Oracle.python, [Oracle.root + "/scripts/trace-report", dir + "/bare.json"])
         XCTAssertNotEqual(bare.status, 0)
         XCTAssertTrue(bare.output.contains("has no input shapes"), bare.output)
