@@ -94,6 +94,13 @@ struct Predict: ParsableCommand {
         try requireDistinctOutputs([(saveLogits, "--save-logits"), (saveEmbedding, "--save-embedding")].compactMap { p, o in p.map { ($0, o) } })
     }
 
+    /// A size for the CSV and the summary line: in pixels with `pixels`'s fixed decimals; in millimetres
+    /// with 6 significant digits, since a microscope's pixel (down to 1e-6 mm) gives areas of 1e-9 mm²,
+    /// which fixed decimals print as 0.
+    static func shown(_ value: Double, _ unit: String, pixels: String) -> String {
+        String(format: unit == "px" ? pixels : "%.6g", value)
+    }
+
     func run() throws {
         if let threads { Torch.threads = threads }
         // The tensors are written after every image has run: their folders exist first.
@@ -209,8 +216,8 @@ struct Predict: ParsableCommand {
                     try Image(width: image.width, height: image.height, channels: 3, pixels: overlay).write(to: "\(out)/\(stem)_overlay.png")
                     let m = CrackGeometry.measure(mask, width: image.width, height: image.height, image: path, mmPerPixel: mmPerPixel)
                     measurements.append(m)
-                    line += String(format: ", %ld crack(s), length %.1f %@, mean width %.2f %@", m.cracks.count, m.totalLength, m.unit,
-                                   m.meanWidth, m.unit)
+                    line += String(format: ", %ld crack(s), length %@ %@, mean width %@ %@", m.cracks.count,
+                                   Predict.shown(m.totalLength, m.unit, pixels: "%.1f"), m.unit, Predict.shown(m.meanWidth, m.unit, pixels: "%.2f"), m.unit)
                 }
                 print(line)
             }
@@ -224,11 +231,12 @@ struct Predict: ParsableCommand {
             try AtomicFile.write(try encoder.encode(measurements), to: out + "/measurements.json")
             var csv = ["image,crack,unit,area,length,mean_width,max_width,orientation_deg,pixels"]
             for m in measurements {
-                csv.append(String(format: "%@,all,%@,%.4f,%.4f,%.4f,%.4f,,%ld", EvaluationReport.csvField(m.image), m.unit, m.totalArea, m.totalLength, m.meanWidth, m.maxWidth,
-                                  m.cracks.reduce(0) { $0 + $1.pixels }))
+                let sizes = { (values: [Double]) in values.map { Predict.shown($0, m.unit, pixels: "%.4f") }.joined(separator: ",") }
+                csv.append(String(format: "%@,all,%@,%@,,%ld", EvaluationReport.csvField(m.image), m.unit,
+                                  sizes([m.totalArea, m.totalLength, m.meanWidth, m.maxWidth]), m.cracks.reduce(0) { $0 + $1.pixels }))
                 for c in m.cracks {
-                    csv.append(String(format: "%@,%ld,%@,%.4f,%.4f,%.4f,%.4f,%.2f,%ld", EvaluationReport.csvField(m.image), c.id, m.unit, c.area, c.length, c.meanWidth, c.maxWidth,
-                                      c.orientation, c.pixels))
+                    csv.append(String(format: "%@,%ld,%@,%@,%.2f,%ld", EvaluationReport.csvField(m.image), c.id, m.unit,
+                                      sizes([c.area, c.length, c.meanWidth, c.maxWidth]), c.orientation, c.pixels))
                 }
             }
             try AtomicFile.write(Data((csv.joined(separator: "\n") + "\n").utf8), to: out + "/measurements.csv")

@@ -85,6 +85,47 @@ final class MeasureTests: XCTestCase {
         }
     }
 
+    /// Shapes a review found mismeasured: thin diagonals (Zhang–Suen thinning erased a 2-px diagonal run
+    /// from its free end: 2 px long), branchings (the chord along a branch made a cross of 3-px cracks
+    /// 81 px wide, and the length lost 8.5 px per crossing), a thin loop (its two sides, 2 px apart, in one
+    /// window halved its length), and a 45° band whose maximum width came out below its mean.
+    func testThinDiagonalsBranchingsAndLoops() throws {
+        func shape(_ w: Int, _ h: Int, _ inside: (Int, Int) -> Bool) -> [UInt8] {
+            (0..<(w * h)).map { inside($0 % w, $0 / w) ? 1 : 0 }
+        }
+        func crack(_ mask: [UInt8], _ w: Int, _ h: Int, _ what: String) throws -> CrackMeasurement {
+            let m = CrackGeometry.measure(mask, width: w, height: h, image: what)
+            XCTAssertEqual(m.cracks.count, 1, what)
+            let c = try XCTUnwrap(m.cracks.first, what)
+            print(String(format: "%@: length %.2f, mean width %.2f, max width %.2f, orientation %.1f", what, c.length, c.meanWidth, c.maxWidth,
+                         c.orientation))
+            XCTAssertGreaterThanOrEqual(c.maxWidth, c.meanWidth, what)
+            XCTAssertEqual(m.maxWidth, c.maxWidth, what)
+            return c
+        }
+        let diagonal = try crack(shape(70, 70) { x, y in (5..<65).contains(y) && (x == y || x == y + 1) }, 70, 70, "2-px diagonal")
+        XCTAssertEqual(diagonal.length, 60 * 2.0.squareRoot(), accuracy: 0.05 * 60 * 2.0.squareRoot())
+        XCTAssertEqual(diagonal.orientation, 135, accuracy: 2)
+        let bent = try crack(shape(100, 60) { x, y in ((5..<45).contains(x) && (10...11).contains(y)) || ((45..<85).contains(x) && (y == x - 35 || y == x - 34)) },
+                             100, 60, "2-px run, then 2-px diagonal")
+        XCTAssertEqual(bent.length, 40 + 40 * 2.0.squareRoot(), accuracy: 0.05 * (40 + 40 * 2.0.squareRoot()))
+        let cross = try crack(shape(81, 81) { x, y in (39...41).contains(x) || (39...41).contains(y) }, 81, 81, "3-px cross")
+        XCTAssertEqual(cross.maxWidth, 3)
+        XCTAssertEqual(cross.length, 159, accuracy: 0.03 * 159)
+        let tee = try crack(shape(100, 60) { x, y in ((10..<90).contains(x) && (20...22).contains(y)) || ((49...51).contains(x) && (23..<53).contains(y)) },
+                            100, 60, "3-px T")
+        XCTAssertEqual(tee.maxWidth, 3)
+        XCTAssertEqual(tee.length, 80 + 31, accuracy: 0.03 * 111)
+        let thinCross = try crack(shape(81, 81) { x, y in x == 40 || y == 40 }, 81, 81, "1-px cross")
+        XCTAssertEqual(thinCross.maxWidth, 1)
+        XCTAssertEqual(thinCross.length, 161, accuracy: 0.03 * 161)
+        let loop = try crack(shape(80, 12) { x, y in ((5...74).contains(x) && (y == 5 || y == 7)) || ((x == 5 || x == 74) && y == 6) }, 80, 12, "thin loop")
+        XCTAssertEqual(loop.length, 142, accuracy: 0.03 * 142)
+        XCTAssertEqual(loop.meanWidth, 1, accuracy: 0.05)
+        XCTAssertEqual(loop.maxWidth, 1, accuracy: 0.05)
+        _ = try crack(band(width: 140, height: 140, x0: 20, y0: 120, degrees: 45, length: 100, thickness: 2), 140, 140, "45° band 2 px wide")
+    }
+
     func testSeparateCracksAreCountedSeparately() {
         var mask = band(width: 100, height: 100, x0: 5, y0: 20, degrees: 0, length: 80, thickness: 3)
         let second = band(width: 100, height: 100, x0: 5, y0: 70, degrees: 0, length: 40, thickness: 5)

@@ -108,6 +108,18 @@ final class PredictModesTests: XCTestCase {
         let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/out/measurements.json"))) as! [[String: Any]]
         XCTAssertEqual(json.count, 2)
         XCTAssertEqual(json[0]["unit"] as? String, "mm")
+        // A microscope's pixel: the CSV keeps what the JSON holds (areas of 1e-9 mm² printed as 0.0000 before).
+        _ = try crackCLI(["predict"] + tiny + ["--mode", "tile", "--overlap", "8", "--out", dir + "/micro", "--mm-per-pixel", "0.00001", dir + "/photos"])
+        let micro = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/micro/measurements.json"))) as! [[String: Any]]
+        let rows = try String(contentsOfFile: dir + "/micro/measurements.csv", encoding: .utf8).split(separator: "\n").dropFirst()
+            .filter { $0.contains(",all,") }.map { $0.split(separator: ",").map(String.init) }
+        XCTAssertEqual(rows.count, 2)
+        for (row, m) in zip(rows, micro) {
+            let area = try XCTUnwrap(m["total_area"] as? Double), length = try XCTUnwrap(m["total_length"] as? Double)
+            XCTAssertGreaterThan(area, 0, "a crack predicted in \(row)")
+            XCTAssertEqual(try XCTUnwrap(Double(row[3])), area, accuracy: area * 1e-5, "\(row)")
+            XCTAssertEqual(try XCTUnwrap(Double(row[4])), length, accuracy: length * 1e-5, "\(row)")
+        }
         XCTAssertTrue(try crackCLI(["predict"] + tiny + ["--mode", "tile", "--save-logits", dir + "/x.safetensors", dir + "/photos"],
                                    expectSuccess: false).contains("resize mode"))
     }
