@@ -19,6 +19,9 @@ struct CrackCLI: ParsableCommand {
         // long eval's or predict's result lines show in its log as each finishes, and lines already said
         // are not lost when the process is killed.
         setvbuf(stdout, nil, _IOLBF, 0)
+        // stderr too, which C leaves unbuffered: ArgumentParser writes an error byte by byte (a write call
+        // each), and two ranks failing at once printed their errors mixed letter by letter.
+        setvbuf(stderr, nil, _IOLBF, 0)
         let command: ParsableCommand
         do {
             try refuseEmptyArguments(Array(CommandLine.arguments.dropFirst()))

@@ -245,6 +245,8 @@ struct Eval: ParsableCommand {
                 try report(results, stoppedBy: cause, plot: !sweep.isEmpty)
             }
             if anotherRank { throw stopForAnotherRank(error, leader: leader) }
+            // A signal stops every rank: rank 0 says so (once), the others fail quietly.
+            if error is StopRequest.Interrupted && !leader { throw ExitCode.failure }
             throw error
         }
         guard leader else { return }

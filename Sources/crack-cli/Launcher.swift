@@ -70,11 +70,16 @@ enum Launcher {
         signal(SIGTERM, SIG_IGN)
         let term = DispatchSource.makeSignalSource(signal: SIGTERM)
         let running = pids
-        term.setEventHandler { running.forEach { kill($0, SIGTERM) } }
+        let signalled = SignalSeen()
+        term.setEventHandler { signalled.set(); running.forEach { kill($0, SIGTERM) } }
         term.resume()
+        let interrupt = DispatchSource.makeSignalSource(signal: SIGINT)
+        interrupt.setEventHandler { signalled.set() }
+        interrupt.resume()
         var alive = Set(pids)
         // The rank to name: the first that failed for a reason of its own (not stoppedForAnotherRank).
         var failed: (rank: Int, status: Int32)?
+        var statuses: [Int32] = []
         var termAt: Date?, killAt: Date?
         while !alive.isEmpty {
             var status: Int32 = 0
@@ -83,6 +88,7 @@ enum Launcher {
                 alive.remove(pid)
                 // Exit code, or 128 + signal for a rank that was killed (as shells report it).
                 let code: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+                statuses.append(code)
                 if code != 0 {
                     if failed == nil || (failed!.status == stoppedForAnotherRank && code != stoppedForAnotherRank) {
                         failed = (pids.firstIndex(of: pid)!, code)
@@ -101,6 +107,18 @@ enum Launcher {
             if let k = killAt, Date() > k { alive.forEach { kill($0, SIGKILL) } }
             usleep(50_000)
         }
-        if let failed { throw DistributedError.rankFailed(rank: failed.rank, status: failed.status, stopped: killAt != nil) }
+        guard let failed else { return }
+        // Stopped by Ctrl-C or SIGTERM: rank 0 has said so and what it saved; no rank is to blame. A rank
+        // that died of something else meanwhile (a crash, a kill) is still named.
+        if signalled.value && statuses.allSatisfy({ [0, 1, stoppedForAnotherRank].contains($0) }) { throw ExitCode.failure }
+        throw DistributedError.rankFailed(rank: failed.rank, status: failed.status, stopped: killAt != nil)
+    }
+
+    /// Whether the launcher was sent SIGINT or SIGTERM (set on the signal source's queue, read after).
+    final class SignalSeen: @unchecked Sendable {
+        private let lock = NSLock()
+        private var seen = false
+        func set() { lock.lock(); seen = true; lock.unlock() }
+        var value: Bool { lock.lock(); defer { lock.unlock() }; return seen }
     }
 }

@@ -202,6 +202,14 @@ struct Train: ParsableCommand {
         let runDirectory: String
         if let resume {
             runDirectory = resume
+            var isFolder: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: resume, isDirectory: &isFolder) else {
+                throw TrainingError.notARun(path: resume, reason: "no such folder")
+            }
+            guard isFolder.boolValue else {
+                let folder = (resume as NSString).deletingLastPathComponent
+                throw ValidationError("--resume takes the run's folder (\(folder.isEmpty ? "." : folder)), not a file in it (\(resume))")
+            }
             guard let json = FileManager.default.contents(atPath: resume + "/config.json") else {
                 throw TrainingError.notARun(path: resume, reason: "no config.json")
             }
@@ -382,7 +390,8 @@ struct Train: ParsableCommand {
         }
         if tty { FileHandle.standardError.write(Data("\n".utf8)) }
         guard leader else {
-            if case .stoppedBySignal = outcome { throw StopRequest.Interrupted() }
+            // Rank 0 says it stopped and where the state is; the others fail quietly.
+            if case .stoppedBySignal = outcome { throw ExitCode.failure }
             return
         }
         switch outcome {

@@ -106,9 +106,9 @@ func crackCLI(_ args: [String], expectSuccess: Bool = true, file: StaticString =
     return out
 }
 
-/// Runs crack-cli, sends SIGINT (as Ctrl-C) once its output shows `marker`, and returns its exit status
-/// and whole output.
-func interruptedCLI(_ args: [String], after marker: String) throws -> (status: Int32, output: String) {
+/// Runs crack-cli, sends SIGINT (as Ctrl-C; or `signal`) once its output shows `marker`, and returns its
+/// exit status and whole output.
+func interruptedCLI(_ args: [String], after marker: String, signal: Int32 = SIGINT) throws -> (status: Int32, output: String) {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("crack-cli")
     process.arguments = args
@@ -122,7 +122,7 @@ func interruptedCLI(_ args: [String], after marker: String) throws -> (status: I
         if chunk.isEmpty { break }  // it ended first
         output += String(decoding: chunk, as: UTF8.self)
     }
-    process.interrupt()
+    kill(process.processIdentifier, signal)
     output += String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
     process.waitUntilExit()
     return (process.terminationStatus, output)

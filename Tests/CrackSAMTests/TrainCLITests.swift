@@ -89,6 +89,32 @@ final class TrainCLITests: XCTestCase {
         XCTAssertTrue(try crackCLI(["train", "--resume", run, "--max-steps", "1"]).contains("resuming at epoch 1, step 2"))
     }
 
+    /// --resume of a run whose state.safetensors was removed after it trained is refused (it started over
+    /// from step 1, cutting metrics.csv and val.csv and rewriting best.pth); one killed before its first
+    /// checkpoint still starts from its first step. --resume names a folder that is not there, and a
+    /// file given for the run's folder.
+    func testAResumeWithoutItsStateNeverRewritesTheRunsHistory() throws {
+        let dir = try Oracle.scratch()
+        try makeTestDataset(dir + "/data", count: 6)
+        let run = dir + "/run"
+        _ = try crackCLI(["train"] + tiny + ["--data", dir + "/data", "--val", dir + "/data", "--out", run, "--epochs", "1"])
+        let metrics = try String(contentsOfFile: run + "/metrics.csv", encoding: .utf8)
+        let best = try Data(contentsOf: URL(fileURLWithPath: run + "/best.pth"))
+        try FileManager.default.removeItem(atPath: run + "/state.safetensors")
+        let out = try crackCLI(["train", "--resume", run], expectSuccess: false)
+        XCTAssertTrue(out.contains("Error: \(run): cannot resume: no state.safetensors, yet the run trained (best.pth, epoch_1.pth; "
+                                   + "1 validation(s) in val.csv): its state was removed"), out)
+        XCTAssertEqual(try String(contentsOfFile: run + "/metrics.csv", encoding: .utf8), metrics)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: run + "/best.pth")), best)
+        // Killed before its first checkpoint: rows of steps never saved, no delta, no validation.
+        for file in ["best.pth", "best.json", "epoch_1.pth", "epoch_1.json", "val.csv"] { try? FileManager.default.removeItem(atPath: run + "/" + file) }
+        XCTAssertTrue(try crackCLI(["train", "--resume", run, "--max-steps", "1"]).contains("was stopped before its first checkpoint"))
+        XCTAssertTrue(try crackCLI(["train", "--resume", run + "/config.json"], expectSuccess: false)
+            .contains("Error: --resume takes the run's folder (\(run)), not a file in it (\(run)/config.json)"))
+        XCTAssertTrue(try crackCLI(["train", "--resume", dir + "/nowhere"], expectSuccess: false)
+            .contains("Error: \(dir)/nowhere: cannot resume: no such folder"))
+    }
+
     /// A run that learnt nothing does not end "done": weights an update blew up write no epoch delta (one
     /// was written with NaN in it), and a short run whose every loss was NaN (fewer steps than the limit
     /// that stops a run) exits non-zero too.

@@ -760,6 +760,19 @@ public final class Trainer {
     /// and the rows it had logged are dropped.
     public func resume() throws {
         guard FileManager.default.fileExists(atPath: statePath) else {
+            // A run that got as far as an epoch's end saved its state there, with the epoch's delta: deltas
+            // or validations without a state mean it was removed, and starting over would rewrite that
+            // run's history (metrics.csv, val.csv, best.pth). Only a run stopped before any of that (killed
+            // before its first checkpoint) starts again from its first step.
+            let files = (try? FileManager.default.contentsOfDirectory(atPath: runDirectory)) ?? []
+            let deltas = files.filter { $0 == "best.pth" || ($0.hasPrefix("epoch_") && $0.hasSuffix(".pth")) }.sorted()
+            let validations = Trainer.readCSV(runDirectory + "/val.csv", x: "epoch", y: "iou").count
+            if !deltas.isEmpty || validations > 0 {
+                let trained = (deltas.isEmpty ? [] : ["\(deltas.joined(separator: ", "))"])
+                    + (validations > 0 ? ["\(validations) validation(s) in val.csv"] : [])
+                throw TrainingError.notARun(path: runDirectory, reason: "no state.safetensors, yet the run trained (\(trained.joined(separator: "; "))): "
+                    + "its state was removed, and starting over would rewrite its history. Put state.safetensors back, or start a new run with --out")
+            }
             try dropRows(of: "metrics.csv", column: "step", after: 0)
             try dropRows(of: "val.csv", column: "epoch", after: 0)
             log("\(runDirectory) was stopped before its first checkpoint: the run starts from its first step")
