@@ -150,6 +150,10 @@ struct ModelBuilder {
     var randomWeights = false
     /// Whether a PEFT size this model's delta does not use is refused (see PEFTOptions.resolve).
     var refuseUnusedPEFTSizes = true
+    /// For a model without a delta or --sam (the untrained one beside custom deltas in eval): the custom
+    /// encoder a delta records (its sizes, input size and the seed its weights were drawn with), so that
+    /// "untrained" is the trained models' encoder with a fresh head, not one drawn from the flags.
+    var encoderOf: DeltaDescription?
 
     /// Meta's checkpoint file of each official backbone.
     static let officialFileNames: [SAMConfig.Backbone: String] = [
@@ -212,12 +216,13 @@ struct ModelBuilder {
             throw ValidationError("\(describedBy) was trained with \(d.numClasses) crack class(es); --num-classes \(model.numClasses) does not fit its head")
         }
         var config: SAMConfig
-        if let c = try model.config(recorded: description?.customBackbone, source: describedBy) {
+        let encoder = delta == nil && sam == nil ? encoderOf : nil
+        if let c = try model.config(recorded: (description ?? encoder)?.customBackbone, source: describedBy) {
             config = c
             if let d = description, d.backbone != "unknown", d.backbone != c.backbone.rawValue {
                 throw ValidationError("\(describedBy!) was trained on \(d.backbone), but --vit \(model.vit!) was given")
             }
-            if model.imageSize == nil, let d = description { config.imageSize = d.imageSize }
+            if model.imageSize == nil, let d = description ?? encoder { config.imageSize = d.imageSize }
             // The delta's classes (1 is also the flag's default).
             if let d = description { config.numClasses = d.numClasses }
         } else if let d = description, let backbone = SAMConfig.Backbone(rawValue: d.backbone), backbone != .custom {
@@ -232,6 +237,11 @@ struct ModelBuilder {
                 why = ""
             }
             throw ValidationError("--vit b|l|h (or custom, with its sizes) is required" + why)
+        }
+        if let e = encoder, let b = e.customBackbone, description == nil {
+            let globals = b.globalBlocks.isEmpty ? "none" : b.globalBlocks.map(String.init).joined(separator: ",")
+            notes.append("untrained: the custom encoder the deltas beside it were trained on (embed \(b.embedDim), depth \(b.depth), heads \(b.heads), "
+                + "global blocks \(globals), patch \(b.patchSize), \(config.imageSize) px, weights drawn with seed \(e.initSeed ?? seed)), with a fresh head")
         }
         let peftConfig = try peft.resolve(over: description?.peft ?? PEFTConfig(deltaType: delta == nil ? .none : .lora),
                                           refuseUnused: refuseUnusedPEFTSizes)
@@ -298,7 +308,7 @@ struct ModelBuilder {
         let config = plan.config
         // Weights drawn from the generator are drawn with the seed the delta was trained with: the same
         // encoder (a delta on another one scores as if untrained).
-        let drawnSeed = plan.sam == nil ? plan.description?.initSeed ?? seed : seed
+        let drawnSeed = plan.sam == nil ? plan.description?.initSeed ?? (delta == nil ? encoderOf?.initSeed : nil) ?? seed : seed
         try Torch.manualSeed(drawnSeed)
         let net = try SAMModel(config: config)
         if plan.sam == nil { net.initSeed = drawnSeed }

@@ -262,6 +262,18 @@ final class TrainCLITests: XCTestCase {
         out = try crackCLI(["eval", "--vit", "custom", "--depth", "3", "--delta", dir + "/run/best.pth", "--dataset", "A=" + dir + "/data"],
                            expectSuccess: false)
         XCTAssertTrue(out.contains("best.pth was trained on a custom backbone with --depth 2, but --depth 3 was given"), out)
+        // The untrained model beside it is that encoder with a fresh head (it was drawn from the flags'
+        // defaults, embed 64 and depth 4 at 448 px, and from seed 3407), --vit or not.
+        for vit in [[], ["--vit", "custom"]] {
+            out = try crackCLI(["eval"] + vit + ["--delta", dir + "/run/best.pth", "--delta", "none", "--dataset", "A=" + dir + "/data"])
+            XCTAssertTrue(out.contains("untrained: the custom encoder the deltas beside it were trained on (embed 32, depth 2, heads 2, global blocks 1, "
+                                       + "patch 16, 64 px, weights drawn with seed 1), with a fresh head"), out)
+            XCTAssertTrue(out.contains("| untrained | A | clean | 8 |"), out)
+        }
+        _ = try crackCLI(["train"] + tiny + ["--image-size", "64", "--data", dir + "/data", "--out", dir + "/run2", "--epochs", "1", "--seed", "2"])
+        out = try crackCLI(["eval", "--delta", dir + "/run/best.pth", "--delta", dir + "/run2/epoch_1.pth", "--delta", "none", "--dataset", "A=" + dir + "/data"],
+                           expectSuccess: false)
+        XCTAssertTrue(out.contains("--delta none: \(dir)/run/best.pth and \(dir)/run2/epoch_1.pth were trained on different custom encoders"), out)
         // A damaged config.json is named, key and all, not dumped as a decoding error.
         let saved = try Data(contentsOf: URL(fileURLWithPath: dir + "/run/config.json"))
         var config = try XCTUnwrap(JSONSerialization.jsonObject(with: saved) as? [String: Any])
