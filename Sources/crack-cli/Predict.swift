@@ -30,7 +30,7 @@ struct Predict: ParsableCommand {
     @Option(help: "Write <name>_mask.png, <name>_overlay.png and measurements.csv/.json into this folder.")
     var out: String?
 
-    @Flag(help: "Replace the results of an earlier predict in --out (its measurements.csv/.json).")
+    @Flag(help: "Replace the results of an earlier predict: its measurements.csv/.json in --out, and the --save-logits/--save-embedding files.")
     var force = false
 
     @Option(help: "Pixel size in millimetres: measurements in mm and mm².")
@@ -68,7 +68,9 @@ struct Predict: ParsableCommand {
             throw ValidationError("--resize is resize mode's resampling; tile mode reads S×S windows at full resolution")
         }
         if mode == "resize" && overlap != nil { throw ValidationError("--overlap is for --mode tile") }
-        if force && out == nil { throw ValidationError("--force replaces an earlier predict's results in --out FOLDER, which is not given") }
+        if force && out == nil && saveLogits == nil && saveEmbedding == nil {
+            throw ValidationError("--force replaces an earlier predict's results in --out FOLDER (or --save-logits/--save-embedding), which is not given")
+        }
         if mmPerPixel != nil && out == nil {
             throw ValidationError("--mm-per-pixel sets the units of the measurements, which are written with --out FOLDER")
         }
@@ -110,6 +112,11 @@ struct Predict: ParsableCommand {
         // fails would leave them empty): refused before the model is built.
         if let out, !force, let earlier = ["measurements.json", "measurements.csv"].first(where: { FileManager.default.fileExists(atPath: out + "/" + $0) }) {
             throw ValidationError("\(out) holds the results of an earlier predict (\(earlier)); pass --force to replace them, or choose another --out")
+        }
+        for (option, path) in [("--save-logits", saveLogits), ("--save-embedding", saveEmbedding)] {
+            if let path, !force, FileManager.default.fileExists(atPath: path) {
+                throw ValidationError("\(option) \(path) exists (an earlier predict's?); pass --force to replace it, or name another file")
+            }
         }
         let resize = self.resize ?? .spline
         let device = Device(device)!

@@ -69,14 +69,14 @@ final class CLITests: XCTestCase {
         // SAMCheckpointTests.) The same logits on every run.
         for run in 0..<2 {
             let said = try cli(["predict", "--vit", "b", "--sam", dir + "/sam.pth", "--save-logits", dir + "/kept\(run).safetensors",
-                                "--save-embedding", dir + "/kept-emb.safetensors", paths[0]])
+                                "--save-embedding", dir + "/kept-emb\(run).safetensors", paths[0]])
             XCTAssertTrue(said.contains("sam.pth: a CrackSAM model (its decoder head has 2 mask tokens): its trained head is loaded"), said)
         }
         let kept0 = try SafeTensors.load(at: dir + "/kept0.safetensors").tensors["logits"]!
         let kept1 = try SafeTensors.load(at: dir + "/kept1.safetensors").tensors["logits"]!
         try assertClose(kept0, kept1, rtol: 0, atol: 0, "the same logits on every run")
         try assertClose(kept0, expected["logits"]!.narrow(dim: 0, start: 0, length: 1), rtol: 1e-4, atol: 1e-4, "the file's own head")
-        let keptEmbedding = try SafeTensors.load(at: dir + "/kept-emb.safetensors").tensors["embedding"]!
+        let keptEmbedding = try SafeTensors.load(at: dir + "/kept-emb1.safetensors").tensors["embedding"]!
         try assertClose(keptEmbedding, embedding.narrow(dim: 0, start: 0, length: 1), rtol: 1e-5, atol: 1e-6, "embedding")
     }
 
@@ -169,7 +169,7 @@ final class CLITests: XCTestCase {
             (["info", "--vit", "b", "--delta-type", "adapter", "--rank", "8"], "--rank set(s) LoRA, but the delta is adapter: pass --delta-type lora or both"),
             (["info", "--vit", "b", "--delta-type", "lora", "--adapter-dim", "8"],
              "--adapter-dim set(s) the adapter, but the delta is lora: pass --delta-type adapter or both"),
-            (["predict"] + tiny + ["--force", "x.png"], "--force replaces an earlier predict's results in --out FOLDER, which is not given"),
+            (["predict"] + tiny + ["--force", "x.png"], "--force replaces an earlier predict's results in --out FOLDER (or --save-logits/--save-embedding), which is not given"),
             (["train"] + tiny + ["--data", "/nowhere", "--out", "/nowhere", "--epochs", "1", "--stop-epoch", "5"],
              "--stop-epoch 5 is past --epochs 1: the run would end at epoch 1"),
             (["bench", "train", "--profile-steps", "1", "--trace", "/tmp"], "--trace /tmp is a folder; name the file to write"),

@@ -147,6 +147,13 @@ final class PredictModesTests: XCTestCase {
         XCTAssertEqual(saved.tensors["logits"]?.shape, [2, 2, 32, 32])
         let names = try JSONSerialization.jsonObject(with: Data(try XCTUnwrap(saved.metadata["images"]).utf8)) as? [String]
         XCTAssertEqual(names, [photos + "/s0.png", photos + "/s2.png"])
+        // The tensors an earlier predict wrote are not replaced without --force (they were, silently).
+        let kept = try Data(contentsOf: URL(fileURLWithPath: dir + "/logits/l.safetensors"))
+        let again = try crackCLI(["predict"] + tiny + ["--save-logits", dir + "/logits/l.safetensors", photos + "/s0.png"], expectSuccess: false)
+        XCTAssertTrue(again.contains("--save-logits \(dir)/logits/l.safetensors exists (an earlier predict's?); pass --force to replace it"), again)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: dir + "/logits/l.safetensors")), kept)
+        _ = try crackCLI(["predict"] + tiny + ["--save-logits", dir + "/logits/l.safetensors", "--force", photos + "/s0.png"])
+        XCTAssertEqual(try SafeTensors.load(at: dir + "/logits/l.safetensors").tensors["logits"]?.shape, [1, 2, 32, 32])
         // Two inputs of one stem would overwrite each other's outputs: refused before any work.
         try Image(width: 8, height: 8, channels: 3, pixels: [UInt8](repeating: 7, count: 192)).write(to: dir + "/s0.jpg")
         let clash = try crackCLI(["predict"] + tiny + ["--out", dir + "/out2", photos + "/s0.png", dir + "/s0.jpg"], expectSuccess: false)
