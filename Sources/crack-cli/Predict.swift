@@ -145,9 +145,10 @@ struct Predict: ParsableCommand {
         }
         guard !images.isEmpty else { throw ValidationError("no PNG, JPEG or BMP files in \(inputs.joined(separator: ", "))") }
         if let out {
-            // <stem>_mask.png and <stem>_overlay.png: two inputs of one stem would overwrite each other's.
+            // <stem>_mask.png and <stem>_overlay.png: two inputs of one stem would overwrite each other's. (A
+            // file of a format that is not read writes nothing: it is reported as skipped.)
             var byStem: [String: String] = [:]
-            for path in images {
+            for path in images where !Image.unreadableImageExtensions.contains((path as NSString).pathExtension.lowercased()) {
                 let stem = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
                 if let other = byStem.updateValue(path, forKey: stem) {
                     throw ValidationError("\(other) and \(path) would both write \(out)/\(stem)_mask.png: predict them into different --out folders")

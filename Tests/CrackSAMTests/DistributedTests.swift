@@ -256,18 +256,34 @@ final class DistributedTests: XCTestCase {
     }
 
     /// Starts rank `rank` of a 2-rank training job with its output in files.
-    func startRank(_ rank: Int, port: Int, dir: String, timeout: Int) throws -> Process {
+    /// Starts rank `rank` of two running crack-cli `arguments` (by default a long training run on dir/data),
+    /// in `dir`, its stdout and stderr in dir/rank<N>.out and .err.
+    func startRank(_ rank: Int, port: Int, dir: String, timeout: Int, arguments: [String]? = nil) throws -> Process {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("crack-cli")
-        p.arguments = ["train"] + tiny + ["--data", dir + "/data", "--out", dir + "/run", "--batch", "2", "--epochs", "100000",
-                                          "--dist-timeout", String(timeout)]
+        p.arguments = (arguments ?? ["train"] + tiny + ["--data", dir + "/data", "--out", dir + "/run", "--batch", "2", "--epochs", "100000"])
+            + ["--dist-timeout", String(timeout)]
         p.environment = ProcessInfo.processInfo.environment.merging(DistributedEnvironment.localVariables(rank: rank, worldSize: 2, port: port)) { $1 }
+        p.currentDirectoryURL = URL(fileURLWithPath: dir)
         _ = FileManager.default.createFile(atPath: dir + "/rank\(rank).out", contents: nil)
         _ = FileManager.default.createFile(atPath: dir + "/rank\(rank).err", contents: nil)
         p.standardOutput = FileHandle(forWritingAtPath: dir + "/rank\(rank).out")
         p.standardError = FileHandle(forWritingAtPath: dir + "/rank\(rank).err")
         try p.run()
         return p
+    }
+
+    /// Waits until rank 0's output (dir/rank0.out) shows `marker`; false, failing the test, when rank 0
+    /// exits first or `deadline` passes.
+    func waitForRankZero(toSay marker: String, in dir: String, ranks: [Process], until deadline: Date, poll: useconds_t = 50_000) -> Bool {
+        while !((try? String(contentsOfFile: dir + "/rank0.out", encoding: .utf8))?.contains(marker) ?? false) {
+            guard ranks[0].isRunning && Date() < deadline else {
+                XCTFail("rank 0 did not say '\(marker)'")
+                return false
+            }
+            usleep(poll)
+        }
+        return true
     }
 
     /// A rank that dies (SIGKILL) or hangs (SIGSTOP) makes the other exit non-zero with a clear error,
@@ -282,12 +298,7 @@ final class DistributedTests: XCTestCase {
             let rank1 = try startRank(1, port: port, dir: dir, timeout: timeout)
             defer { kill(rank1.processIdentifier, SIGKILL); kill(rank0.processIdentifier, SIGKILL) }
             // Wait until training is under way (rank 0 logs step 1).
-            let deadline = Date().addingTimeInterval(60)
-            while !((try? String(contentsOfFile: dir + "/rank0.out", encoding: .utf8))?.contains("step 1/") ?? false) {
-                XCTAssertTrue(rank0.isRunning && Date() < deadline, "training did not start")
-                if !rank0.isRunning || Date() >= deadline { return }
-                usleep(50_000)
-            }
+            guard waitForRankZero(toSay: "step 1/", in: dir, ranks: [rank0, rank1], until: Date().addingTimeInterval(60)) else { return }
             let killed = Date()
             kill(rank1.processIdentifier, signal)
             while rank0.isRunning && Date().timeIntervalSince(killed) < Double(timeout) + 30 { usleep(50_000) }
@@ -337,11 +348,7 @@ final class DistributedTests: XCTestCase {
         let ranks = [try startRank(0, port: port, dir: dir, timeout: 20), try startRank(1, port: port, dir: dir, timeout: 20)]
         defer { ranks.forEach { kill($0.processIdentifier, SIGKILL) } }
         let deadline = Date().addingTimeInterval(60)
-        while !((try? String(contentsOfFile: dir + "/rank0.out", encoding: .utf8))?.contains("step 1/") ?? false) {
-            XCTAssertTrue(ranks[0].isRunning && Date() < deadline, "training did not start")
-            if !ranks[0].isRunning || Date() >= deadline { return }
-            usleep(50_000)
-        }
+        guard waitForRankZero(toSay: "step 1/", in: dir, ranks: ranks, until: deadline) else { return }
         // Read again at the latest in the next epoch, by one rank or the other.
         let image = dir + "/data/images/s5.png"
         let bytes = try Data(contentsOf: URL(fileURLWithPath: image))
@@ -377,26 +384,12 @@ final class DistributedTests: XCTestCase {
         try makeTestDataset(dir + "/data", count: 60)
         let port = DistributedEnvironment.freeLocalPort()
         let model = ["--vit", "custom", "--embed-dim", "32", "--depth", "2", "--heads", "2", "--global-blocks", "1", "--image-size", "32", "--patch-size", "8"]
-        let ranks = try (0..<2).map { rank -> Process in
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("crack-cli")
-            p.arguments = ["eval"] + model + ["--dataset", "D=" + dir + "/data", "--blur-sweep", "1,3,5,7,9,11,13,15", "--json", dir + "/r.json",
-                                              "--dist-timeout", "20"]
-            p.environment = ProcessInfo.processInfo.environment.merging(DistributedEnvironment.localVariables(rank: rank, worldSize: 2, port: port)) { $1 }
-            p.currentDirectoryURL = URL(fileURLWithPath: dir)  // the blur plot's default place
-            for s in ["out", "err"] { _ = FileManager.default.createFile(atPath: dir + "/rank\(rank).\(s)", contents: nil) }
-            p.standardOutput = FileHandle(forWritingAtPath: dir + "/rank\(rank).out")
-            p.standardError = FileHandle(forWritingAtPath: dir + "/rank\(rank).err")
-            try p.run()
-            return p
-        }
+        // (In its folder, where the blur plot goes by default.)
+        let eval = ["eval"] + model + ["--dataset", "D=" + dir + "/data", "--blur-sweep", "1,3,5,7,9,11,13,15", "--json", dir + "/r.json"]
+        let ranks = try (0..<2).map { try startRank($0, port: port, dir: dir, timeout: 20, arguments: eval) }
         defer { ranks.forEach { kill($0.processIdentifier, SIGKILL) } }
         let deadline = Date().addingTimeInterval(120)
-        while !((try? String(contentsOfFile: dir + "/rank0.out", encoding: .utf8))?.contains("(clean)") ?? false) {
-            XCTAssertTrue(ranks[0].isRunning && Date() < deadline, "the clean evaluation did not finish")
-            if !ranks[0].isRunning || Date() >= deadline { return }
-            usleep(20_000)
-        }
+        guard waitForRankZero(toSay: "(clean)", in: dir, ranks: ranks, until: deadline, poll: 20_000) else { return }
         // s9 sorts last of the 60 names: rank 1's last image of each of the 9 passes (shards are strided).
         let image = dir + "/data/images/s9.png"
         let bytes = try Data(contentsOf: URL(fileURLWithPath: image))

@@ -159,5 +159,10 @@ final class PredictModesTests: XCTestCase {
         let clash = try crackCLI(["predict"] + tiny + ["--out", dir + "/out2", photos + "/s0.png", dir + "/s0.jpg"], expectSuccess: false)
         XCTAssertTrue(clash.contains("would both write \(dir)/out2/s0_mask.png"), clash)
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/out2"))
+        // Unless one is of a format that is not read (it writes nothing, and is reported as skipped).
+        try Data([0x49, 0x49, 0x2A, 0]).write(to: URL(fileURLWithPath: dir + "/s0.tif"))
+        let skipped = try crackCLI(["predict"] + tiny + ["--out", dir + "/out3", photos + "/s0.png", dir + "/s0.tif"], expectSuccess: false)
+        XCTAssertTrue(skipped.contains("1 of 2 images could not be read and were skipped: \(dir)/s0.tif"), skipped)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/out3/s0_mask.png"), skipped)
     }
 }
