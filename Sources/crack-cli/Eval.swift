@@ -224,6 +224,21 @@ struct Eval: ParsableCommand {
         // Where the results go exists before hours of evaluation, not after.
         for file in outputFiles { try prepareFolder(for: file.path, file.option) }
         let (variants, sweep) = try degradations()
+        // Masks of an earlier eval in a folder this one writes would mix with its own (one stopped halfway
+        // leaves the earlier masks of the images it did not reach): refused before any work.
+        if let savePredictions {
+            for (name, _) in models {
+                for (datasetName, _) in datasets {
+                    for variant in variants + sweep.map(Optional.some) {
+                        let folder = Eval.predictionFolder(savePredictions, model: name, dataset: datasetName, variant: variant)
+                        if let earlier = (try? FileManager.default.contentsOfDirectory(atPath: folder))?.sorted().first {
+                            throw ValidationError("--save-predictions \(savePredictions): \(folder) holds an earlier eval's masks (\(earlier)), "
+                                + "which this one's would mix with; choose another folder, or remove that one")
+                        }
+                    }
+                }
+            }
+        }
         let ampType = try autocastDType(amp)
         warnIfFloat16OnCPU(ampType, device: dev)
         var results: [EvaluationResult] = []
@@ -239,7 +254,7 @@ struct Eval: ParsableCommand {
                 let evaluator = Evaluator(predictor: SAMPredictor(model: net, device: dev, amp: ampType, resize: resize), name: name, batch: batch, group: group)
                 for (datasetName, ds) in datasets {
                     for variant in variants + sweep.map(Optional.some) {
-                        let save = savePredictions.map { "\($0)/\(name)/\(datasetName)/\(variant?.description.replacingOccurrences(of: ":", with: "") ?? "clean")" }
+                        let save = savePredictions.map { Eval.predictionFolder($0, model: name, dataset: datasetName, variant: variant) }
                         if try StopRequest.agreed(across: group) { throw StopRequest.Interrupted() }
                         let start = DispatchTime.now().uptimeNanoseconds
                         let r = try evaluator.evaluate(ds, name: datasetName, degradation: variant, savePredictions: save)
@@ -271,6 +286,11 @@ struct Eval: ParsableCommand {
     }
 
     /// The model of one --delta (nil: --sam alone: the untrained model, or a model `export` wrote).
+    /// Where --save-predictions puts one evaluation's masks: DIR/<model>/<dataset>/<variant>.
+    static func predictionFolder(_ root: String, model: String, dataset: String, variant: Degradation?) -> String {
+        "\(root)/\(model)/\(dataset)/\(variant?.description.replacingOccurrences(of: ":", with: "") ?? "clean")"
+    }
+
     /// `encoder`: for the untrained model, the custom encoder the deltas beside it record.
     func builder(for file: String?, encoder: DeltaDescription? = nil) -> ModelBuilder {
         var b = ModelBuilder(model: model, peft: peft, sam: sam, delta: file, keepDecoderHead: keepDecoderHead ? true : nil)

@@ -108,6 +108,25 @@ final class EvalTests: XCTestCase {
         XCTAssertTrue(output.contains("partial results → \(dir)/p.partial.json, \(dir)/p.partial.md"), output)
     }
 
+    /// --save-predictions into a folder that holds an earlier eval's masks is refused before any work:
+    /// the two runs' masks would mix (a run stopped halfway left the earlier masks of the images it did
+    /// not reach). Another model, dataset or variant in the same folder is fine.
+    func testSavedPredictionsOfTwoRunsNeverMix() throws {
+        let dir = try Oracle.scratch()
+        try makeTestDataset(dir + "/a", count: 3)
+        let tiny = ["--vit", "custom", "--embed-dim", "32", "--depth", "2", "--heads", "2", "--global-blocks", "1", "--image-size", "32"]
+        _ = try crackCLI(["eval"] + tiny + ["--dataset", "A=" + dir + "/a", "--save-predictions", dir + "/preds"])
+        let first = try FileManager.default.contentsOfDirectory(atPath: dir + "/preds/untrained/A/clean").sorted()
+        XCTAssertEqual(first, ["s0.png", "s1.png", "s2.png"])
+        let again = try crackCLI(["eval"] + tiny + ["--dataset", "A=" + dir + "/a", "--noise", "case1", "--save-predictions", dir + "/preds"],
+                                 expectSuccess: false)
+        XCTAssertTrue(again.contains("Error: --save-predictions \(dir)/preds: \(dir)/preds/untrained/A/clean holds an earlier eval's masks (s0.png)"), again)
+        XCTAssertFalse(again.contains("untrained on A"), again)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/preds/untrained/A/case1"), again)
+        _ = try crackCLI(["eval"] + tiny + ["--dataset", "B=" + dir + "/a", "--save-predictions", dir + "/preds"])
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir + "/preds/untrained").sorted(), ["A", "B"])
+    }
+
     /// --per-image: a row per image and variant whose IoUs average to the reported IoU; a name with a
     /// comma is quoted, so that the columns stay put.
     func testPerImageScoresAverageToTheReportedOnes() throws {
