@@ -285,12 +285,12 @@ struct Eval: ParsableCommand {
         try report(results, stoppedBy: nil, plot: !sweep.isEmpty)
     }
 
-    /// The model of one --delta (nil: --sam alone: the untrained model, or a model `export` wrote).
     /// Where --save-predictions puts one evaluation's masks: DIR/<model>/<dataset>/<variant>.
     static func predictionFolder(_ root: String, model: String, dataset: String, variant: Degradation?) -> String {
         "\(root)/\(model)/\(dataset)/\(variant?.description.replacingOccurrences(of: ":", with: "") ?? "clean")"
     }
 
+    /// The model of one --delta (nil: --sam alone: the untrained model, or a model `export` wrote).
     /// `encoder`: for the untrained model, the custom encoder the deltas beside it record.
     func builder(for file: String?, encoder: DeltaDescription? = nil) -> ModelBuilder {
         var b = ModelBuilder(model: model, peft: peft, sam: sam, delta: file, keepDecoderHead: keepDecoderHead ? true : nil)
