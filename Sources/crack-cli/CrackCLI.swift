@@ -97,6 +97,18 @@ func warnAboutUnusedMasks(_ dataset: CrackDataset) {
     FileHandle.standardError.write(Data("warning: \(dataset.root): \(n) mask(s) have no image of their name and are not used (\(first)\(n > 1 ? ", …" : ""))\n".utf8))
 }
 
+/// A training or validation folder holding split lists (train.txt, val.txt, test.txt, as `synth` and many
+/// public datasets ship them) taken whole: every image of images/ goes in, the other splits' too (test
+/// images trained on, training images validated on). Said, with the flag that takes its split. (eval
+/// takes a zero-shot set whole on purpose, and is not told.)
+func warnAboutUnusedSplits(_ root: String, list: String?, split: String, suggestion: String) {
+    guard list == nil else { return }
+    let lists = ["train.txt", "val.txt", "test.txt"].filter { FileManager.default.fileExists(atPath: root + "/" + $0) }
+    guard lists.contains(split) else { return }
+    FileHandle.standardError.write(Data(("warning: \(root) holds split lists (\(lists.joined(separator: ", "))) and is taken whole, every image "
+        + "of every split; \(suggestion) takes its \(split.dropLast(4)) split\n").utf8))
+}
+
 /// --amp's autocast dtype: nil for off. Anything else is refused rather than run silently in float32.
 func autocastDType(_ amp: String) throws -> DType? {
     guard let a = TrainingOptions.AMP(rawValue: amp) else { throw ValidationError("--amp must be fp16, bf16 or off (got '\(amp)')") }

@@ -315,7 +315,11 @@ struct Train: ParsableCommand {
         // Datasets first: a bad dataset fails before anything is written.
         let trainSet = try CrackDataset(root: runConfig.data, list: runConfig.dataList, classes: runConfig.numClasses)
         let valSet = try runConfig.val.map { try CrackDataset(root: $0, list: runConfig.valList, classes: runConfig.numClasses) }
-        if leader { for ds in [trainSet] + (valSet.map { [$0] } ?? []) { warnAboutUnusedMasks(ds) } }
+        if leader {
+            for ds in [trainSet] + (valSet.map { [$0] } ?? []) { warnAboutUnusedMasks(ds) }
+            warnAboutUnusedSplits(runConfig.data, list: runConfig.dataList, split: "train.txt", suggestion: "--data-list \(runConfig.data)/train.txt")
+            if let val = runConfig.val { warnAboutUnusedSplits(val, list: runConfig.valList, split: "val.txt", suggestion: "--val-list \(val)/val.txt") }
+        }
         // Every file read once now, not when its batch comes: a broken image or a mask of another size ends
         // the run before it starts, not hours in. Each rank reads its share.
         let (rank, ranks) = (group?.rank ?? 0, group?.worldSize ?? 1)

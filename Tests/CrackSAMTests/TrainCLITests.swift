@@ -115,6 +115,20 @@ final class TrainCLITests: XCTestCase {
             .contains("Error: \(dir)/nowhere: cannot resume: no such folder"))
     }
 
+    /// A training or validation folder with split lists, taken whole, is said to be (its test images would
+    /// be trained on without a word); with the lists, nothing is said.
+    func testAFolderWithSplitListsTakenWholeIsSaid() throws {
+        let dir = try Oracle.scratch()
+        _ = try crackCLI(["synth", "--out", dir + "/data", "--count", "10", "--size", "32", "--seed", "4"])
+        let whole = try crackCLI(["train"] + tiny + ["--data", dir + "/data", "--val", dir + "/data", "--out", dir + "/whole", "--max-steps", "1"])
+        XCTAssertTrue(whole.contains("warning: \(dir)/data holds split lists (train.txt, val.txt, test.txt) and is taken whole, every image of every split; "
+                                     + "--data-list \(dir)/data/train.txt takes its train split"), whole)
+        XCTAssertTrue(whole.contains("--val-list \(dir)/data/val.txt takes its val split"), whole)
+        let split = try crackCLI(["train"] + tiny + ["--data", dir + "/data", "--data-list", dir + "/data/train.txt", "--val", dir + "/data",
+                                                     "--val-list", dir + "/data/val.txt", "--out", dir + "/split", "--max-steps", "1"])
+        XCTAssertFalse(split.contains("split lists"), split)
+    }
+
     /// A run that learnt nothing does not end "done": weights an update blew up write no epoch delta (one
     /// was written with NaN in it), and a short run whose every loss was NaN (fewer steps than the limit
     /// that stops a run) exits non-zero too.
