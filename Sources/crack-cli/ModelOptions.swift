@@ -23,7 +23,9 @@ struct ModelOptions: ParsableArguments {
     /// The configuration, or nil when no --vit was given and no custom backbone is recorded. `recorded`:
     /// the custom backbone a delta (`source`) was trained on, whose sizes fill in those not given; a
     /// given size that differs is refused, since the delta fits only the encoder it was trained with.
-    func config(recorded: DeltaDescription.CustomBackbone? = nil, source: String? = nil) throws -> SAMConfig? {
+    /// `recordedImageSize`: the input size the delta was trained at, the default for --image-size (448
+    /// need not be a multiple of a custom patch size).
+    func config(recorded: DeltaDescription.CustomBackbone? = nil, recordedImageSize: Int? = nil, source: String? = nil) throws -> SAMConfig? {
         guard let vit = vit ?? (recorded == nil ? nil : "custom") else { return nil }
         let config: SAMConfig
         if vit.lowercased() == "custom" {
@@ -55,7 +57,7 @@ struct ModelOptions: ParsableArguments {
             }
             var c = SAMConfig(backbone: .custom, embedDim: embedDim ?? recorded?.embedDim ?? 64, depth: depth ?? recorded?.depth ?? 4,
                               heads: heads ?? recorded?.heads ?? 4, globalBlocks: globals ?? recorded?.globalBlocks ?? [1, 3],
-                              imageSize: imageSize ?? 448, numClasses: numClasses)
+                              imageSize: imageSize ?? recordedImageSize ?? 448, numClasses: numClasses)
             c.patchSize = patchSize ?? recorded?.patchSize ?? 16
             config = c
         } else {
@@ -217,7 +219,8 @@ struct ModelBuilder {
         }
         var config: SAMConfig
         let encoder = delta == nil && sam == nil ? encoderOf : nil
-        if let c = try model.config(recorded: (description ?? encoder)?.customBackbone, source: describedBy) {
+        if let c = try model.config(recorded: (description ?? encoder)?.customBackbone, recordedImageSize: (description ?? encoder)?.imageSize,
+                                    source: describedBy) {
             config = c
             if let d = description, d.backbone != "unknown", d.backbone != c.backbone.rawValue {
                 throw ValidationError("\(describedBy!) was trained on \(d.backbone), but --vit \(model.vit!) was given")
@@ -317,14 +320,15 @@ struct ModelBuilder {
             let file = try SAMCheckpointFile.read(at: sam)
             if plan.fullExport {
                 if plan.peft.deltaType != .none { try net.applyPEFT(plan.peft) }
-                let report = try net.loadStateDict(file.stateDict, strict: !nonStrict, source: sam)
+                // Trained at another input size (--image-size differs): resized as Meta's checkpoints are.
+                let report = try net.loadStateDict(net.resizedToInputSize(file.stateDict), strict: !nonStrict, source: sam)
                 if !report.isClean {
                     FileHandle.standardError.write(Data("warning: \(sam) does not fully fit the model:\n\(report)\n".utf8))
                 }
                 return (net, true)
             }
             // A full export without its description: its delta keys would be "unexpected" one by one.
-            if let key = file.stateDict.keys.first(where: { $0.contains(".lora_") || $0.contains(".adapter.") }) {
+            if let key = file.stateDict.keys.first(where: { $0.contains(".lora_") || $0.contains(".lora.") || $0.contains(".adapter.") }) {
                 let where_ = sam.lowercased().hasSuffix(".safetensors") ? "its metadata" : "its sidecar \(sam).json"
                 throw ValidationError("\(sam) holds a delta in its weights (\(key)): a full export whose description (\(where_)) "
                     + "is missing; put it back, or export the model again")

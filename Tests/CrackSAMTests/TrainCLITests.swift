@@ -129,6 +129,30 @@ final class TrainCLITests: XCTestCase {
         XCTAssertFalse(split.contains("split lists"), split)
     }
 
+    /// Found by review: a custom delta whose patch size does not divide 448 is rebuilt without flags (the
+    /// default 448 was checked before its recorded size was put in); a full export runs at another
+    /// --image-size, its pos_embed and global rel_pos resized as a merged export's are; a full export
+    /// with LoRA on o alone is still recognised when its description is lost.
+    func testDeltasAndExportsOfOtherSizes() throws {
+        let dir = try Oracle.scratch()
+        _ = try crackCLI(["synth", "--out", dir + "/data", "--count", "4", "--size", "96", "--seed", "5"])
+        let image = dir + "/data/images/synth_00000.png"
+        let p12 = ["--vit", "custom", "--embed-dim", "32", "--depth", "2", "--heads", "2", "--global-blocks", "1", "--patch-size", "12"]
+        _ = try crackCLI(["train"] + p12 + ["--image-size", "96", "--data", dir + "/data", "--out", dir + "/p12", "--epochs", "1", "--batch", "4"])
+        XCTAssertTrue(try crackCLI(["predict", "--delta", dir + "/p12/epoch_1.pth", image]).contains("crack pixels"))
+        _ = try crackCLI(["train"] + tiny + ["--image-size", "64", "--data", dir + "/data", "--out", dir + "/o", "--epochs", "1", "--batch", "4",
+                                             "--lora-targets", "o"])
+        for merge in [[], ["--merge"]] {
+            let out = dir + "/export\(merge.count).pth"
+            _ = try crackCLI(["export", "--delta", dir + "/o/epoch_1.pth", "--out", out] + merge)
+            XCTAssertTrue(try crackCLI(["predict", "--sam", out, "--image-size", "128", image]).contains("crack pixels"), out)
+        }
+        try FileManager.default.copyItem(atPath: dir + "/export0.pth", toPath: dir + "/bare.pth")
+        let model = ["--vit", "custom", "--embed-dim", "32", "--depth", "2", "--heads", "2", "--global-blocks", "1", "--image-size", "64"]
+        let bare = try crackCLI(["predict"] + model + ["--sam", dir + "/bare.pth", image], expectSuccess: false)
+        XCTAssertTrue(bare.contains("holds a delta in its weights (image_encoder.blocks.") && bare.contains(".attn.proj.lora."), bare)
+    }
+
     /// A run that learnt nothing does not end "done": weights an update blew up write no epoch delta (one
     /// was written with NaN in it), and a short run whose every loss was NaN (fewer steps than the limit
     /// that stops a run) exits non-zero too.

@@ -177,6 +177,14 @@ public enum PyTorchCheckpoint {
 /// is not a regular file (a FIFO, /dev/stdout) is written into, as a shell redirection would: renaming
 /// over either would replace the link or the device node with a plain file.
 public enum AtomicFile {
+    /// fsync of a written file, named by `path` when it fails (a full disk can surface only here).
+    static func syncToDisk(_ file: String, named path: String) throws {
+        let fd = open(file, O_RDONLY)
+        guard fd >= 0 else { throw TorchError.io(path: path, reason: "cannot reopen to sync: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        guard fsync(fd) == 0 else { throw TorchError.io(path: path, reason: "cannot sync to disk: \(String(cString: strerror(errno)))") }
+    }
+
     public static func write(to path: String, _ body: (_ temporaryPath: String) throws -> Void) throws {
         let target: String
         switch resolvingLinks(path) {
@@ -207,9 +215,14 @@ public enum AtomicFile {
         let tmp = dir + "/." + url.lastPathComponent + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         do {
             try body(tmp)
+            // On the disk before it takes the name (libtorch's zip writer never syncs): after a power loss
+            // the name holds the old file or the whole new one, not a truncated one. The folder's entry too.
+            try syncToDisk(tmp, named: path)
             guard rename(tmp, target) == 0 else {
                 throw TorchError.io(path: path, reason: "cannot rename into place: \(String(cString: strerror(errno)))")
             }
+            let folder = open(dir, O_RDONLY | O_DIRECTORY)
+            if folder >= 0 { fsync(folder); close(folder) }
         } catch {
             unlink(tmp)
             if case TorchError.libtorch(let message) = error { throw TorchError.io(path: path, reason: message) }

@@ -38,28 +38,49 @@ public enum SafeTensors {
 
     static func load(at path: String, readingTensors: Bool) throws -> Contents {
         _ = try checkpointHead(path, count: 0)
-        let data: Data
-        do {
-            data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
-        } catch {
-            throw TorchError.io(path: path, reason: "cannot read: \(error.localizedDescription)")
-        }
+        // Read with pread, not mapped: a mapped file that another process truncates while it is read (a
+        // copy or a save over it) ends this process with SIGBUS; read, it is a short read, named below.
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { throw TorchError.io(path: path, reason: "cannot open for reading: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw TorchError.io(path: path, reason: "cannot read: \(String(cString: strerror(errno)))") }
+        let fileSize = Int(info.st_size)
         func bad(_ reason: String) -> TorchError { .malformedCheckpoint(path: path, reason: reason) }
-        guard data.count >= 8 else { throw bad("file is \(data.count) bytes, shorter than the 8-byte header length") }
-        let headerLength = data.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
-        guard headerLength <= UInt64(data.count - 8) else {
-            throw bad("header claims \(headerLength) bytes but the file has only \(data.count - 8) after the length")
+        /// Fills `buffer` from byte `offset`.
+        func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws {
+            var got = 0
+            while got < buffer.count {
+                let n = pread(fd, buffer.baseAddress! + got, buffer.count - got, off_t(offset + got))
+                if n < 0 && errno == EINTR { continue }
+                guard n >= 0 else { throw TorchError.io(path: path, reason: "cannot read: \(String(cString: strerror(errno)))") }
+                guard n > 0 else {
+                    throw bad("the file ends at byte \(offset + got), before the \(buffer.count) bytes from byte \(offset) (was it changed while being read?)")
+                }
+                got += n
+            }
+        }
+        func bytes(_ count: Int, at offset: Int) throws -> Data {
+            var d = Data(count: count)
+            if count > 0 { try d.withUnsafeMutableBytes { try read(into: $0, at: offset) } }
+            return d
+        }
+        guard fileSize >= 8 else { throw bad("file is \(fileSize) bytes, shorter than the 8-byte header length") }
+        let headerLength = try bytes(8, at: 0).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
+        guard headerLength <= UInt64(fileSize - 8) else {
+            throw bad("header claims \(headerLength) bytes but the file has only \(fileSize - 8) after the length")
         }
         guard headerLength <= UInt64(maxHeaderBytes) else { throw bad("header of \(headerLength) bytes exceeds the \(maxHeaderBytes)-byte limit") }
         let headerEnd = 8 + Int(headerLength)
+        let headerBytes = try bytes(Int(headerLength), at: 8)
         let json: Any
         do {
-            json = try JSONSerialization.jsonObject(with: data.subdata(in: 8..<headerEnd))
+            json = try JSONSerialization.jsonObject(with: headerBytes)
         } catch {
             throw bad("header is not valid JSON")
         }
         guard let header = json as? [String: Any] else { throw bad("header is not a JSON object") }
-        let dataSize = data.count - headerEnd
+        let dataSize = fileSize - headerEnd
 
         var metadata: [String: String] = [:]
         if let meta = header["__metadata__"] {
@@ -118,12 +139,13 @@ public enum SafeTensors {
         }
 
         var tensors = StateDict()
-        try data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
-            for entry in sorted {
-                let start = headerEnd + entry.begin
-                let slice = UnsafeRawBufferPointer(rebasing: raw[start..<(headerEnd + entry.end)])
-                tensors[entry.name] = try Tensor(bytes: slice, dtype: entry.dtype, shape: entry.shape)
-            }
+        for entry in sorted {
+            let count = entry.end - entry.begin
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(count, 1), alignment: 64)
+            defer { buffer.deallocate() }
+            let slice = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<count])
+            if count > 0 { try read(into: slice, at: headerEnd + entry.begin) }
+            tensors[entry.name] = try Tensor(bytes: UnsafeRawBufferPointer(slice), dtype: entry.dtype, shape: entry.shape)
         }
         return Contents(tensors: tensors, metadata: metadata)
     }

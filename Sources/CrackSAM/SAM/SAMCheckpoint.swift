@@ -118,7 +118,18 @@ extension SAMModel {
                     sd[key] = value
                 }
             }
-            let grid = config.gridSize
+        }
+        return try loadStateDict(resizedToInputSize(sd), strict: strict, source: path)
+    }
+
+    /// A state dict of this encoder's layout trained at another input size, brought to this model's:
+    /// `pos_embed` resized bilinearly to the token grid, the global blocks' `rel_pos_h/w` to 2·grid − 1
+    /// rows (window blocks' tables are sized by the window and stay). Meta's checkpoints (1024 px) and
+    /// this tool's full exports both go through it.
+    public func resizedToInputSize(_ stateDict: StateDict) throws -> StateDict {
+        var sd = stateDict
+        let grid = config.gridSize
+        try Torch.withNoGrad {
             if let pos = sd["image_encoder.pos_embed"], pos.rank == 4, pos.size(1) != grid || pos.size(2) != grid {
                 sd["image_encoder.pos_embed"] = try pos.permute([0, 3, 1, 2]).interpolate(size: (grid, grid), mode: .bilinear)
                     .permute([0, 2, 3, 1]).contiguous()
@@ -133,6 +144,6 @@ extension SAMModel {
                 }
             }
         }
-        return try loadStateDict(sd, strict: strict, source: path)
+        return sd
     }
 }
