@@ -88,7 +88,7 @@ final class MeasureTests: XCTestCase {
     /// Shapes a review found mismeasured: thin diagonals (Zhang–Suen thinning erased a 2-px diagonal run
     /// from its free end: 2 px long), branchings (the chord along a branch made a cross of 3-px cracks
     /// 81 px wide, and the length lost 8.5 px per crossing), a thin loop (its two sides, 2 px apart, in one
-    /// window halved its length), and a 45° band whose maximum width came out below its mean.
+    /// window cut its length), and a thin diagonal whose maximum width came out below its mean.
     func testThinDiagonalsBranchingsAndLoops() throws {
         func shape(_ w: Int, _ h: Int, _ inside: (Int, Int) -> Bool) -> [UInt8] {
             (0..<(w * h)).map { inside($0 % w, $0 / w) ? 1 : 0 }

@@ -55,7 +55,7 @@ public enum CrackGeometry {
     /// diagonal run away from its free end until two pixels are left: a 2-px crack at 45° measured 2 px
     /// long. Only pixels on the border can go (an interior pixel has n1 = n2 = 4, outside G2), so each
     /// subiteration looks at the border alone, which a removal extends to the pixels it uncovers: the work
-    /// grows with the area, not with area × thickness (a solid 800 × 800 region took 1.45 s).
+    /// grows with the area, not with area × thickness (as it did, scanning the whole image each time).
     public static func skeleton(_ mask: [UInt8], width w: Int, height h: Int) -> [UInt8] {
         var img = mask.map { $0 != 0 ? UInt8(1) : 0 }
         // Neighbours x1…x8 counter-clockwise from east, as bits 0…7 (y grows downwards: north is y − 1).
@@ -222,7 +222,6 @@ public enum CrackGeometry {
         for id in 1...max(count, 1) where count > 0 && areas[id] >= minimumArea {
             // A blob thinning removed entirely: its deepest pixel stands for its centre.
             let points = skelPixels[id].isEmpty ? [deepest[id]] : skelPixels[id]
-            let set = Set(points)
             /// How far the crack reaches from pixel p's centre along the unit direction (dx, dy), to the edge
             /// of its last pixel. Quarter-pixel steps sampled between boundaries (at 1/8, 3/8, …), so that no
             /// sample sits on a pixel edge, where rounding would favour one side; the edge is half a step
@@ -249,7 +248,7 @@ public enum CrackGeometry {
             // The window holds only the skeleton joined to p inside it: another strand passing within 4 px
             // (the two sides of a thin loop) is not p's. Where that skeleton branches (a pixel with three
             // or more skeleton neighbours) or folds back, the extent along one axis no longer measures it
-            // (a cross of 1-px lines lost 8.5 px at its centre, a thin loop half its length): there p counts
+            // (a cross of 1-px lines lost 8.5 px at its centre, a thin loop much of its length): there p counts
             // its links, half of each (1, or √2 diagonally), as a run's pixel counts 1 or √2, and a free end
             // its whole link. Each free end adds what thinning took off the crack's extent beyond it: from the end
             // pixel's own edge (it counts its one pixel) to where the crack ends, straight on along the skeleton.
@@ -318,8 +317,8 @@ public enum CrackGeometry {
                 angle = -axis * 180 / Double.pi
             }
             angle = (angle + 180).truncatingRemainder(dividingBy: 180)  // 0 ≤ angle < 180 (and no −0)
-            // A chord through pixel centres can squeeze between pixels at their corners (1.5 px across a
-            // 45° band whose area per length is 2.1 px): the maximum width is never below the mean.
+            // A chord through pixel centres can squeeze between pixels at their corners (across a thin 45°
+            // band, less than its area per length): the maximum width is never below the mean.
             let meanWidth = Double(areas[id]) / length
             cracks.append(CrackMeasurement(id: cracks.count + 1, area: Double(areas[id]) * scale * scale, length: length * scale,
                                            meanWidth: meanWidth * scale, maxWidth: max(widths.max() ?? 0, meanWidth) * scale,
