@@ -153,6 +153,23 @@ final class TrainCLITests: XCTestCase {
         XCTAssertTrue(bare.contains("holds a delta in its weights (image_encoder.blocks.") && bare.contains(".attn.proj.lora."), bare)
     }
 
+    /// Validation scores as eval does on a set whose images are not S×S (40×30 here, S = 32): val.csv's
+    /// IoU is eval's for the same delta and images (found by review: the training loader's resized images
+    /// and labels scored otherwise, and could pick another epoch for best.pth).
+    func testValidationScoresAsEvalOnImagesOfAnotherSize() throws {
+        let dir = try Oracle.scratch()
+        try makeTestDataset(dir + "/data", count: 6)
+        _ = try crackCLI(["train"] + tiny + ["--data", dir + "/data", "--val", dir + "/data", "--out", dir + "/run", "--epochs", "1", "--lr", "1e-6"])
+        let rows = try String(contentsOfFile: dir + "/run/val.csv", encoding: .utf8).split(separator: "\n")
+        let header = rows[0].split(separator: ","), last = rows[rows.count - 1].split(separator: ",")
+        let validated = try XCTUnwrap(Double(last[try XCTUnwrap(header.firstIndex(of: "iou"))]))
+        _ = try crackCLI(["eval", "--delta", dir + "/run/epoch_1.pth", "--dataset", "V=" + dir + "/data", "--json", dir + "/e.json"])
+        let results = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/e.json"))) as? [[String: Any]])
+        let evaluated = try XCTUnwrap(results.first?["iou"] as? Double)
+        XCTAssertGreaterThan(evaluated, 0.01)
+        XCTAssertEqual(validated, evaluated, accuracy: 1e-6)
+    }
+
     /// A run that learnt nothing does not end "done": weights an update blew up write no epoch delta (one
     /// was written with NaN in it), and a short run whose every loss was NaN (fewer steps than the limit
     /// that stops a run) exits non-zero too.

@@ -668,19 +668,38 @@ public final class Trainer {
     /// on any rank stops every rank at the same step.
     func stopAgreed() throws -> Bool { try StopRequest.agreed(across: parallel?.group) }
 
-    /// Mean per-image Pr, Re, F1, IoU of argmax predictions (REFERENCE "Evaluation"). With data
-    /// parallelism each rank scores every worldSize-th image and the sums are all-reduced.
+    /// Mean per-image Pr, Re, F1, IoU of argmax predictions, scored as `eval` scores (REFERENCE
+    /// "Evaluation"): each image at its own size is brought to S (the authors' spline zoom; an S×S image
+    /// as it is), segmented, its prediction brought back (order 0) and scored against the label at the
+    /// original size. (The training loader's S×S images and labels made val.csv, and the epoch that became
+    /// best.pth, differ from eval's scores on a set of other sizes.) With data parallelism each rank
+    /// scores every worldSize-th image and the sums are all-reduced.
     public func validate(_ dataset: CrackDataset) throws -> SegmentationScores {
         let part = parallel.map { dataset.subset(DataParallel.shard(dataset.count, rank: $0.rank, worldSize: $0.worldSize)) } ?? dataset
-        let loader = BatchLoader(dataset: part, size: model.config.imageSize, batchSize: options.batch, workers: options.workers)
-        defer { loader.stop() }
+        let s = model.config.imageSize
         var all: [SegmentationScores] = []
         var broken: Error?
         try Torch.withInferenceMode {
             do {
-                while let batch = try loader.nextBatch() {
-                    let logits = try stepper.logits(batch.images.to(device: device))
-                    all += try SegmentationScores.perImage(predicted: logits.argmax(dim: 1).to(device: .cpu), truth: batch.labels)
+                for start in stride(from: 0, to: part.count, by: options.batch) {
+                    let indices = Array(start..<min(start + options.batch, part.count))
+                    let items = try concurrentMap(indices.count) { j -> (input: Tensor, size: (Int, Int), label: [UInt8]) in
+                        let (image, label) = try part.loadOriginal(indices[j])
+                        return (try Preprocess.image(image, size: s, resize: .spline), (image.width, image.height), label)
+                    }
+                    let logits = try stepper.logits(Tensor.stack(items.map(\.input)).to(device: device))
+                    let predicted = try logits.argmax(dim: 1).gt(0).to(device: .cpu).to(dtype: .uint8).toArray(of: UInt8.self)
+                    for (j, item) in items.enumerated() {
+                        let mask = ResizeMethod.spline.maskBack(Array(predicted[(j * s * s)..<((j + 1) * s * s)]), from: (s, s), to: item.size)
+                        var (a, b, both) = (0, 0, 0)
+                        for p in 0..<item.label.count {
+                            let (pp, gg) = (mask[p] != 0, item.label[p] != 0)
+                            if pp { a += 1 }
+                            if gg { b += 1 }
+                            if pp && gg { both += 1 }
+                        }
+                        all.append(SegmentationScores(predicted: a, truth: b, intersection: both))
+                    }
                 }
             } catch where parallel != nil {
                 // Not thrown yet: the other ranks wait in the all-reduce below and learn of it there.
