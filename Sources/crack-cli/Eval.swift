@@ -182,28 +182,25 @@ struct Eval: ParsableCommand {
             let stem = URL(fileURLWithPath: sam).deletingPathExtension().lastPathComponent
             models = models.map { $0.file == nil && $0.name == "untrained" ? (stem, nil) : $0 }
         }
-        // "untrained" beside deltas trained on a custom encoder is that encoder (its sizes, input size and
-        // drawn weights) with a fresh head: drawn from the flags' sizes and seed, its row compared another
-        // model. Deltas on different custom encoders have no one untrained model to compare with.
-        var encoder: DeltaDescription?
-        if sam == nil, models.contains(where: { $0.file == nil }) {
-            var first: (file: String, description: DeltaDescription)?
-            for case let (_, file?) in models {
-                let plan = try builder(for: file).plan()
-                guard plan.config.backbone == .custom, plan.sam == nil, let d = plan.description, d.customBackbone != nil else { continue }
-                guard let f = first else { first = (file, d); continue }
-                if d.customBackbone != f.description.customBackbone || d.imageSize != f.description.imageSize || d.initSeed != f.description.initSeed {
-                    throw ValidationError("--delta none: \(f.file) and \(file) were trained on different custom encoders, so no one untrained model "
-                        + "compares with both; evaluate it beside each separately")
-                }
-            }
-            encoder = first?.description
-        }
         // The PEFT sizes apply to every model that takes them (a LoRA and an adapter delta side by side);
         // one that no model takes would be ignored without a word.
         var anyLoRA = false, anyAdapter = false
-        for (name, file) in models {
-            let (config, peftConfig) = try builder(for: file, encoder: encoder).check()
+        // "untrained" beside deltas trained on a custom encoder is that encoder (its sizes, input size and
+        // drawn weights) with a fresh head: drawn from the flags' sizes and seed, its row compared another
+        // model. So the deltas are checked first, and the encoder they record is kept for it; deltas on
+        // different custom encoders have no one untrained model to compare with.
+        var encoder: (file: String, description: DeltaDescription)?
+        let untrained = models.contains { $0.file == nil }
+        for (name, file) in models.filter({ $0.file != nil }) + models.filter({ $0.file == nil }) {
+            let (config, peftConfig, description) = try builder(for: file, encoder: encoder?.description).check()
+            if let file, sam == nil, config.backbone == .custom, let d = description, d.customBackbone != nil {
+                if let e = encoder?.description, untrained,
+                   d.customBackbone != e.customBackbone || d.imageSize != e.imageSize || d.initSeed != e.initSeed {
+                    throw ValidationError("--delta none: \(encoder!.file) and \(file) were trained on different custom encoders, so no one "
+                        + "untrained model compares with both; evaluate it beside each separately")
+                }
+                if encoder == nil { encoder = (file, d) }
+            }
             (anyLoRA, anyAdapter) = (anyLoRA || peftConfig.usesLoRA, anyAdapter || peftConfig.usesAdapter)
             // Masks are read for --num-classes: binary, or class indices. A model of another class count
             // would be scored against labels read the other way.
@@ -246,7 +243,7 @@ struct Eval: ParsableCommand {
         StopRequest.catchSignals()
         do {
             for (given, file) in models {
-                let (net, trainedHead) = try builder(for: file, encoder: encoder).buildReporting()
+                let (net, trainedHead) = try builder(for: file, encoder: encoder?.description).buildReporting()
                 // --sam alone holding a trained model (an export whose description was lost): not "untrained".
                 let name = file == nil && given == "untrained" && trainedHead
                     ? URL(fileURLWithPath: sam!).deletingPathExtension().lastPathComponent : given

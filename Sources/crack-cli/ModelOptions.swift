@@ -290,7 +290,7 @@ struct ModelBuilder {
     /// Everything `build` checks except the SAM weights: the files are there and readable as what they
     /// claim, the flags agree with the delta, and the delta's keys and shapes fit the model (made on the
     /// meta device, which holds no memory). `eval` runs it for every model before evaluating the first.
-    func check() throws -> (config: SAMConfig, peft: PEFTConfig) {
+    func check() throws -> (config: SAMConfig, peft: PEFTConfig, description: DeltaDescription?) {
         let plan = try plan()
         if let sam = plan.sam, !FileManager.default.fileExists(atPath: sam) { throw TorchError.fileNotFound(path: sam) }
         let net = try ParameterInit.withDevice(.meta) { () throws -> SAMModel in
@@ -299,7 +299,7 @@ struct ModelBuilder {
             return net
         }
         if let tensors = plan.deltaTensors, let delta { try net.checkDelta(tensors, source: delta) }
-        return (plan.config, plan.peft)
+        return (plan.config, plan.peft, plan.description)
     }
 
     func build() throws -> SAMModel { try buildReporting().model }

@@ -198,13 +198,12 @@ struct Predict: ParsableCommand {
                     masks.append(try plan.run(image, with: predictor, batch: batch).map { $0 > 0.5 ? 1 : 0 })
                 }
             } else {
-                let batchTensor = try Tensor.stack(originals.map { try Preprocess.image($0, size: s, resize: resize) }).to(device: device)
+                let batchTensor = try SAMPredictor.inputBatch(originals, size: s, resize: resize, device: device)
                 let output = try Torch.withInferenceMode { try net(batchTensor) }
                 if saveLogits != nil { logits.append(try output.logits.to(device: .cpu, dtype: .float32)) }
                 if saveEmbedding != nil { embeddings.append(try output.imageEmbedding.to(device: .cpu, dtype: .float32)) }
-                let pred = try output.logits.argmax(dim: 1).gt(0).to(device: .cpu).to(dtype: .uint8).toArray(of: UInt8.self)
-                for (j, image) in originals.enumerated() {
-                    masks.append(resize.maskBack(Array(pred[(j * s * s)..<((j + 1) * s * s)]), from: (s, s), to: (image.width, image.height)))
+                for (mask, image) in zip(try SAMPredictor.masks(fromLogits: output.logits), originals) {
+                    masks.append(resize.maskBack(mask, from: (s, s), to: (image.width, image.height)))
                 }
             }
             for (j, path) in paths.enumerated() {

@@ -62,11 +62,23 @@ public struct SAMPredictor: MaskPredictor {
 
     public var inputSize: Int { model.config.imageSize }
 
+    /// Images of any size as one input batch (B, 3, S, S) on `device`, each brought to S by `resize`.
+    public static func inputBatch(_ images: [Image], size: Int, resize: ResizeMethod, device: Device) throws -> Tensor {
+        // One image per thread: resampling a large photo (a spline through 12 megapixels) is the slow part.
+        let inputs = try concurrentMap(images.count) { try Preprocess.image(images[$0], size: size, resize: resize) }
+        return try Tensor.stack(inputs).to(device: device)
+    }
+
+    /// 0/1 crack masks (S × S each, row-major; crack = any class but 0) from logits (B, C+1, S, S).
+    public static func masks(fromLogits logits: Tensor) throws -> [[UInt8]] {
+        let (b, s) = (logits.size(0), logits.size(2) * logits.size(3))
+        let flat = try logits.argmax(dim: 1).gt(0).to(device: .cpu).to(dtype: .uint8).toArray(of: UInt8.self)
+        return (0..<b).map { Array(flat[($0 * s)..<(($0 + 1) * s)]) }
+    }
+
     /// Logits (B, C+1, S, S) for images of any size (resized to S×S), in inference mode (under autocast when asked).
     func logits(_ images: [Image]) throws -> Tensor {
-        // One image per thread: resampling a large photo (a spline through 12 megapixels) is the slow part.
-        let inputs = try concurrentMap(images.count) { try Preprocess.image(images[$0], size: inputSize, resize: resize) }
-        let input = try Tensor.stack(inputs).to(device: device)
+        let input = try SAMPredictor.inputBatch(images, size: inputSize, resize: resize, device: device)
         return try Torch.withInferenceMode {
             if let amp { return try Torch.withAutocast(device: device, dtype: amp) { try model(input).logits } }
             return try model(input).logits
@@ -74,11 +86,7 @@ public struct SAMPredictor: MaskPredictor {
     }
 
     public func predict(_ images: [Image]) throws -> [[UInt8]] {
-        let s = inputSize
-        let flat = try Torch.withInferenceMode {
-            try logits(images).argmax(dim: 1).gt(0).to(device: .cpu).to(dtype: .uint8).toArray(of: UInt8.self)
-        }
-        return (0..<images.count).map { Array(flat[($0 * s * s)..<(($0 + 1) * s * s)]) }
+        try Torch.withInferenceMode { try SAMPredictor.masks(fromLogits: logits(images)) }
     }
 }
 
@@ -117,6 +125,19 @@ public final class Evaluator {
         return out
     }
 
+    /// Crack pixels predicted, crack pixels in the label, and both, of one image (masks of one size, 0/1
+    /// or any value for crack).
+    public static func pixelCounts(predicted: [UInt8], truth: [UInt8]) -> (predicted: Int, truth: Int, intersection: Int) {
+        var (a, b, both) = (0, 0, 0)
+        for p in 0..<truth.count {
+            let (pp, gg) = (predicted[p] != 0, truth[p] != 0)
+            if pp { a += 1 }
+            if gg { b += 1 }
+            if pp && gg { both += 1 }
+        }
+        return (a, b, both)
+    }
+
     public func evaluate(_ dataset: CrackDataset, name datasetName: String, degradation: Degradation? = nil,
                          savePredictions: String? = nil) throws -> EvaluationResult {
         let whole = dataset
@@ -143,14 +164,7 @@ public final class Evaluator {
                 let masks = try predictor.predict(items.map(\.0))
                 for (j, (image, label)) in items.enumerated() {
                     let pred = predictor.resize.maskBack(masks[j], from: (s, s), to: (image.width, image.height))
-                    var a = 0, b = 0, inter = 0
-                    for p in 0..<label.count {
-                        let pp = pred[p] != 0, gg = label[p] != 0
-                        if pp { a += 1 }
-                        if gg { b += 1 }
-                        if pp && gg { inter += 1 }
-                    }
-                    counts.append((a, b, inter))
+                    counts.append(Evaluator.pixelCounts(predicted: pred, truth: label))
                     if let savePredictions {
                         try Image(width: image.width, height: image.height, channels: 1, pixels: pred.map { $0 != 0 ? 255 : 0 })
                             .write(to: savePredictions + "/" + dataset.samples[indices[j]].name + ".png")

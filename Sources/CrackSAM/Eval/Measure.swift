@@ -265,13 +265,15 @@ public enum CrackGeometry {
                 let links = skeletonLinks(p)
                 // The skeleton joined to p within the 9 × 9 window around it.
                 var local: [(Double, Double)] = [(0, 0)]
-                var seen: Set<Int> = [p], queue = [p], branched = links.count >= 3
-                while let q = queue.popLast() {
-                    for r in skeletonLinks(q) where !seen.contains(r) && abs(r % w - x) <= 4 && abs(r / w - y) <= 4 {
+                // (Each pixel's links are found once, when it is reached, and kept for its own turn.)
+                var seen: Set<Int> = [p], queue = [links], branched = links.count >= 3
+                while let next = queue.popLast() {
+                    for r in next where !seen.contains(r) && abs(r % w - x) <= 4 && abs(r / w - y) <= 4 {
                         seen.insert(r)
-                        queue.append(r)
+                        let rLinks = skeletonLinks(r)
+                        queue.append(rLinks)
                         local.append((Double(r % w - x), Double(r / w - y)))
-                        if skeletonLinks(r).count >= 3 { branched = true }
+                        if rLinks.count >= 3 { branched = true }
                     }
                 }
                 let count = Double(local.count)

@@ -62,14 +62,15 @@ public struct CrackLoss: Sendable {
     /// rank's pixels (one all-reduce of 1 + 3C numbers). The objective is this rank's share: CE/W plus the
     /// global Dice in which the other ranks' sums enter as constants, so the ranks' gradients, summed,
     /// are exactly the gradient of the global loss. `standIn` (2, this rank's [1, rank] when its batch is a
-    /// stand-in, zeros otherwise) is summed in the same all-reduce into `Value.standIns`.
+    /// stand-in, zeros otherwise; in the loss's dtype, float32 or float64) is summed in the same all-reduce
+    /// into `Value.standIns`.
     public func callAsFunction(logits: Tensor, target: Tensor, group: ProcessGroup, standIn: Tensor? = nil) throws -> Value {
         let w = Double(group.worldSize)
         let ce = try logits.crossEntropy(target: target)
         let sums = try diceSums(logits: logits, target: target)
         let classes = sums.intersect.count
         var parts = [try ce.reshape([1]), sums.intersect, sums.z, sums.y]
-        if let standIn { parts.append(try standIn.to(dtype: ce.dtype)) }
+        if let standIn { parts.append(standIn) }
         let local = try Tensor.cat(parts).detach()
         let total = try local.clone()
         try group.allReduce(total)

@@ -683,22 +683,14 @@ public final class Trainer {
             do {
                 for start in stride(from: 0, to: part.count, by: options.batch) {
                     let indices = Array(start..<min(start + options.batch, part.count))
-                    let items = try concurrentMap(indices.count) { j -> (input: Tensor, size: (Int, Int), label: [UInt8]) in
-                        let (image, label) = try part.loadOriginal(indices[j])
-                        return (try Preprocess.image(image, size: s, resize: .spline), (image.width, image.height), label)
-                    }
-                    let logits = try stepper.logits(Tensor.stack(items.map(\.input)).to(device: device))
-                    let predicted = try logits.argmax(dim: 1).gt(0).to(device: .cpu).to(dtype: .uint8).toArray(of: UInt8.self)
-                    for (j, item) in items.enumerated() {
-                        let mask = ResizeMethod.spline.maskBack(Array(predicted[(j * s * s)..<((j + 1) * s * s)]), from: (s, s), to: item.size)
-                        var (a, b, both) = (0, 0, 0)
-                        for p in 0..<item.label.count {
-                            let (pp, gg) = (mask[p] != 0, item.label[p] != 0)
-                            if pp { a += 1 }
-                            if gg { b += 1 }
-                            if pp && gg { both += 1 }
-                        }
-                        all.append(SegmentationScores(predicted: a, truth: b, intersection: both))
+                    let originals = try concurrentMap(indices.count) { try part.loadOriginal(indices[$0]) }
+                    // The step's own forward (its autocast, float64 for checks), on eval's input and masks.
+                    let input = try SAMPredictor.inputBatch(originals.map(\.0), size: s, resize: .spline, device: device)
+                    let masks = try SAMPredictor.masks(fromLogits: stepper.logits(input))
+                    for (mask, (image, label)) in zip(masks, originals) {
+                        let back = ResizeMethod.spline.maskBack(mask, from: (s, s), to: (image.width, image.height))
+                        let c = Evaluator.pixelCounts(predicted: back, truth: label)
+                        all.append(SegmentationScores(predicted: c.predicted, truth: c.truth, intersection: c.intersection))
                     }
                 }
             } catch where parallel != nil {

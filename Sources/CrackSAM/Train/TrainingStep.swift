@@ -77,7 +77,7 @@ public final class TrainingStep {
         let logits = amp == .off ? try self.logits(images) : try self.logits(images).to(dtype: .float32)
         if let parallel {
             guard standIn else { return try loss(logits: logits, target: labels, group: parallel.group, standIn: noStandIn()) }
-            let flags = try Tensor.cat([Tensor.ones([1], device: device), Tensor.full([1], value: Double(parallel.rank), device: device)])
+            let flags = try Tensor([1, Double(parallel.rank)], shape: [2]).to(device: device, dtype: lossDType)
             var value = try loss(logits: logits, target: labels, group: parallel.group, standIn: flags)
             // NaN gradients whatever the model does with NaN inputs: the step must be skipped everywhere.
             value.objective = try value.objective * Double.nan
@@ -86,10 +86,14 @@ public final class TrainingStep {
         return try loss(logits: logits, target: labels)
     }
 
+    /// The loss's dtype (float32 under autocast too), which the stand-in flags are made in: the loss
+    /// sends them in its own all-reduce with no cast on the way.
+    var lossDType: DType { float64 ? .float64 : .float32 }
+
     /// The stand-in flags of a rank with its own batch, made once (every data-parallel step sends them).
     func noStandIn() throws -> Tensor {
         if let noStandInFlags { return noStandInFlags }
-        let flags = try Tensor.zeros([2], device: device)
+        let flags = try Tensor.zeros([2], dtype: lossDType, device: device)
         noStandInFlags = flags
         return flags
     }
