@@ -8,10 +8,11 @@ struct Export: ParsableCommand {
         discussion: """
             Default: the full state dict (official SAM keys plus the delta under its own keys, e.g.
             image_encoder.blocks.0.attn.adapter.down.weight, ….attn.qkv.lora_q.a.weight) and the config
-            (safetensors metadata or a <file>.json sidecar).
+            (safetensors metadata, or in a .pth a cracksam.json record that torch.load passes over, copied
+            to a <file>.json sidecar).
             --merge: LoRA folded into qkv/proj, a plain SAM state dict with the trained prompt encoder and
-            decoder, loadable by Meta-layout code (LoRA only: adapters cannot be folded); a .pth gets a
-            <file>.json sidecar saying what it is.
+            decoder, loadable by Meta-layout code (LoRA only: adapters cannot be folded); it says what it
+            is in the same way.
             Merged and full exports load back with --sam FILE (their trained decoder head is kept).
             --delta-only: the delta in the authors' format (w_a_000, …, prompt_encoder.*, mask_decoder.*).
             The format follows the extension: .safetensors, otherwise a torch.save .pth.
@@ -43,14 +44,14 @@ struct Export: ParsableCommand {
     }
 
     func run() throws {
-        let sidecar = DeltaFile.sidecarPath(for: out)
+        let sidecar = PyTorchCheckpoint.sidecarPath(for: out)
         let safetensors = out.lowercased().hasSuffix(".safetensors")
         let targets = safetensors ? [out] : [out, sidecar]
         for target in targets { try requireNotAFolder(target, "--out") }
         // --force replaces an earlier export, never the files the export is made from.
         for (input, option) in [(delta, "--delta"), (sam, "--sam")] {
             guard let input else { continue }
-            for source in [input, DeltaFile.sidecarPath(for: input)] where targets.contains(where: { samePath($0, source) }) {
+            for source in [input, PyTorchCheckpoint.sidecarPath(for: input)] where targets.contains(where: { samePath($0, source) }) {
                 throw ValidationError("--out \(out) would write over \(source), which \(option) reads; name another file")
             }
         }
@@ -61,36 +62,31 @@ struct Export: ParsableCommand {
         try prepareFolder(for: out, "--out")
         let net = try ModelBuilder(model: model, peft: peft, sam: sam, delta: delta).build()
         let description = net.deltaDescription
+        func save(_ stateDict: StateDict, _ metadata: [String: String]) throws {
+            if safetensors {
+                try SafeTensors.save(stateDict, metadata: metadata, to: out)
+            } else {
+                try PyTorchCheckpoint.save(stateDict, description: metadata, to: out)
+            }
+        }
         if deltaOnly {
             try net.saveDelta(to: out)
         } else if merge {
             let merged = try net.mergedStateDict()
             // The mark that tells --sam this is a CrackSAM model whose decoder head is to be kept (Meta's
-            // state-dict loaders ignore a sidecar, so the .pth stays a plain SAM state dict).
+            // state-dict loaders read neither the record inside nor the sidecar: the .pth stays a plain SAM state dict).
             // Described as a model with no delta (the delta is folded in), custom backbone sizes included, so
             // --sam FILE needs no model flags.
             var metadata = DeltaDescription(peft: PEFTConfig(deltaType: .none), backbone: description.backbone,
                                             imageSize: description.imageSize, numClasses: description.numClasses,
                                             customBackbone: description.customBackbone).metadata
             metadata["format"] = "sam-merged"
-            if safetensors {
-                try SafeTensors.save(merged, metadata: metadata, to: out)
-            } else {
-                try PyTorchCheckpoint.save(merged, to: out)
-                let json = try JSONSerialization.data(withJSONObject: metadata, options: [.prettyPrinted, .sortedKeys])
-                try AtomicFile.write(to: sidecar) { try json.write(to: URL(fileURLWithPath: $0)) }
-            }
+            try save(merged, metadata)
         } else {
             let full = net.stateDict()
             var metadata = description.metadata
             metadata["format"] = "cracksam-full"
-            if safetensors {
-                try SafeTensors.save(full, metadata: metadata, to: out)
-            } else {
-                try PyTorchCheckpoint.save(full, to: out)
-                let json = try JSONSerialization.data(withJSONObject: metadata, options: [.prettyPrinted, .sortedKeys])
-                try AtomicFile.write(to: sidecar) { try json.write(to: URL(fileURLWithPath: $0)) }
-            }
+            try save(full, metadata)
         }
         print("wrote \(out) (\(deltaOnly ? "delta, authors' format" : merge ? "merged SAM state dict" : "full state dict"); \(description.peft.deltaType.rawValue) on \(description.backbone))")
     }

@@ -254,10 +254,10 @@ struct ModelBuilder {
             if d.peft.usesLoRA && peft.loraTargets == nil { assumed.append("LoRA on q and v (--lora-targets)") }
             if d.peft.usesAdapter && peft.adapterScale == nil { assumed.append("adapter scale 0.2 (--adapter-scale)") }
             if config.backbone == .custom && sam == nil {
-                assumed.append("random custom encoder drawn with seed \(seed) (the seed its training run used, which the sidecar records)")
+                assumed.append("random custom encoder drawn with seed \(seed) (the seed its training run used, which its description records)")
             }
             if !assumed.isEmpty {
-                let missing = delta.lowercased().hasSuffix(".safetensors") ? "none in its metadata" : "no \(DeltaFile.sidecarPath(for: delta))"
+                let missing = delta.lowercased().hasSuffix(".safetensors") ? "none in its metadata" : "none inside it, no \(PyTorchCheckpoint.sidecarPath(for: delta))"
                 notes.append("\(delta) carries no description (\(missing)): read from its keys as a "
                     + "\(d.peft.deltaType.rawValue) delta, assuming the authors' " + assumed.joined(separator: " and ")
                     + "; pass the flag if it was trained otherwise")
@@ -329,7 +329,7 @@ struct ModelBuilder {
             }
             // A full export without its description: its delta keys would be "unexpected" one by one.
             if let key = file.stateDict.keys.first(where: { $0.contains(".lora_") || $0.contains(".lora.") || $0.contains(".adapter.") }) {
-                let where_ = sam.lowercased().hasSuffix(".safetensors") ? "its metadata" : "its sidecar \(sam).json"
+                let where_ = sam.lowercased().hasSuffix(".safetensors") ? "its metadata" : "inside it, or its sidecar \(PyTorchCheckpoint.sidecarPath(for: sam))"
                 throw ValidationError("\(sam) holds a delta in its weights (\(key)): a full export whose description (\(where_)) "
                     + "is missing; put it back, or export the model again")
             }

@@ -226,7 +226,7 @@ final class PEFTTests: XCTestCase {
 
         // predict: no --vit, no delta flags: all read from the authors' file, and what its keys cannot show is said.
         let said = try crackCLI(["predict", "--sam", dir + "/base.pth", "--delta", dir + "/delta.pth", "--save-logits", dir + "/l.safetensors"] + paths)
-        XCTAssertTrue(said.contains("delta.pth carries no description (no \(dir)/delta.pth.json): read from its keys as a lora delta, "
+        XCTAssertTrue(said.contains("delta.pth carries no description (none inside it, no \(dir)/delta.pth.json): read from its keys as a lora delta, "
             + "assuming the authors' LoRA on q and v (--lora-targets)"), said)
         XCTAssertLessThanOrEqual(try relErr(try SafeTensors.load(at: dir + "/l.safetensors").tensors["logits"]!), 1e-5)
 
@@ -268,12 +268,16 @@ final class PEFTTests: XCTestCase {
         XCTAssertTrue(twice.contains("is a full export: it holds its delta already; drop --delta"), twice)
         let folded = try crackCLI(["predict", "--sam", dir + "/merged.pth", "--delta", dir + "/delta.pth", paths[0]], expectSuccess: false)
         XCTAssertTrue(folded.contains("is a merged export: its delta is folded into its weights already; drop --delta"), folded)
-        // A full .pth export whose sidecar was lost is named for what it is.
+        // A full .pth export carries its description inside: its sidecar is a copy, and the file alone loads.
         try crackCLI(["export", "--sam", dir + "/base.pth", "--delta", dir + "/delta.pth", "--out", dir + "/full.pth"])
         try FileManager.default.removeItem(atPath: dir + "/full.pth.json")
-        let bare = try crackCLI(["predict", "--vit", "b", "--sam", dir + "/full.pth", paths[0]], expectSuccess: false)
+        try crackCLI(["predict", "--sam", dir + "/full.pth", "--save-logits", dir + "/lp.safetensors"] + paths)
+        XCTAssertLessThanOrEqual(try relErr(try SafeTensors.load(at: dir + "/lp.safetensors").tensors["logits"]!), 1e-5, "full .pth alone")
+        // Rewritten by another tool (the state dict alone), it is named for what it is.
+        try PyTorchCheckpoint.save(try PyTorchCheckpoint.loadStateDict(at: dir + "/full.pth"), to: dir + "/bare.pth")
+        let bare = try crackCLI(["predict", "--vit", "b", "--sam", dir + "/bare.pth", paths[0]], expectSuccess: false)
         XCTAssertTrue(bare.contains("holds a delta in its weights (image_encoder.blocks.0.attn.qkv.lora_q.a.weight): a full export whose "
-            + "description (its sidecar \(dir)/full.pth.json) is missing"), bare)
+            + "description (inside it, or its sidecar \(dir)/bare.pth.json) is missing"), bare)
 
         // A delta for another backbone is named.
         let wrong = try crackCLI(["predict", "--vit", "h", "--sam", dir + "/base.pth", "--delta", dir + "/delta.pth", paths[0]],

@@ -207,11 +207,28 @@ final class TrainCLITests: XCTestCase {
         XCTAssertTrue(out.contains("Error: \(bad): malformed checkpoint: '\(key)' holds NaN or infinite values"), out)
         out = try crackCLI(["eval", "--delta", bad, "--dataset", "D=" + dir + "/data"], expectSuccess: false)
         XCTAssertTrue(out.contains("'\(key)' holds NaN or infinite values"), out)
+        // The description inside the file is what counts: a sidecar left from another save (a kill
+        // between the two renames) changes nothing; with the description inside, the file alone loads.
         let sidecar = try String(contentsOfFile: delta + ".json", encoding: .utf8)
         XCTAssertTrue(sidecar.contains("\"rank\" : \"4\""), sidecar)
-        try sidecar.replacingOccurrences(of: "\"rank\" : \"4\"", with: "\"rank\" : \"0\"").write(toFile: delta + ".json", atomically: true, encoding: .utf8)
-        out = try crackCLI(["predict", "--delta", delta, image, "--out", dir + "/p2"], expectSuccess: false)
-        XCTAssertTrue(out.contains("Error: \(delta).json: malformed checkpoint: its description: LoRA rank must be between 1 and 65536 (got 0)"), out)
+        let rankZero = sidecar.replacingOccurrences(of: "\"rank\" : \"4\"", with: "\"rank\" : \"0\"")
+        try rankZero.write(toFile: delta + ".json", atomically: true, encoding: .utf8)
+        _ = try crackCLI(["predict", "--delta", delta, image, "--out", dir + "/p2"])
+        try FileManager.default.removeItem(atPath: delta + ".json")
+        _ = try crackCLI(["predict", "--delta", delta, image, "--out", dir + "/p4"])
+        // A file without the record (the authors', or written by other tools) is described by its sidecar,
+        // and one with values no run writes is named there, as is such a record.
+        sd = try PyTorchCheckpoint.loadStateDict(at: delta)
+        let bare = dir + "/bare.pth"
+        try PyTorchCheckpoint.save(sd, to: bare)
+        try rankZero.write(toFile: bare + ".json", atomically: true, encoding: .utf8)
+        out = try crackCLI(["predict", "--delta", bare, image, "--out", dir + "/p5"], expectSuccess: false)
+        XCTAssertTrue(out.contains("Error: \(bare).json: malformed checkpoint: its description: LoRA rank must be between 1 and 65536 (got 0)"), out)
+        let meta = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(rankZero.utf8)) as? [String: String])
+        try PyTorchCheckpoint.save(sd, description: meta, to: bare)
+        out = try crackCLI(["predict", "--delta", bare, image, "--out", dir + "/p6"], expectSuccess: false)
+        XCTAssertTrue(out.contains("Error: \(bare) (its record cracksam.json): malformed checkpoint: its description: LoRA rank must be "
+            + "between 1 and 65536 (got 0)"), out)
         try FileManager.default.createDirectory(atPath: dir + "/folder.pth", withIntermediateDirectories: true)
         out = try crackCLI(["predict", "--delta", dir + "/folder.pth", image, "--out", dir + "/p3"], expectSuccess: false)
         XCTAssertTrue(out.contains("Error: \(dir)/folder.pth: is a folder, not a checkpoint file"), out)

@@ -27,34 +27,9 @@ extension OrderedDictionary where Key == String, Value == Tensor {
 public enum PyTorchCheckpoint {
     /// Loads the whole pickled object (dicts, lists, numbers, strings and tensors), tensors on the CPU.
     public static func loadObject(at path: String) throws -> PickleValue {
-        guard FileManager.default.fileExists(atPath: path) else { throw TorchError.fileNotFound(path: path) }
-        if let kind = try legacyKind(path) {
-            throw TorchError.malformedCheckpoint(path: path, reason: kind)
-        }
-        var reader: ct_zip_reader? = nil
-        if let err = ct_zip_reader_open(path, &reader) {
-            let message = String(cString: ct_error_message(err))
-            ct_error_free(err)
-            throw TorchError.malformedCheckpoint(path: path, reason: "not a readable PyTorch zip archive (\(message))")
-        }
-        defer { ct_zip_reader_free(reader) }
-        let names = Set((0..<ct_zip_reader_count(reader)).compactMap { ct_zip_reader_name(reader, $0).map { String(cString: $0) } })
-        guard names.contains("data.pkl") else {
-            throw TorchError.malformedCheckpoint(path: path, reason: "the archive has no data.pkl record")
-        }
-        func record(_ name: String) throws -> Tensor {
-            guard names.contains(name) else {
-                throw TorchError.malformedCheckpoint(path: path, reason: "record '\(name)' is missing from the archive")
-            }
-            var out: ct_tensor? = nil
-            if let err = ct_zip_reader_read(reader, name, &out) {
-                let message = String(cString: ct_error_message(err))
-                ct_error_free(err)
-                throw TorchError.malformedCheckpoint(path: path, reason: "record '\(name)': \(message)")
-            }
-            return Tensor(owning: out!)
-        }
-        if names.contains("byteorder") {
+        let archive = try Archive(path)
+        func record(_ name: String) throws -> Tensor { try archive.record(name) }
+        if archive.names.contains("byteorder") {
             let order = String(decoding: try record("byteorder").toArray(of: UInt8.self), as: UTF8.self)
             guard order == "little" else {
                 throw TorchError.malformedCheckpoint(path: path, reason: "byte order '\(order)' is not supported")
@@ -116,18 +91,31 @@ public enum PyTorchCheckpoint {
         }
     }
 
-    /// Writes a state dict as `torch.save(OrderedDict)` would. The file appears atomically.
-    public static func save(_ stateDict: StateDict, to path: String) throws {
-        try save(object: .dict({
-            let d = PickleDict()
-            for (k, v) in stateDict { d.set(.string(k), .tensor(v)) }
-            return d
-        }()), to: path)
+    /// The record inside a `.pth` this tool wrote that holds the file's description (a delta's sizes, an
+    /// export's format). `torch.load` reads only `data.pkl` and the storages, so Meta-layout loaders see a
+    /// plain state dict; the description lands with the weights in one rename, never mismatched.
+    static let descriptionRecord = "cracksam.json"
+
+    /// Writes a state dict as `torch.save(OrderedDict)` would. The file appears atomically. A description
+    /// goes inside the archive and, as a copy for people and other tools, into a `<file>.json` sidecar.
+    public static func save(_ stateDict: StateDict, description: [String: String]? = nil, to path: String) throws {
+        let dict = PickleDict()
+        for (k, v) in stateDict { dict.set(.string(k), .tensor(v)) }
+        guard let description else { return try save(object: .dict(dict), to: path) }
+        let json = try JSONSerialization.data(withJSONObject: description, options: [.prettyPrinted, .sortedKeys])
+        try save(object: .dict(dict), records: [descriptionRecord: Array(json)], to: path)
+        // After the file: a kill between the two renames leaves an old sidecar, which the description
+        // inside the new file overrides (`description(of:)`).
+        try AtomicFile.write(json, to: sidecarPath(for: path))
     }
 
     /// Writes any checkpoint value (nested dicts, lists, numbers, strings, tensors). Atomic: written to a
     /// temporary file beside `path` and renamed, so a crash never leaves a half-written checkpoint.
     public static func save(object: PickleValue, to path: String) throws {
+        try save(object: object, records: [:], to: path)
+    }
+
+    private static func save(object: PickleValue, records: [String: [UInt8]], to path: String) throws {
         var pickler = Pickler()
         try pickler.write(object)
         let pickle = pickler.finish()
@@ -142,6 +130,7 @@ public enum PyTorchCheckpoint {
             try put(".format_version", Array("1".utf8))
             try put(".storage_alignment", Array("64".utf8))
             try put("byteorder", Array("little".utf8))
+            for (name, bytes) in records.sorted(by: { $0.key < $1.key }) { try put(name, bytes) }
             for (i, storage) in pickler.storages.enumerated() {
                 try storage.withContiguousBytes { raw in
                     try check(ct_zip_writer_write(writer, "data/\(i)", raw.baseAddress, raw.count))
@@ -151,24 +140,80 @@ public enum PyTorchCheckpoint {
         }
     }
 
-    /// The `<file>.json` sidecar that describes a `.pth` this tool wrote (a delta, an export): nil when
-    /// there is none; a sidecar that is not a JSON object of strings is named.
-    public static func sidecarMetadata(of path: String) throws -> [String: String]? {
-        let sidecar = path + ".json"
-        guard let data = FileManager.default.contents(atPath: sidecar) else { return nil }
-        guard let meta = (try? JSONSerialization.jsonObject(with: data)) as? [String: String] else {
-            throw TorchError.malformedCheckpoint(path: sidecar, reason: "not a JSON object of strings")
+    public static func sidecarPath(for path: String) -> String { path + ".json" }
+
+    /// What a `.pth` this tool wrote (a delta, an export) says about itself: the description inside the
+    /// archive, or for files written before it went there (and the authors' files given one by hand) the
+    /// `<file>.json` sidecar; nil when neither is there. `source` names where it was read, for errors
+    /// about its values; one that is not a JSON object of strings is named here.
+    public static func description(of path: String) throws -> (metadata: [String: String], source: String)? {
+        func parse(_ data: Data, _ source: String) throws -> [String: String] {
+            guard let meta = (try? JSONSerialization.jsonObject(with: data)) as? [String: String] else {
+                throw TorchError.malformedCheckpoint(path: source, reason: "not a JSON object of strings")
+            }
+            return meta
         }
-        return meta
+        let archive = try Archive(path)
+        if archive.names.contains(descriptionRecord) {
+            let bytes = try archive.record(descriptionRecord).toArray(of: UInt8.self)
+            let source = "\(path) (its record \(descriptionRecord))"
+            return (try parse(Data(bytes), source), source)
+        }
+        let sidecar = sidecarPath(for: path)
+        guard let data = FileManager.default.contents(atPath: sidecar) else { return nil }
+        return (try parse(data, sidecar), sidecar)
     }
 
     /// Recognises files that are not zip archives so the error says what they are.
-    private static func legacyKind(_ path: String) throws -> String? {
+    fileprivate static func legacyKind(_ path: String) throws -> String? {
         let head = try checkpointHead(path, count: 4)
         if head.count < 4 { return "file is only \(head.count) bytes long" }
         if head[0] == 0x50, head[1] == 0x4B { return nil }  // "PK": zip
         if head[0] == 0x80 { return "legacy (pre-1.6) torch.save format; re-save it with a recent PyTorch" }
         return "not a PyTorch zip checkpoint"
+    }
+}
+
+/// An open `torch.save` archive: its record names (relative to the archive's folder) and their bytes.
+private final class Archive {
+    let path: String
+    let names: Set<String>
+    private let reader: ct_zip_reader?
+
+    init(_ path: String) throws {
+        guard FileManager.default.fileExists(atPath: path) else { throw TorchError.fileNotFound(path: path) }
+        if let kind = try PyTorchCheckpoint.legacyKind(path) {
+            throw TorchError.malformedCheckpoint(path: path, reason: kind)
+        }
+        var reader: ct_zip_reader? = nil
+        if let err = ct_zip_reader_open(path, &reader) {
+            let message = String(cString: ct_error_message(err))
+            ct_error_free(err)
+            throw TorchError.malformedCheckpoint(path: path, reason: "not a readable PyTorch zip archive (\(message))")
+        }
+        let names = Set((0..<ct_zip_reader_count(reader)).compactMap { ct_zip_reader_name(reader, $0).map { String(cString: $0) } })
+        guard names.contains("data.pkl") else {
+            ct_zip_reader_free(reader)
+            throw TorchError.malformedCheckpoint(path: path, reason: "the archive has no data.pkl record")
+        }
+        self.path = path
+        self.reader = reader
+        self.names = names
+    }
+
+    deinit { ct_zip_reader_free(reader) }
+
+    func record(_ name: String) throws -> Tensor {
+        guard names.contains(name) else {
+            throw TorchError.malformedCheckpoint(path: path, reason: "record '\(name)' is missing from the archive")
+        }
+        var out: ct_tensor? = nil
+        if let err = ct_zip_reader_read(reader, name, &out) {
+            let message = String(cString: ct_error_message(err))
+            ct_error_free(err)
+            throw TorchError.malformedCheckpoint(path: path, reason: "record '\(name)': \(message)")
+        }
+        return Tensor(owning: out!)
     }
 }
 

@@ -81,31 +81,27 @@ extension SAMModel {
     }
 
     /// Writes the delta: `.safetensors` with the description as metadata, otherwise a `.pth` that
-    /// `torch.load` reads plus a `<file>.json` sidecar. Both writes are atomic.
+    /// `torch.load` reads, holding its description (and a copy in a `<file>.json` sidecar). Atomic.
     public func saveDelta(to path: String) throws {
         let description = deltaDescription
         if path.lowercased().hasSuffix(".safetensors") {
             try SafeTensors.save(deltaStateDict(), metadata: description.metadata, to: path)
         } else {
-            try PyTorchCheckpoint.save(deltaStateDict(), to: path)
-            let json = try JSONSerialization.data(withJSONObject: description.metadata, options: [.prettyPrinted, .sortedKeys])
-            try AtomicFile.write(to: DeltaFile.sidecarPath(for: path)) { try json.write(to: URL(fileURLWithPath: $0)) }
+            try PyTorchCheckpoint.save(deltaStateDict(), description: description.metadata, to: path)
         }
     }
 }
 
 /// Reading delta files and what they say about themselves.
 public enum DeltaFile {
-    public static func sidecarPath(for path: String) -> String { path + ".json" }
-
-    /// Whether the file carries its description (safetensors metadata, or a .pth's sidecar); without one,
-    /// `read` infers it from the keys and assumes what keys cannot show.
+    /// Whether the file carries its description (safetensors metadata, or a .pth's own record or
+    /// sidecar); without one, `read` infers it from the keys and assumes what keys cannot show.
     public static func isDescribed(at path: String) -> Bool {
         if path.lowercased().hasSuffix(".safetensors") { return (try? SafeTensors.metadata(at: path))?["format"] == "cracksam-delta" }
-        return FileManager.default.fileExists(atPath: sidecarPath(for: path))
+        return (try? PyTorchCheckpoint.description(of: path)) != nil
     }
 
-    /// The tensors and, when recorded (metadata or sidecar) or inferable from the keys, the description.
+    /// The tensors and, when recorded (metadata, record or sidecar) or inferable from the keys, the description.
     public static func read(at path: String) throws -> (tensors: StateDict, description: DeltaDescription?) {
         if path.lowercased().hasSuffix(".safetensors") {
             let contents = try SafeTensors.load(at: path)
@@ -117,9 +113,9 @@ public enum DeltaFile {
             return (contents.tensors, infer(contents.tensors))
         }
         let tensors = try PyTorchCheckpoint.loadStateDict(at: path)
-        if let meta = try PyTorchCheckpoint.sidecarMetadata(of: path) {
-            try refuseExport(meta["format"], path: path)
-            return (tensors, try DeltaDescription(metadata: meta, source: sidecarPath(for: path)))
+        if let described = try PyTorchCheckpoint.description(of: path) {
+            try refuseExport(described.metadata["format"], path: path)
+            return (tensors, try DeltaDescription(metadata: described.metadata, source: described.source))
         }
         try refuseWholeModel(tensors, path: path)
         return (tensors, infer(tensors))

@@ -65,8 +65,8 @@ public struct PEFTConfig: Equatable, Sendable, Codable {
     }
 }
 
-/// Everything needed to rebuild the model a delta belongs to; stored beside a delta (JSON sidecar for
-/// `.pth`, metadata for `.safetensors`) so loading needs no flags.
+/// Everything needed to rebuild the model a delta belongs to; stored with a delta (a JSON record
+/// inside a `.pth`, copied to a sidecar; metadata for `.safetensors`) so loading needs no flags.
 public struct DeltaDescription: Equatable, Sendable, Codable {
     public var peft: PEFTConfig
     public var backbone: String
@@ -106,7 +106,7 @@ public struct DeltaDescription: Equatable, Sendable, Codable {
         self.initSeed = initSeed
     }
 
-    /// Flat string map (safetensors metadata and the sidecar share it).
+    /// Flat string map (safetensors metadata, a .pth's record and its sidecar share it).
     public var metadata: [String: String] {
         var m = [
             "format": "cracksam-delta", "delta_type": peft.deltaType.rawValue, "rank": String(peft.rank),
@@ -125,7 +125,7 @@ public struct DeltaDescription: Equatable, Sendable, Codable {
         return m
     }
 
-    /// Reads a description (a sidecar, safetensors metadata), checked as the flags it stands for are: a
+    /// Reads a description (a .pth's record or sidecar, safetensors metadata), checked as the flags it stands for are: a
     /// bad value is named with the file, not as a flag the user never gave.
     public init(metadata m: [String: String], source: String) throws {
         do {

@@ -7,9 +7,9 @@ import Foundation
 /// - `image_encoder.pos_embed` is resized from the file's grid (64×64 at 1024 px) to S/16, bilinearly;
 /// - the *global* blocks' `rel_pos_h/w` are resized to 2·S/16 − 1 rows; window blocks keep 27 rows.
 /// A file as `--sam` takes it: Meta's `.pth`, or a model this tool exported (`export --merge`, or the
-/// full state dict), as `.pth` (its description in a `<file>.json` sidecar) or `.safetensors` (in the
+/// full state dict), as `.pth` (its description inside, copied to a `<file>.json` sidecar) or `.safetensors` (in the
 /// metadata). `format` is what the export recorded ("sam-merged", "cracksam-full"), nil for a file that
-/// says nothing about itself (Meta's, or an export whose sidecar was lost).
+/// says nothing about itself (Meta's, or an export rewritten by another tool).
 public struct SAMCheckpointFile {
     public let path: String
     public let stateDict: StateDict
@@ -22,18 +22,13 @@ public struct SAMCheckpointFile {
             return SAMCheckpointFile(path: path, stateDict: contents.tensors, metadata: contents.metadata)
         }
         let sd = try PyTorchCheckpoint.loadStateDict(at: path)
-        return SAMCheckpointFile(path: path, stateDict: sd, metadata: try sidecarMetadata(of: path))
+        return SAMCheckpointFile(path: path, stateDict: sd, metadata: try PyTorchCheckpoint.description(of: path)?.metadata ?? [:])
     }
 
     /// What the file says about itself, without reading its tensors (a ViT-H file is 2.5 GB).
     public static func metadata(at path: String) throws -> [String: String] {
         if try SafeTensors.isSafeTensorsFile(at: path) { return try SafeTensors.metadata(at: path) }
-        guard FileManager.default.fileExists(atPath: path) else { throw TorchError.fileNotFound(path: path) }
-        return try sidecarMetadata(of: path)
-    }
-
-    static func sidecarMetadata(of path: String) throws -> [String: String] {
-        try PyTorchCheckpoint.sidecarMetadata(of: path) ?? [:]
+        return try PyTorchCheckpoint.description(of: path)?.metadata ?? [:]
     }
 
     /// Mask tokens in the file's decoder head: Meta's SAM always has 4 (three multimask outputs and
@@ -43,7 +38,7 @@ public struct SAMCheckpointFile {
     /// Whether the file's decoder head was trained for CrackSAM and is to be loaded, not replaced by the
     /// fresh initialisation REFERENCE prescribes for Meta's head: an export says so, and a head whose token
     /// count is not Meta's 4 cannot be Meta's. An unmarked 4-token head (Meta's file, or an exported
-    /// 3-class model without its sidecar) is taken for Meta's unless `--keep-decoder-head` says otherwise.
+    /// 3-class model that lost its description) is taken for Meta's unless `--keep-decoder-head` says otherwise.
     public var hasCrackSAMHead: Bool {
         if format == "sam-merged" || format == "cracksam-full" { return true }
         if let tokens = maskTokens { return tokens != SAMModel.metaMaskTokens }
