@@ -217,10 +217,22 @@ struct Eval: ParsableCommand {
         }
         // Every file read once now (decoding is cheap next to the model): a broken one in the last dataset
         // is found before the hours spent on the first.
-        for (_, ds) in datasets { try ds.verify() }
+        let (variants, sweep) = try degradations()
+        for (_, ds) in datasets {
+            let check = try ds.verify()
+            if leader, let warning = check.orientationWarning(dataset: ds.root) {
+                FileHandle.standardError.write(Data("warning: \(warning)\n".utf8))
+            }
+            // A noisy variant that cannot be made of an image would stop the run halfway, after hours.
+            for d in variants.compactMap({ $0 }) + sweep {
+                if let i = check.sizes.firstIndex(where: { min($0.width, $0.height) < d.minimumSize }) {
+                    throw ValidationError("\(ds.samples[i].image) is \(check.sizes[i].width)×\(check.sizes[i].height): --noise \(d) "
+                        + "halves each image, and it has no half; leave it out of the dataset (a list file) or drop \(d)")
+                }
+            }
+        }
         // Where the results go exists before hours of evaluation, not after.
         for file in outputFiles { try prepareFolder(for: file.path, file.option) }
-        let (variants, sweep) = try degradations()
         // Masks of an earlier eval in a folder this one writes would mix with its own (one stopped halfway
         // leaves the earlier masks of the images it did not reach): refused before any work.
         if let savePredictions {

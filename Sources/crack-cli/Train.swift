@@ -326,8 +326,11 @@ struct Train: ParsableCommand {
         if leader { print("checking \(trainSet.count) training\(valSet.map { " and \($0.count) validation" } ?? "") samples") }
         var broken: Error?
         do {
-            try trainSet.subset(DataParallel.shard(trainSet.count, rank: rank, worldSize: ranks)).verify()
-            try valSet.map { try $0.subset(DataParallel.shard($0.count, rank: rank, worldSize: ranks)).verify() }
+            // Each rank says what its own share holds (other ranks' shares name other files).
+            for ds in [trainSet] + (valSet.map { [$0] } ?? []) {
+                let check = try ds.subset(DataParallel.shard(ds.count, rank: rank, worldSize: ranks)).verify()
+                if let warning = check.orientationWarning(dataset: ds.root) { FileHandle.standardError.write(Data("warning: \(warning)\n".utf8)) }
+            }
         } catch {
             broken = error
         }

@@ -186,6 +186,30 @@ final class DatasetTests: XCTestCase {
         XCTAssertEqual(try CrackDataset(root: dir).load(0, size: 32).label.shape, [32, 32])
     }
 
+    /// A photo turned upright by its EXIF orientation whose mask carries none is named by the dataset
+    /// check: a half-turned photo keeps its size, so a mask drawn on its stored pixels (as PIL shows
+    /// them) would score against the turned photo without an error. A mask turned with it is not named.
+    func testPhotosTurnedAgainstTheirMasksAreNamed() throws {
+        // oriented_3.jpg stores 80×60 pixels to be turned 180°; the mask has its size and no EXIF.
+        let dir = try dataset(count: 2, withFirstImage: "oriented_3.jpg", as: "s0.jpg")
+        try Image(width: 80, height: 60, channels: 1, pixels: [UInt8](repeating: 0, count: 4800)).write(to: dir + "/masks/s0.png")
+        let check = try CrackDataset(root: dir).verify()
+        XCTAssertEqual(check.turnedAgainstMasks.map(\.image), [dir + "/images/s0.jpg"])
+        XCTAssertEqual(check.turnedAgainstMasks.map(\.orientation), [3])
+        XCTAssertEqual(check.sizes.map(\.width), [80, 40])
+        let warning = try XCTUnwrap(check.orientationWarning(dataset: dir))
+        XCTAssertTrue(warning.hasPrefix("\(dir): 1 image(s) carry an EXIF orientation and are read upright, as OpenCV reads them, while "
+            + "their masks carry none (\(dir)/images/s0.jpg: rotated 180°)"), warning)
+        // A mask that carries the same orientation is turned with its photo.
+        let oracle = try Oracle.scratch("img")
+        try Oracle.run("image_oracle.py", [oracle])
+        try FileManager.default.removeItem(atPath: dir + "/masks/s0.png")
+        try FileManager.default.copyItem(atPath: oracle + "/oriented_3.png", toPath: dir + "/masks/s0.png")
+        let turnedToo = try CrackDataset(root: dir).verify()
+        XCTAssertTrue(turnedToo.turnedAgainstMasks.isEmpty)
+        XCTAssertNil(turnedToo.orientationWarning(dataset: dir))
+    }
+
     /// The small-angle rotation is scipy.ndimage.rotate(order=0, reshape=False), as the authors' loader
     /// rotates, pixel for pixel, the zero-filled border included.
     func testRotationIsSciPys() throws {

@@ -125,6 +125,15 @@ final class EvalTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/preds/untrained/A/case1"), again)
         _ = try crackCLI(["eval"] + tiny + ["--dataset", "B=" + dir + "/a", "--save-predictions", dir + "/preds"])
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir + "/preds/untrained").sorted(), ["A", "B"])
+        // case2 halves each image: a one-pixel-wide image has no half, and is named before any work (the
+        // run stopped halfway, naming no file).
+        try Image(width: 1, height: 25, channels: 3, pixels: [UInt8](repeating: 90, count: 75)).write(to: dir + "/a/images/thin.png")
+        try Image(width: 1, height: 25, channels: 1, pixels: [UInt8](repeating: 0, count: 25)).write(to: dir + "/a/masks/thin.png")
+        let thin = try crackCLI(["eval"] + tiny + ["--dataset", "A=" + dir + "/a", "--noise", "case1,case2", "--json", dir + "/thin.json"],
+                                expectSuccess: false)
+        XCTAssertTrue(thin.contains("Error: \(dir)/a/images/thin.png is 1×25: --noise case2 halves each image, and it has no half"), thin)
+        XCTAssertFalse(thin.contains("untrained on A"), thin)
+        _ = try crackCLI(["eval"] + tiny + ["--dataset", "A=" + dir + "/a", "--noise", "case1", "--json", dir + "/thin.json"])
     }
 
     /// --per-image: a row per image and variant whose IoUs average to the reported IoU; a name with a

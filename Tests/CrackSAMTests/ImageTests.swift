@@ -33,6 +33,9 @@ final class ImageTests: XCTestCase {
         XCTAssertEqual(names.count, 44)
         for name in names {
             let image = try Image.read(at: d + "/" + name)
+            // What it was turned from is kept (datasets compare it with their masks'): 1 for none or a bad block.
+            let tagged = name.hasPrefix("oriented_") ? Int(name.split(separator: "_").compactMap { Int($0.prefix { $0.isNumber }) }.first ?? 0) : 1
+            XCTAssertEqual(image.orientation, tagged, name)
             let theirs = try cv[name]!.to(dtype: .float32)
             // Orientations 5-8 swap width and height: 60 × 80 stored, 80 × 60 upright.
             XCTAssertEqual([image.height, image.width], Array(theirs.shape.prefix(2)), name)

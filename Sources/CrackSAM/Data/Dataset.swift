@@ -59,6 +59,40 @@ public enum DatasetError: Error, Equatable, CustomStringConvertible, LocalizedEr
     public var errorDescription: String? { description }
 }
 
+/// What reading every sample of a dataset found (`CrackDataset.verify`).
+public struct DatasetCheck {
+    /// Each sample's image size, upright.
+    public var sizes: [(width: Int, height: Int)]
+    /// Images turned upright by their EXIF orientation whose masks were not (a mask file carries none):
+    /// (image, orientation). A mask drawn on the upright photo fits; one drawn on the stored pixels (as
+    /// PIL, which ignores the orientation, shows them) does not, and a half-turn or a square photo's
+    /// quarter-turn keeps its size, so nothing else catches it.
+    public var turnedAgainstMasks: [(image: String, orientation: Int)]
+
+    /// What the turn is, as a person sees it.
+    static func turn(_ orientation: Int) -> String {
+        switch orientation {
+        case 2: return "mirrored"
+        case 3: return "rotated 180°"
+        case 4: return "flipped upside down"
+        case 5: return "mirrored and rotated 90° counter-clockwise"
+        case 6: return "rotated 90° clockwise"
+        case 7: return "mirrored and rotated 90° clockwise"
+        case 8: return "rotated 90° counter-clockwise"
+        default: return "as stored"
+        }
+    }
+
+    /// A line saying which images were turned against their masks, nil when none was.
+    public func orientationWarning(dataset root: String) -> String? {
+        guard let first = turnedAgainstMasks.first else { return nil }
+        let n = turnedAgainstMasks.count
+        return "\(root): \(n) image(s) carry an EXIF orientation and are read upright, as OpenCV reads them, while their masks carry "
+            + "none (\(first.image): \(DatasetCheck.turn(first.orientation))\(n > 1 ? ", …" : "")); masks drawn on the stored "
+            + "pixels (as PIL shows them) do not line up with such images: turn the masks, or strip the orientation from the images"
+    }
+}
+
 /// A crack dataset: `images/` and `masks/` holding files of the same names (PNG, JPEG or BMP; a mask may
 /// differ in extension, or carry a suffix: x.jpg's mask may be x_mask.png, x_gt.png, x_label.png, …),
 /// optionally restricted by a list file of sample names (one per line, with or without extension).
@@ -163,16 +197,30 @@ public struct CrackDataset: Sendable {
 
     /// Reads every sample once (image, mask, their sizes), on all cores: a broken file is found now, not
     /// when it is first needed (for a validation set, after the first epochs of training).
-    public func verify() throws {
-        _ = try concurrentMap(count) { i in _ = try loadOriginal(i) }
+    @discardableResult
+    public func verify() throws -> DatasetCheck {
+        let found = try concurrentMap(count) { i -> (width: Int, height: Int, turned: Int) in
+            let (image, _, turned) = try load(i)
+            return (image.width, image.height, turned)
+        }
+        return DatasetCheck(sizes: found.map { ($0.width, $0.height) },
+                            turnedAgainstMasks: found.indices.compactMap { found[$0].turned == 1 ? nil : (samples[$0].image, found[$0].turned) })
     }
 
     /// The sample at its own size: RGB image and label (binary: mask/255 > 0.5, colour masks by their
     /// grey value as OpenCV converts colour to grey; with several classes, class indices). A mask must have its image's size.
     public func loadOriginal(_ index: Int) throws -> (image: Image, label: [UInt8]) {
+        let (image, label, _) = try load(index)
+        return (image, label)
+    }
+
+    /// The sample, and the EXIF orientation its image was turned upright from where its mask was not
+    /// turned too (1 otherwise).
+    private func load(_ index: Int) throws -> (image: Image, label: [UInt8], turned: Int) {
         let s = samples[index]
         let image = try Image.read(at: s.image).rgb()
         let mask = try Image.read(at: s.mask)
+        let turned = image.orientation != 1 && mask.orientation == 1 ? image.orientation : 1
         guard mask.width == image.width, mask.height == image.height else {
             throw DatasetError.maskSizeMismatch(mask: s.mask, maskSize: [mask.width, mask.height], imageSize: [image.width, image.height])
         }
@@ -185,7 +233,7 @@ public struct CrackDataset: Sendable {
                 guard Int(value) <= classes else { throw DatasetError.labelOutOfRange(mask: s.mask, value: Int(value), classes: classes) }
                 label[p] = value
             }
-            return (image, label)
+            return (image, label, turned)
         }
         // Crack where the grey value is above 127 (REFERENCE: mask/255 > 0.5). A colour mask is made grey
         // as OpenCV makes it (its fixed-point luminance, 0.299 R + 0.587 G + 0.114 B), not by the channel
@@ -200,7 +248,7 @@ public struct CrackDataset: Sendable {
             }
             label[p] = grey > 127 ? 1 : 0
         }
-        return (image, label)
+        return (image, label, turned)
     }
 
     /// Image (3, S, S) uint8 and label (S, S) uint8 ∈ {0, 1}; images of another size are resized to S

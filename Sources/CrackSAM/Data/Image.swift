@@ -22,6 +22,13 @@ public struct Image: Equatable, Sendable {
     public var height: Int
     public var channels: Int
     public var pixels: [UInt8]
+    /// The EXIF orientation (2…8) the file's pixels were turned upright from, 1 when it had none: where
+    /// the pixels came from, not what they are, so images compare equal without it.
+    public var orientation = 1
+
+    public static func == (a: Image, b: Image) -> Bool {
+        a.width == b.width && a.height == b.height && a.channels == b.channels && a.pixels == b.pixels
+    }
 
     public init(width: Int, height: Int, channels: Int, pixels: [UInt8]) {
         precondition(pixels.count == width * height * channels, "pixel buffer does not match the size")
@@ -49,8 +56,10 @@ public struct Image: Equatable, Sendable {
         guard rc == 0 else { throw DataError.unreadableImage(path: path, reason: String(cString: err)) }
         defer { cimg_free(&image) }
         let n = Int(image.width) * Int(image.height) * Int(image.channels)
-        return Image(width: Int(image.width), height: Int(image.height), channels: Int(image.channels),
-                     pixels: Array(UnsafeBufferPointer(start: image.pixels, count: n)))
+        var decoded = Image(width: Int(image.width), height: Int(image.height), channels: Int(image.channels),
+                            pixels: Array(UnsafeBufferPointer(start: image.pixels, count: n)))
+        decoded.orientation = Int(image.orientation)
+        return decoded
     }
 
     /// The extensions of files `read(at:)` decodes.
@@ -96,7 +105,9 @@ public struct Image: Equatable, Sendable {
         guard channels == 1 else { return self }
         var out = [UInt8](repeating: 0, count: width * height * 3)
         for i in 0..<(width * height) { out[3 * i] = pixels[i]; out[3 * i + 1] = pixels[i]; out[3 * i + 2] = pixels[i] }
-        return Image(width: width, height: height, channels: 3, pixels: out)
+        var coloured = Image(width: width, height: height, channels: 3, pixels: out)
+        coloured.orientation = orientation
+        return coloured
     }
 
     /// (channels, height, width) uint8 tensor.

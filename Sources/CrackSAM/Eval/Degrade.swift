@@ -35,11 +35,18 @@ public enum Degradation: Equatable, Hashable, Sendable, CustomStringConvertible 
         }
     }
 
+    /// The narrowest image (in pixels, either side) it applies to: case2 halves the image, and one pixel
+    /// has no half (OpenCV refuses a 0-pixel size too).
+    public var minimumSize: Int { self == .case2 ? 2 : 1 }
+
     /// Applies the degradation to an 8-bit grey or RGB image.
     public func apply(to image: Image) throws -> Image {
         switch self {
         case .case1: return try Degrade.gaussianBlur(Degrade.darken(image, by: 50), size: 9)
         case .case2:
+            guard min(image.width, image.height) >= minimumSize else {
+                throw TorchError.invalidArgument("case2 halves the image, and a \(image.width)×\(image.height) image has no half")
+            }
             let blurred = try Degrade.gaussianBlur(image, size: 21)
             let half = try Degrade.resizeBicubic(blurred, width: image.width / 2, height: image.height / 2)
             return try Degrade.resizeBicubic(half, width: image.width, height: image.height)
