@@ -16,7 +16,7 @@ struct Eval: ParsableCommand {
     @OptionGroup var model: ModelOptions
     @OptionGroup var peft: PEFTOptions
 
-    @Option(help: "Official SAM checkpoint, or a model exported by `export` (merged or full); not needed for --vit custom.") var sam: String?
+    @Option(help: "Official SAM checkpoint, or a model exported by `export` (merged or full); default: Meta's file in weights/; not needed for --vit custom.") var sam: String?
     @Flag(help: "Also load --sam's mask tokens, hypernetworks and IoU head. Without it they are kept for a model this tool exported (or any head without Meta's 4 tokens), and Meta's are replaced by CrackSAM's fresh, seeded initialisation.")
     var keepDecoderHead = false
     @Option(help: "A trained delta (repeatable), NAME=FILE to name its rows, or 'none' (the untrained model).") var delta: [String] = []

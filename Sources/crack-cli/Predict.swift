@@ -9,7 +9,7 @@ struct Predict: ParsableCommand {
     @OptionGroup var model: ModelOptions
     @OptionGroup var peft: PEFTOptions
 
-    @Option(help: "Official SAM checkpoint (sam_vit_*.pth), or a model exported by `export` (merged or full); not needed for --vit custom.")
+    @Option(help: "Official SAM checkpoint (sam_vit_*.pth), or a model exported by `export` (merged or full); default: Meta's file in weights/; not needed for --vit custom.")
     var sam: String?
 
     @Option(help: "A trained delta (authors' format .pth, or .safetensors); its recorded settings are used unless flags say otherwise.")
@@ -24,7 +24,7 @@ struct Predict: ParsableCommand {
     @Option(help: "Tile overlap in pixels (tile mode; default 64, or S/4 when that is less).")
     var overlap: Int?
 
-    @Option(help: "Resize mode's resampling of an image that is not S×S: spline (the authors' scipy.ndimage.zoom, cubic spline on [0, 1] floats, the mask back with its order 0) or opencv (8-bit bicubic, nearest back).")
+    @Option(help: "Resize mode's resampling of an image that is not S×S: spline (the authors' scipy.ndimage.zoom, cubic spline on [0, 1] floats, the mask back with its order 0) or opencv (8-bit bicubic, nearest back). Default: spline.")
     var resize: ResizeMethod?
 
     @Option(help: "Write <name>_mask.png, <name>_overlay.png and measurements.csv/.json into this folder.")

@@ -23,7 +23,7 @@ struct Train: ParsableCommand {
     @Option(help: "List file selecting training samples.") var dataList: String?
     @Option(help: "Validation dataset folder.") var val: String?
     @Option(help: "List file selecting validation samples.") var valList: String?
-    @Option(help: "Official SAM checkpoint (sam_vit_*.pth); not needed for --vit custom.") var sam: String?
+    @Option(help: "Official SAM checkpoint (sam_vit_*.pth); default: Meta's file in weights/; not needed for --vit custom.") var sam: String?
     @Option(help: "Run directory to create.") var out: String?
     @Option(help: "Continue the run in this directory, as its config.json describes it (flags that would change it are refused; --workers, --threads, --max-steps, --nproc, --checkpoint-activations may differ).") var resume: String?
 
