@@ -190,12 +190,18 @@ struct Predict: ParsableCommand {
                 }
             }
             guard !paths.isEmpty else { continue }
-            done += paths
             var masks: [[UInt8]] = []
             if mode == "tile" {
-                for image in originals {
-                    let plan = TilePlan(width: image.width, height: image.height, tile: s, overlap: overlap)
-                    masks.append(try plan.run(image, with: predictor, batch: batch).map { $0 > 0.5 ? 1 : 0 })
+                do {
+                    for image in originals {
+                        let plan = TilePlan(width: image.width, height: image.height, tile: s, overlap: overlap)
+                        masks.append(try plan.run(image, with: predictor, batch: batch).map { $0 > 0.5 ? 1 : 0 })
+                    }
+                } catch is StopRequest.Interrupted {
+                    // Stopped inside a photo: the photos tiled whole are written, the one in progress is not.
+                    interrupted = true
+                    paths.removeLast(paths.count - masks.count)
+                    originals.removeLast(originals.count - masks.count)
                 }
             } else {
                 let batchTensor = try SAMPredictor.inputBatch(originals, size: s, resize: resize, device: device)
@@ -206,6 +212,7 @@ struct Predict: ParsableCommand {
                     masks.append(resize.maskBack(mask, from: (s, s), to: (image.width, image.height)))
                 }
             }
+            done += paths
             for (j, path) in paths.enumerated() {
                 let image = originals[j], mask = masks[j]
                 let fraction = Double(mask.reduce(0) { $0 + Int($1) }) / Double(mask.count)
@@ -228,6 +235,7 @@ struct Predict: ParsableCommand {
                 }
                 print(line)
             }
+            if interrupted { break }
         }
         // Nothing predicted (every input unreadable, or stopped before the first): nothing to write, and
         // no empty measurements that a retry would then have to --force over.

@@ -76,6 +76,24 @@ final class PredictModesTests: XCTestCase {
         XCTAssertEqual(rows.count, predicted)
     }
 
+    /// In tile mode a large photo is thousands of tiles: Ctrl-C stops between them (it was acted on only
+    /// after the whole photo, which was then written as if nothing had happened, and predict exited 0). The
+    /// photo in progress is not written; the ones before it are.
+    func testCtrlCStopsInsideATiledPhoto() throws {
+        let dir = try Oracle.scratch()
+        try makeTestDataset(dir + "/data", count: 1)
+        let (w, h) = (2400, 2400)
+        try Image(width: w, height: h, channels: 3, pixels: [UInt8](repeating: 90, count: w * h * 3)).write(to: dir + "/big.png")
+        let (status, output) = try interruptedCLI(["predict"] + tiny + ["--mode", "tile", "--batch", "1", "--out", dir + "/out",
+                                                                        dir + "/data/images/s0.png", dir + "/big.png"], after: "crack pixels")
+        XCTAssertEqual(status, 1, output)
+        XCTAssertTrue(output.contains("stopped by a signal after 1 of 2 images; the results of the 1 predicted are written"), output)
+        let rows = try String(contentsOfFile: dir + "/out/measurements.csv", encoding: .utf8).split(separator: "\n").filter { $0.contains(",all,") }
+        XCTAssertEqual(rows.count, 1)
+        XCTAssertTrue(rows[0].hasPrefix(dir + "/data/images/s0.png,"), "\(rows)")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/out/big_mask.png"))
+    }
+
     /// A file name with a comma is quoted in measurements.csv, so that the columns stay put.
     func testMeasurementsCSVQuotesNamesWithCommas() throws {
         let dir = try Oracle.scratch()

@@ -113,6 +113,9 @@ public struct TilePlan: Sendable {
         var acc = [Double](repeating: 0, count: width * height)
         let (columns, rows) = axisWeightSums()
         for start in stride(from: 0, to: origins.count, by: max(batch, 1)) {
+            // A large photo is hundreds of batches: Ctrl-C (once StopRequest catches signals) stops between
+            // them, not after the whole photo.
+            if StopRequest.isRequested { throw StopRequest.Interrupted() }
             let ids = Array(start..<min(start + max(batch, 1), origins.count))
             let probs = try predictor.probabilities(ids.map { crop(image, $0) })
             for (k, i) in ids.enumerated() {
