@@ -36,6 +36,9 @@ struct Predict: ParsableCommand {
     @Option(help: "Pixel size in millimetres: measurements in mm and mm².")
     var mmPerPixel: Double?
 
+    @Option(help: "Holes of at most this many pixels inside a crack (specks the model left out) count as crack in the measurements; the masks are written as predicted. 0 keeps every hole. Default: \(CrackGeometry.defaultMaxHoleArea).")
+    var fillHoles: Int?
+
     @Option(help: "Write logits (key 'logits', float32 [N, num_classes+1, S, S]) to this .safetensors file.")
     var saveLogits: String?
 
@@ -73,6 +76,10 @@ struct Predict: ParsableCommand {
         }
         if mmPerPixel != nil && out == nil {
             throw ValidationError("--mm-per-pixel sets the units of the measurements, which are written with --out FOLDER")
+        }
+        if let fillHoles {
+            if out == nil { throw ValidationError("--fill-holes is for the measurements, which are written with --out FOLDER") }
+            guard fillHoles >= 0 else { throw ValidationError("--fill-holes must be 0 or more pixels (got \(fillHoles))") }
         }
         if mode == "tile" && (saveLogits != nil || saveEmbedding != nil) {
             throw ValidationError("--save-logits/--save-embedding describe the S×S forward of resize mode")
@@ -228,7 +235,8 @@ struct Predict: ParsableCommand {
                         overlay[p * 3 + 2] = UInt8(0.45 * Double(overlay[p * 3 + 2]))
                     }
                     try Image(width: image.width, height: image.height, channels: 3, pixels: overlay).write(to: "\(out)/\(stem)_overlay.png")
-                    let m = CrackGeometry.measure(mask, width: image.width, height: image.height, image: path, mmPerPixel: mmPerPixel)
+                    let m = CrackGeometry.measure(mask, width: image.width, height: image.height, image: path, mmPerPixel: mmPerPixel,
+                                                  maxHoleArea: fillHoles ?? CrackGeometry.defaultMaxHoleArea)
                     measurements.append(m)
                     line += String(format: ", %ld crack(s), length %@ %@, mean width %@ %@", m.cracks.count,
                                    Predict.shown(m.totalLength, m.unit, pixels: "%.1f"), m.unit, Predict.shown(m.meanWidth, m.unit, pixels: "%.2f"), m.unit)

@@ -181,6 +181,8 @@ final class CLITests: XCTestCase {
             (["predict"] + tiny + ["--mm-per-pixel=0", "--out", "o", "x.png"], "--mm-per-pixel must be a pixel size from 1e-6 to 1000 mm (got 0.0)"),
             (["predict"] + tiny + ["--mm-per-pixel", "1e308", "--out", "o", "x.png"], "--mm-per-pixel must be a pixel size from 1e-6 to 1000 mm (got 1e+308)"),
             (["predict"] + tiny + ["--mm-per-pixel", "0.2", "x.png"], "--mm-per-pixel sets the units of the measurements, which are written with --out FOLDER"),
+            (["predict"] + tiny + ["--fill-holes=-1", "--out", "o", "x.png"], "--fill-holes must be 0 or more pixels (got -1)"),
+            (["predict"] + tiny + ["--fill-holes", "8", "x.png"], "--fill-holes is for the measurements, which are written with --out FOLDER"),
             (["predict"] + tiny + ["--overlap", "8", "x.png"], "--overlap is for --mode tile"),
             (["train"] + tiny + ["--data", "/nowhere", "--val-list", "v.txt", "--out", "/nowhere"], "--val-list selects samples of --val, which is not given"),
             (["info", "--vit", "b", "--embed-dim", "32", "--heads", "2"], "--embed-dim, --heads set(s) the size of --vit custom; --vit b has Meta's fixed sizes"),

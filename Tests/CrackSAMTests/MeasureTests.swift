@@ -126,6 +126,42 @@ final class MeasureTests: XCTestCase {
         _ = try crack(band(width: 140, height: 140, x0: 20, y0: 120, degrees: 45, length: 100, thickness: 2), 140, 140, "45° band 2 px wide")
     }
 
+    /// A model's masks are not drawn bands (found by the user-journey round, on tile-mode predictions of
+    /// straight cracks): a ragged edge, teeth a few pixels long every few pixels, left spurs a pixel
+    /// longer than the crack's inscribed width, and a skeleton that dips a row between them, which was
+    /// counted link by link (1,000 px measured 1,117); pinholes inside the crack made the skeleton run
+    /// round each (2,667 px measured 4,259). Both are 400 px long here.
+    func testRaggedEdgesAndPinholesOfAPredictedCrack() throws {
+        let (w, h) = (420, 70)
+        var mask = [UInt8](repeating: 0, count: w * h)
+        func set(_ x: Int, _ y: Int) { mask[y * w + x] = 1 }
+        // A 3-px core with 1-px teeth above and 3-px teeth below, as tile-mode masks came out.
+        for x in 10..<410 { for y in 20...22 { set(x, y) } }
+        for k in stride(from: 10, to: 405, by: 7) { for x in k..<(k + 5) { set(x, 19) } }
+        for k in stride(from: 13, to: 402, by: 7) {
+            for x in k..<(k + 4) { set(x, 23); set(x, 24) }
+            for x in (k + 1)..<(k + 3) { set(x, 25) }
+        }
+        // A 7-px crack with holes of one or two pixels every 13 px.
+        for x in 10..<410 { for y in 50...56 { set(x, y) } }
+        for k in stride(from: 16, to: 400, by: 13) { mask[53 * w + k] = 0; if k % 2 == 0 { mask[53 * w + k + 1] = 0 } }
+        let m = CrackGeometry.measure(mask, width: w, height: h, image: "predicted")
+        XCTAssertEqual(m.cracks.count, 2)
+        let (ragged, holed) = (m.cracks[0], m.cracks[1])
+        print(String(format: "ragged: length %.2f, mean width %.2f; with pinholes: length %.2f, mean width %.2f, max %.2f",
+                     ragged.length, ragged.meanWidth, holed.length, holed.meanWidth, holed.maxWidth))
+        XCTAssertEqual(ragged.length, 400, accuracy: 0.01 * 400)
+        XCTAssertEqual(holed.length, 400, accuracy: 0.01 * 400)
+        XCTAssertEqual(holed.meanWidth, 7, accuracy: 0.1)
+        XCTAssertEqual(holed.pixels, 400 * 7, "the holes count as crack")
+        // Kept (--fill-holes 0), the skeleton runs round every hole.
+        let kept = CrackGeometry.measure(mask, width: w, height: h, image: "predicted", maxHoleArea: 0).cracks[1]
+        XCTAssertGreaterThan(kept.length, 1.3 * 400)
+        // Only holes up to the limit are filled: a crack network's cells stay background.
+        let filled = CrackGeometry.fillingHoles(mask, width: w, height: h, maxArea: 1)
+        XCTAssertEqual(filled.reduce(0) { $0 + Int($1) }, mask.reduce(0) { $0 + Int($1) } + 15, "the 15 one-pixel holes only")
+    }
+
     func testSeparateCracksAreCountedSeparately() {
         var mask = band(width: 100, height: 100, x0: 5, y0: 20, degrees: 0, length: 80, thickness: 3)
         let second = band(width: 100, height: 100, x0: 5, y0: 70, degrees: 0, length: 40, thickness: 5)
