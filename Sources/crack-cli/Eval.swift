@@ -266,7 +266,15 @@ struct Eval: ParsableCommand {
                         let save = savePredictions.map { Eval.predictionFolder($0, model: name, dataset: datasetName, variant: variant) }
                         if try StopRequest.agreed(across: group) { throw StopRequest.Interrupted() }
                         let start = DispatchTime.now().uptimeNanoseconds
-                        let r = try evaluator.evaluate(ds, name: datasetName, degradation: variant, savePredictions: save)
+                        let r: EvaluationResult
+                        do {
+                            r = try evaluator.evaluate(ds, name: datasetName, degradation: variant, savePredictions: save)
+                        } catch {
+                            // The evaluation in progress is not reported: its masks go too (the folder held none
+                            // before, as checked above), so that the folder matches the report and can be reused.
+                            if let save { try? FileManager.default.removeItem(atPath: save) }
+                            throw error
+                        }
                         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
                         print(String(format: "%@ on %@ (%@): IoU %.4f, F1 %.4f, pooled IoU %.4f — %ld images, %.1f images/s", name, datasetName,
                                      r.variant, r.iou, r.f1, r.pooledIoU, r.images, Double(r.images) / seconds))

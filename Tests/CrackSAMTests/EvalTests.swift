@@ -87,13 +87,14 @@ final class EvalTests: XCTestCase {
     /// printed and written (marked partial) instead of being lost with the process.
     func testCtrlCKeepsTheEvaluationsThatFinished() throws {
         let dir = try Oracle.scratch()
-        try makeTestDataset(dir + "/a", count: 4)
+        try makeTestDataset(dir + "/a", count: 40)
         let tiny = ["--vit", "custom", "--embed-dim", "32", "--depth", "2", "--heads", "2", "--global-blocks", "1", "--image-size", "32"]
         // A sweep long enough to be running when the signal comes.
         let sweep = stride(from: 1, through: 401, by: 2).map(String.init).joined(separator: ",")
         let (status, output) = try interruptedCLI(["eval"] + tiny + ["--dataset", "A=" + dir + "/a", "--blur-sweep", sweep, "--batch", "1",
                                                                      "--json", dir + "/p.json", "--markdown", dir + "/p.md",
-                                                                     "--blur-plot", dir + "/p.png"], after: "on A (blur:3)")
+                                                                     "--blur-plot", dir + "/p.png", "--save-predictions", dir + "/preds"],
+                                                  after: "on A (blur:3)", delay: 0.05)
         XCTAssertNotEqual(status, 0, output)
         XCTAssertTrue(output.contains("stopped by a signal; the "), output)
         XCTAssertTrue(output.contains("Error: stopped by a signal (Ctrl-C or SIGTERM)"), output)
@@ -101,6 +102,13 @@ final class EvalTests: XCTestCase {
         XCTAssertTrue(try String(contentsOfFile: dir + "/p.partial.md", encoding: .utf8).hasPrefix("(partial: the evaluation was stopped by a signal)"))
         let partial = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/p.partial.json"))) as? [[String: Any]])
         XCTAssertEqual(Array(partial.prefix(3)).compactMap { $0["variant"] as? String }, ["clean", "blur:1", "blur:3"])
+        // The masks saved are those of the evaluations reported: the one in progress leaves none behind
+        // (they blocked the next eval into the same folder, and matched no row).
+        let reported = Set(partial.compactMap { ($0["variant"] as? String)?.replacingOccurrences(of: ":", with: "") })
+        XCTAssertEqual(Set(try FileManager.default.contentsOfDirectory(atPath: dir + "/preds/untrained/A")), reported)
+        for variant in reported {
+            XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir + "/preds/untrained/A/" + variant).count, 40, variant)
+        }
         // The plot of the kernels that finished goes where --blur-plot says (the default would land in the working directory).
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/p.partial.png"))
         // Partial results have names of their own: the complete files a finished run writes are not replaced.

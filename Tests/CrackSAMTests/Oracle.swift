@@ -108,7 +108,7 @@ func crackCLI(_ args: [String], expectSuccess: Bool = true, file: StaticString =
 
 /// Runs crack-cli, sends SIGINT (as Ctrl-C; or `signal`) once its output shows `marker`, and returns its
 /// exit status and whole output.
-func interruptedCLI(_ args: [String], after marker: String, signal: Int32 = SIGINT) throws -> (status: Int32, output: String) {
+func interruptedCLI(_ args: [String], after marker: String, delay: TimeInterval = 0, signal: Int32 = SIGINT) throws -> (status: Int32, output: String) {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("crack-cli")
     process.arguments = args
@@ -122,6 +122,9 @@ func interruptedCLI(_ args: [String], after marker: String, signal: Int32 = SIGI
         if chunk.isEmpty { break }  // it ended first
         output += String(decoding: chunk, as: UTF8.self)
     }
+    // Woken by the marker's write, this process tends to signal before the command takes its next step:
+    // a delay lands the signal inside that step instead.
+    if delay > 0 { Thread.sleep(forTimeInterval: delay) }
     kill(process.processIdentifier, signal)
     output += String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
     process.waitUntilExit()
