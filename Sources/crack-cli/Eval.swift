@@ -236,7 +236,13 @@ struct Eval: ParsableCommand {
         // Masks of an earlier eval in a folder this one writes would mix with its own (one stopped halfway
         // leaves the earlier masks of the images it did not reach): refused before any work.
         if let savePredictions {
-            for (name, _) in models {
+            // The untrained model's rows take the --sam file's name when its head turns out to be trained
+            // (known once the file is read): both names are checked.
+            let names = models.flatMap { model -> [String] in
+                guard model.file == nil, model.name == "untrained", let sam else { return [model.name] }
+                return [model.name, URL(fileURLWithPath: sam).deletingPathExtension().lastPathComponent]
+            }
+            for name in names {
                 for (datasetName, _) in datasets {
                     for variant in variants + sweep.map(Optional.some) {
                         let folder = Eval.predictionFolder(savePredictions, model: name, dataset: datasetName, variant: variant)
@@ -266,15 +272,7 @@ struct Eval: ParsableCommand {
                         let save = savePredictions.map { Eval.predictionFolder($0, model: name, dataset: datasetName, variant: variant) }
                         if try StopRequest.agreed(across: group) { throw StopRequest.Interrupted() }
                         let start = DispatchTime.now().uptimeNanoseconds
-                        let r: EvaluationResult
-                        do {
-                            r = try evaluator.evaluate(ds, name: datasetName, degradation: variant, savePredictions: save)
-                        } catch {
-                            // The evaluation in progress is not reported: its masks go too (the folder held none
-                            // before, as checked above), so that the folder matches the report and can be reused.
-                            if let save { try? FileManager.default.removeItem(atPath: save) }
-                            throw error
-                        }
+                        let r = try evaluator.evaluate(ds, name: datasetName, degradation: variant, savePredictions: save)
                         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
                         print(String(format: "%@ on %@ (%@): IoU %.4f, F1 %.4f, pooled IoU %.4f — %ld images, %.1f images/s", name, datasetName,
                                      r.variant, r.iou, r.f1, r.pooledIoU, r.images, Double(r.images) / seconds))

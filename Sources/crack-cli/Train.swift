@@ -25,7 +25,7 @@ struct Train: ParsableCommand {
     @Option(help: "List file selecting validation samples.") var valList: String?
     @Option(help: "Official SAM checkpoint (sam_vit_*.pth); default: Meta's file in weights/; not needed for --vit custom.") var sam: String?
     @Option(help: "Run directory to create.") var out: String?
-    @Option(help: "Continue the run in this directory, as its config.json describes it (flags that would change it are refused; --workers, --threads, --max-steps, --nproc, --checkpoint-activations may differ).") var resume: String?
+    @Option(help: "Continue the run in this directory, as its config.json describes it (flags that would change it are refused; --workers, --threads, --max-steps, --nproc, the GPU's index and the speed flags may differ, and --checkpoint-activations may be turned on).") var resume: String?
 
     @Option(help: "Epochs the schedule spans.") var epochs = TrainingOptions().epochs
     @Option(help: "Stop after this epoch (the authors stop at 100 of 140).") var stopEpoch: Int?

@@ -204,6 +204,14 @@ final class EvalTests: XCTestCase {
             let merged = try crackCLI(["eval"] + tiny + ["--dataset", "A=" + dir + "/a", "--sam", dir + "/m.pth"])
             XCTAssertTrue(merged.contains(iou + ",") && !merged.contains("untrained"), "sidecar \(sidecar): \(merged)")
         }
+        // Rewritten without its description and loaded with --keep-decoder-head, it is named after its file
+        // only once read: --save-predictions checks that name too (an earlier run's masks there were mixed
+        // with, and a stopped run's clean-up could have removed them).
+        try PyTorchCheckpoint.save(try PyTorchCheckpoint.loadStateDict(at: dir + "/m.pth"), to: dir + "/nodesc.pth")
+        let keep = tiny + ["--dataset", "A=" + dir + "/a", "--sam", dir + "/nodesc.pth", "--keep-decoder-head", "--save-predictions", dir + "/kept"]
+        XCTAssertTrue(try crackCLI(["eval"] + keep).contains("nodesc on A (clean)"))
+        let again = try crackCLI(["eval"] + keep, expectSuccess: false)
+        XCTAssertTrue(again.contains("\(dir)/kept/nodesc/A/clean holds an earlier eval's masks"), again)
         // Models are named by their files' stems, with as many folders as make them unique, or as given.
         for run in ["lora", "adapter"] {
             try FileManager.default.createDirectory(atPath: dir + "/runs/" + run, withIntermediateDirectories: true)

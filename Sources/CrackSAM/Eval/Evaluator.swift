@@ -138,6 +138,10 @@ public final class Evaluator {
         return (a, b, both)
     }
 
+    /// Scores the model on the dataset (with the degradation applied), writing each image's mask into
+    /// `savePredictions` when given. An evaluation that fails or is stopped is not reported, so the masks
+    /// it wrote are removed again (and its folder, left empty): they would match no row, and keep the
+    /// folder from the next run.
     public func evaluate(_ dataset: CrackDataset, name datasetName: String, degradation: Degradation? = nil,
                          savePredictions: String? = nil) throws -> EvaluationResult {
         let whole = dataset
@@ -146,6 +150,13 @@ public final class Evaluator {
         let s = predictor.inputSize
         var counts: [(predicted: Int, truth: Int, intersection: Int)] = []
         if let savePredictions { try Folder.make(savePredictions) }
+        var written: [String] = [], finished = false
+        defer {
+            if !finished, let savePredictions {
+                for file in written { unlink(file) }
+                rmdir(savePredictions)  // only when empty: never another run's masks
+            }
+        }
         // With data parallelism a rank's failure (an image that broke since the check, say) is not thrown
         // before the all-reduce below: the others wait in it, and learn of it there.
         var failure: Error?
@@ -166,8 +177,9 @@ public final class Evaluator {
                     let pred = predictor.resize.maskBack(masks[j], from: (s, s), to: (image.width, image.height))
                     counts.append(Evaluator.pixelCounts(predicted: pred, truth: label))
                     if let savePredictions {
-                        try Image(width: image.width, height: image.height, channels: 1, pixels: pred.map { $0 != 0 ? 255 : 0 })
-                            .write(to: savePredictions + "/" + dataset.samples[indices[j]].name + ".png")
+                        let file = savePredictions + "/" + dataset.samples[indices[j]].name + ".png"
+                        try Image(width: image.width, height: image.height, channels: 1, pixels: pred.map { $0 != 0 ? 255 : 0 }).write(to: file)
+                        written.append(file)
                     }
                 }
             }
@@ -199,6 +211,7 @@ public final class Evaluator {
                                       precision: mean.precision, recall: mean.recall, f1: mean.f1, iou: mean.iou,
                                       pooledIoU: pooledUnion == 0 ? 1 : Double(pooledIntersection) / Double(pooledUnion))
         result.imageScores = images
+        finished = true
         return result
     }
 }
