@@ -184,6 +184,8 @@ final class DatasetTests: XCTestCase {
         // The mask drawn on the upright photo loads.
         try Image(width: 60, height: 80, channels: 1, pixels: [UInt8](repeating: 255, count: 4800)).write(to: dir + "/masks/s0.png")
         XCTAssertEqual(try CrackDataset(root: dir).load(0, size: 32).label.shape, [32, 32])
+        // Its size shows it was drawn upright: it is not named as turned against its photo.
+        XCTAssertTrue(try CrackDataset(root: dir).verify().turnedAgainstMasks.isEmpty)
     }
 
     /// A photo turned upright by its EXIF orientation whose mask carries none is named by the dataset

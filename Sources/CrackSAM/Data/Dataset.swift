@@ -63,10 +63,10 @@ public enum DatasetError: Error, Equatable, CustomStringConvertible, LocalizedEr
 public struct DatasetCheck {
     /// Each sample's image size, upright.
     public var sizes: [(width: Int, height: Int)]
-    /// Images turned upright by their EXIF orientation whose masks were not (a mask file carries none):
+    /// Images turned upright by their EXIF orientation, by a turn that keeps their size (a flip, a
+    /// half-turn, a square photo's quarter-turn), whose masks were not (a mask file carries none):
     /// (image, orientation). A mask drawn on the upright photo fits; one drawn on the stored pixels (as
-    /// PIL, which ignores the orientation, shows them) does not, and a half-turn or a square photo's
-    /// quarter-turn keeps its size, so nothing else catches it.
+    /// PIL, which ignores the orientation, shows them) does not, and nothing else catches it.
     public var turnedAgainstMasks: [(image: String, orientation: Int)]
 
     /// What the turn is, as a person sees it.
@@ -215,12 +215,15 @@ public struct CrackDataset: Sendable {
     }
 
     /// The sample, and the EXIF orientation its image was turned upright from where its mask was not
-    /// turned too (1 otherwise).
+    /// turned too and the turn kept the photo's size (1 otherwise): a quarter-turn of a photo that is not
+    /// square swaps its sides, so a mask drawn on the stored pixels fails the size check (which says why),
+    /// and one that passes it was drawn upright.
     private func load(_ index: Int) throws -> (image: Image, label: [UInt8], turned: Int) {
         let s = samples[index]
         let image = try Image.read(at: s.image).rgb()
         let mask = try Image.read(at: s.mask)
-        let turned = image.orientation != 1 && mask.orientation == 1 ? image.orientation : 1
+        let keepsSize = image.orientation <= 4 || image.width == image.height
+        let turned = image.orientation != 1 && mask.orientation == 1 && keepsSize ? image.orientation : 1
         guard mask.width == image.width, mask.height == image.height else {
             throw DatasetError.maskSizeMismatch(mask: s.mask, maskSize: [mask.width, mask.height], imageSize: [image.width, image.height])
         }
