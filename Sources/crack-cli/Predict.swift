@@ -36,7 +36,7 @@ struct Predict: ParsableCommand {
     @Option(help: "Pixel size in millimetres: measurements in mm and mm².")
     var mmPerPixel: Double?
 
-    @Option(help: "Holes of at most this many pixels inside a crack (specks the model left out) count as crack in the measurements; the masks are written as predicted. 0 keeps every hole. Default: \(CrackGeometry.defaultMaxHoleArea).")
+    @Option(help: "Pinholes of at most this many pixels inside a crack (specks the model left out, no wider than they lie deep in the crack) count as crack in the measurements; the masks are written as predicted. 0 keeps every hole. Default: \(CrackGeometry.defaultMaxHoleArea).")
     var fillHoles: Int?
 
     @Option(help: "Write logits (key 'logits', float32 [N, num_classes+1, S, S]) to this .safetensors file.")

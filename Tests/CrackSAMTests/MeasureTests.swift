@@ -90,9 +90,6 @@ final class MeasureTests: XCTestCase {
     /// 81 px wide, and the length lost 8.5 px per crossing), a thin loop (its two sides, 2 px apart, in one
     /// window cut its length), and a thin diagonal whose maximum width came out below its mean.
     func testThinDiagonalsBranchingsAndLoops() throws {
-        func shape(_ w: Int, _ h: Int, _ inside: (Int, Int) -> Bool) -> [UInt8] {
-            (0..<(w * h)).map { inside($0 % w, $0 / w) ? 1 : 0 }
-        }
         func crack(_ mask: [UInt8], _ w: Int, _ h: Int, _ what: String) throws -> CrackMeasurement {
             let m = CrackGeometry.measure(mask, width: w, height: h, image: what)
             XCTAssertEqual(m.cracks.count, 1, what)
@@ -160,6 +157,34 @@ final class MeasureTests: XCTestCase {
         // Only holes up to the limit are filled: a crack network's cells stay background.
         let filled = CrackGeometry.fillingHoles(mask, width: w, height: h, maxArea: 1)
         XCTAssertEqual(filled.reduce(0) { $0 + Int($1) }, mask.reduce(0) { $0 + Int($1) } + 15, "the 15 one-pixel holes only")
+    }
+
+    /// A w × h mask of the pixels (x, y) inside the shape.
+    func shape(_ w: Int, _ h: Int, _ inside: (Int, Int) -> Bool) -> [UInt8] {
+        (0..<(w * h)).map { inside($0 % w, $0 / w) ? 1 : 0 }
+    }
+
+    /// What is not a pinhole stays a hole (found by review): the sliver between the strands of a crack
+    /// that splits and rejoins (under 64 px, but longer than the strands are wide: filling it measured the
+    /// crack 30 % short and three times as wide), and a small ring crack's middle.
+    func testSliversAndRingsAreNotPinholes() throws {
+        // A 2-px crack splitting round a 2 × 18 px island.
+        let (w, h) = (80, 30)
+        let split = shape(w, h) { x, y -> Bool in
+            let outside = (10...11).contains(y) && (x < 20 || x >= 40)
+            let strands = (20..<40).contains(x) && ((8...9).contains(y) || (12...13).contains(y))
+            let joins = (x == 20 || x == 39) && (8...13).contains(y)
+            return outside || strands || joins
+        }
+        let kept = CrackGeometry.measure(split, width: w, height: h, image: "split", maxHoleArea: 0).cracks[0]
+        let measured = CrackGeometry.measure(split, width: w, height: h, image: "split").cracks[0]
+        XCTAssertEqual(measured, kept)
+        XCTAssertEqual(measured.maxWidth, 2, accuracy: 0.01)
+        // A ring 2 px wide of radius 5 (its middle about 7 px across, 8 px deep with it filled).
+        let ring = shape(24, 24) { x, y in abs(hypot(Double(x) - 12, Double(y) - 12) - 5) < 1 }
+        let circle = try XCTUnwrap(CrackGeometry.measure(ring, width: 24, height: 24, image: "ring").cracks.first)
+        XCTAssertEqual(circle.length, 2 * Double.pi * 5, accuracy: 0.04 * 2 * Double.pi * 5)
+        XCTAssertEqual(circle.meanWidth, 2, accuracy: 0.2)
     }
 
     func testSeparateCracksAreCountedSeparately() {

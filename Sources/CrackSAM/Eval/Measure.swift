@@ -159,34 +159,47 @@ public enum CrackGeometry {
         return skel
     }
 
-    /// The mask (0/1) with its holes of at most `maxArea` pixels filled: background regions that crack
-    /// encloses (4-connected, the dual of 8-connected cracks), the specks a segmentation leaves inside a
-    /// crack. The skeleton runs round each such hole, counting the crack twice there (a predicted crack
-    /// with 214 pinholes measured 59 % longer than it is). Larger enclosed regions (the cells of a crack
-    /// network) stay background. 0 fills nothing.
+    /// The mask (0/1) with its pinholes filled: background regions that crack encloses (4-connected, the
+    /// dual of 8-connected cracks) of at most `maxArea` pixels and no wider, either way, than their depth
+    /// inside the crack (its distance to the background there, with them filled): the specks a
+    /// segmentation leaves inside a crack. The skeleton runs round each such hole, counting the crack
+    /// twice there (a predicted crack with 214 pinholes measured 59 % longer than it is). A sliver between
+    /// two strands of a crack that splits and rejoins is longer than the strands are wide, and a crack
+    /// network's cells are larger: they stay background. `maxArea` 0 fills nothing.
     public static func fillingHoles(_ mask: [UInt8], width w: Int, height h: Int, maxArea: Int) -> [UInt8] {
         // 0 background not yet reached, 1 crack, 2 background reached.
         var out = mask.map { $0 != 0 ? UInt8(1) : 0 }
         guard maxArea > 0 else { return out }
         var stack: [Int32] = [], region: [Int32] = []
+        var holes: [(pixels: [Int32], side: Int)] = []
         for start in 0..<(w * h) where out[start] == 0 {
             out[start] = 2
             stack.append(Int32(start))
             region.removeAll(keepingCapacity: true)
             var area = 0, open = false
+            var (x0, y0, x1, y1) = (w, h, -1, -1)
             while let q = stack.popLast() {
                 let p = Int(q), (x, y) = (p % w, p / w)
                 area += 1
-                if area <= maxArea { region.append(q) }
+                if area <= maxArea {
+                    region.append(q)
+                    (x0, y0, x1, y1) = (min(x0, x), min(y0, y), max(x1, x), max(y1, y))
+                }
                 if x == 0 || y == 0 || x == w - 1 || y == h - 1 { open = true }
                 if x > 0 && out[p - 1] == 0 { out[p - 1] = 2; stack.append(Int32(p - 1)) }
                 if x < w - 1 && out[p + 1] == 0 { out[p + 1] = 2; stack.append(Int32(p + 1)) }
                 if y > 0 && out[p - w] == 0 { out[p - w] = 2; stack.append(Int32(p - w)) }
                 if y < h - 1 && out[p + w] == 0 { out[p + w] = 2; stack.append(Int32(p + w)) }
             }
-            if !open && area <= maxArea { for p in region { out[Int(p)] = 1 } }
+            if !open && area <= maxArea { holes.append((region, max(x1 - x0, y1 - y0) + 1)) }
         }
         for p in 0..<(w * h) where out[p] == 2 { out[p] = 0 }
+        guard !holes.isEmpty else { return out }
+        for hole in holes { for p in hole.pixels { out[Int(p)] = 1 } }
+        let depth = distanceTransform(out, width: w, height: h)
+        for hole in holes where Double(hole.side) > hole.pixels.reduce(0.0, { max($0, depth[Int($1)]) }) {
+            for p in hole.pixels { out[Int(p)] = 0 }
+        }
         return out
     }
 
@@ -232,11 +245,11 @@ public enum CrackGeometry {
         return out
     }
 
-    /// Holes a crack encloses of at most this many pixels are taken as crack when it is measured
-    /// (`fillingHoles`); scikit-image's `remove_small_holes` fills up to 64 by default too.
+    /// Pinholes of at most this many pixels are taken as crack when it is measured (`fillingHoles`);
+    /// scikit-image's `remove_small_holes` fills up to 64 by default too.
     public static let defaultMaxHoleArea = 64
 
-    /// Measures every crack of a binary mask, its holes of at most `maxHoleArea` pixels filled.
+    /// Measures every crack of a binary mask, its pinholes of at most `maxHoleArea` pixels filled.
     /// `mmPerPixel` nil keeps pixels.
     public static func measure(_ predicted: [UInt8], width w: Int, height h: Int, image: String, mmPerPixel: Double? = nil,
                                minimumArea: Int = 1, maxHoleArea: Int = defaultMaxHoleArea) -> ImageMeasurement {
@@ -324,15 +337,22 @@ public enum CrackGeometry {
                 // A lone skeleton pixel has no direction of its own: the crack's axis stands in.
                 let theta = local.count > 1 ? 0.5 * atan2(2 * sxy, sxx - syy) : axis
                 let (ux, uy) = (cos(theta), sin(theta))
-                // Extent of the local skeleton along θ per pixel in it: 1/max(|cos θ|, |sin θ|) on a clean
-                // one-pixel line. Well under 1 where it folds back within the window (a thin loop's end, a
-                // U-turn: about ½), which one axis cannot measure either: then, as at a branching, the links.
-                // A line that only wavers (a ragged crack's skeleton dips a row every few pixels) comes a
-                // little under 1 when θ tilts off its run; counted by links, each dip's diagonals added
-                // length (5 % on such a crack), so only below 0.9 is it a fold.
-                let projections = local.map { $0.0 * ux + $0.1 * uy }
-                let extent = local.count > 1 ? (projections.max()! - projections.min()!) / (count - 1) : 1
-                let irregular = branched || extent < 0.9
+                // Extent of the local skeleton per pixel in it: 1/max(|cos θ|, |sin θ|) on a clean one-pixel
+                // line at angle θ. Under 1 where it curves or folds back within the window (a thin loop's end,
+                // a U-turn: about ½), which one chord cannot measure: then, as at a branching, the links.
+                // Measured between the two skeleton pixels farthest apart, not along θ: a line that only
+                // wavers (a ragged crack's skeleton dips a row every few pixels) has a θ tilted off its run,
+                // along which it came a little under 1 and was taken for a fold, counted link by link (each
+                // dip's diagonals added length: 5 % on such a crack). Any path that runs one way spans at
+                // least 1 per pixel between its farthest two.
+                var span = 0.0
+                for i in local.indices {
+                    for j in local.indices where j > i {
+                        span = max(span, (local[i].0 - local[j].0) * (local[i].0 - local[j].0) + (local[i].1 - local[j].1) * (local[i].1 - local[j].1))
+                    }
+                }
+                let extent = local.count > 1 ? span.squareRoot() / (count - 1) : 1
+                let irregular = branched || extent < 0.999
                 length += irregular ? linkShare(p, links) : extent
                 if links.count == 1 {
                     // Outward: away from the rest of the skeleton (the local mean lies inward).
