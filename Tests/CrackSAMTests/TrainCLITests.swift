@@ -91,23 +91,40 @@ final class TrainCLITests: XCTestCase {
 
     /// --resume of a run whose state.safetensors was removed after it trained is refused (it started over
     /// from step 1, cutting metrics.csv and val.csv and rewriting best.pth); one killed before its first
-    /// checkpoint still starts from its first step. --resume names a folder that is not there, and a
-    /// file given for the run's folder.
+    /// checkpoint, or while writing it (epoch 1's validation and deltas written, its state not: found by
+    /// the user-journey round, such a run could never be resumed), starts from its first step. --resume
+    /// names a folder that is not there, and a file given for the run's folder.
     func testAResumeWithoutItsStateNeverRewritesTheRunsHistory() throws {
         let dir = try Oracle.scratch()
         try makeTestDataset(dir + "/data", count: 6)
         let run = dir + "/run"
-        _ = try crackCLI(["train"] + tiny + ["--data", dir + "/data", "--val", dir + "/data", "--out", run, "--epochs", "1"])
+        let recipe = ["--data", dir + "/data", "--val", dir + "/data", "--out", run, "--epochs", "2", "--val-every", "1", "--save-every", "1"]
+        _ = try crackCLI(["train"] + tiny + recipe)
         let metrics = try String(contentsOfFile: run + "/metrics.csv", encoding: .utf8)
         let best = try Data(contentsOf: URL(fileURLWithPath: run + "/best.pth"))
         try FileManager.default.removeItem(atPath: run + "/state.safetensors")
         let out = try crackCLI(["train", "--resume", run], expectSuccess: false)
-        XCTAssertTrue(out.contains("Error: \(run): cannot resume: no state.safetensors, yet the run trained (best.pth, epoch_1.pth; "
-                                   + "1 validation(s) in val.csv): its state was removed"), out)
+        XCTAssertTrue(out.contains("Error: \(run): cannot resume: no state.safetensors, yet the run trained (best.pth, epoch_1.pth, epoch_2.pth; "
+                                   + "2 validation(s) in val.csv; 6 step(s) in metrics.csv): its state was removed"), out)
         XCTAssertEqual(try String(contentsOfFile: run + "/metrics.csv", encoding: .utf8), metrics)
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: run + "/best.pth")), best)
+        // Killed while writing its first checkpoint: epoch 1's steps, validation and deltas, no state.
+        let first = dir + "/first"
+        _ = try crackCLI(["train"] + tiny + ["--data", dir + "/data", "--val", dir + "/data", "--out", first, "--epochs", "1"])
+        let epoch1 = try Data(contentsOf: URL(fileURLWithPath: first + "/epoch_1.pth"))
+        let firstMetrics = try String(contentsOfFile: first + "/metrics.csv", encoding: .utf8)
+        try FileManager.default.removeItem(atPath: first + "/state.safetensors")
+        let again = try crackCLI(["train", "--resume", first])
+        XCTAssertTrue(again.contains("was stopped before its first checkpoint was written: the run starts from its first step"), again)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: first + "/epoch_1.pth")), epoch1, "written anew, the same")
+        // Every step once, with the losses of the run that was never stopped (the last columns are timings).
+        func losses(_ text: String) -> [String] { text.split(separator: "\n").map { $0.split(separator: ",").prefix(6).joined(separator: ",") } }
+        XCTAssertEqual(losses(try String(contentsOfFile: first + "/metrics.csv", encoding: .utf8)), losses(firstMetrics))
         // Killed before its first checkpoint: rows of steps never saved, no delta, no validation.
-        for file in ["best.pth", "best.json", "epoch_1.pth", "epoch_1.json", "val.csv"] { try? FileManager.default.removeItem(atPath: run + "/" + file) }
+        for file in ["best.pth", "best.json", "epoch_1.pth", "epoch_1.json", "epoch_2.pth", "epoch_2.json", "val.csv"] {
+            try? FileManager.default.removeItem(atPath: run + "/" + file)
+        }
+        try Data(metrics.split(separator: "\n").prefix(3).map { $0 + "\n" }.joined().utf8).write(to: URL(fileURLWithPath: run + "/metrics.csv"))
         XCTAssertTrue(try crackCLI(["train", "--resume", run, "--max-steps", "1"]).contains("was stopped before its first checkpoint"))
         XCTAssertTrue(try crackCLI(["train", "--resume", run + "/config.json"], expectSuccess: false)
             .contains("Error: --resume takes the run's folder (\(run)), not a file in it (\(run)/config.json)"))

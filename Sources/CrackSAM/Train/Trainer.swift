@@ -767,26 +767,30 @@ public final class Trainer {
     }
 
     /// Continues a run from its state file. A run stopped before its first checkpoint (a bad image or an
-    /// out-of-memory error in the first epoch) has nothing to continue from: it starts again at step 0,
-    /// and the rows it had logged are dropped.
+    /// out-of-memory error in the first epoch), or killed while writing it, has nothing to continue from:
+    /// it starts again at step 0, and the rows it had logged are dropped.
     public func resume() throws {
         guard FileManager.default.fileExists(atPath: statePath) else {
-            // A run that got as far as an epoch's end saved its state there, with the epoch's delta: deltas
-            // or validations without a state mean it was removed, and starting over would rewrite that
-            // run's history (metrics.csv, val.csv, best.pth). Only a run stopped before any of that (killed
-            // before its first checkpoint) starts again from its first step.
+            // A run saves its state at every epoch's end, after the epoch's validation and deltas: anything
+            // past the first epoch without a state means it was removed, and starting over would rewrite
+            // that run's history (metrics.csv, val.csv, best.pth). A run killed before its first checkpoint,
+            // or while writing it (its validation and deltas of epoch 1 written, the state not yet: a kill -9,
+            // a second Ctrl-C), starts again from its first step, which writes them anew.
             let files = (try? FileManager.default.contentsOfDirectory(atPath: runDirectory)) ?? []
             let deltas = files.filter { $0 == "best.pth" || ($0.hasPrefix("epoch_") && $0.hasSuffix(".pth")) }.sorted()
-            let validations = Trainer.readCSV(runDirectory + "/val.csv", x: "epoch", y: "iou").count
-            if !deltas.isEmpty || validations > 0 {
+            let validated = Trainer.readCSV(runDirectory + "/val.csv", x: "epoch", y: "iou").map(\.x)
+            let saved = deltas.compactMap { Double($0.dropFirst(6).dropLast(4)) }
+            let logged = Trainer.readCSV(runDirectory + "/metrics.csv", x: "step", y: "loss").map(\.x).max() ?? 0
+            let firstEpoch = Double(Trainer.batchesPerEpoch(train.count, batch: options.batch, worldSize: worldSize))
+            if (validated + saved).contains(where: { $0 > 1 }) || logged > firstEpoch {
                 let trained = (deltas.isEmpty ? [] : ["\(deltas.joined(separator: ", "))"])
-                    + (validations > 0 ? ["\(validations) validation(s) in val.csv"] : [])
+                    + (validated.isEmpty ? [] : ["\(validated.count) validation(s) in val.csv"]) + ["\(Int(logged)) step(s) in metrics.csv"]
                 throw TrainingError.notARun(path: runDirectory, reason: "no state.safetensors, yet the run trained (\(trained.joined(separator: "; "))): "
                     + "its state was removed, and starting over would rewrite its history. Put state.safetensors back, or start a new run with --out")
             }
             try dropRows(of: "metrics.csv", column: "step", after: 0)
             try dropRows(of: "val.csv", column: "epoch", after: 0)
-            log("\(runDirectory) was stopped before its first checkpoint: the run starts from its first step")
+            log("\(runDirectory) was stopped before its first checkpoint was written: the run starts from its first step")
             return
         }
         try loadState()
