@@ -64,8 +64,8 @@ enum Launcher {
             }
             pids.append(pid)
         }
-        // SIGINT from a terminal reaches the children itself (same process group); the launcher waits
-        // for them. SIGTERM to the launcher alone is passed on.
+        // SIGINT or SIGTERM to the launcher is passed on as SIGTERM. A terminal's Ctrl-C reaches the
+        // children itself too (same process group): they take the two as one request (StopRequest).
         signal(SIGINT, SIG_IGN)
         signal(SIGTERM, SIG_IGN)
         let term = DispatchSource.makeSignalSource(signal: SIGTERM)
@@ -74,7 +74,7 @@ enum Launcher {
         term.setEventHandler { signalled.set(); running.forEach { kill($0, SIGTERM) } }
         term.resume()
         let interrupt = DispatchSource.makeSignalSource(signal: SIGINT)
-        interrupt.setEventHandler { signalled.set() }
+        interrupt.setEventHandler { signalled.set(); running.forEach { kill($0, SIGTERM) } }
         interrupt.resume()
         var alive = Set(pids)
         // The rank to name: the first that failed for a reason of its own (not stoppedForAnotherRank).

@@ -320,6 +320,11 @@ struct Train: ParsableCommand {
             warnAboutUnusedSplits(runConfig.data, list: runConfig.dataList, split: "train.txt", suggestion: "--data-list \(runConfig.data)/train.txt")
             if let val = runConfig.val { warnAboutUnusedSplits(val, list: runConfig.valList, split: "val.txt", suggestion: "--val-list \(val)/val.txt") }
         }
+        // A folder holding another run is refused before the data check, which takes a while.
+        if resume == nil { try Trainer.checkNewRun(at: runDirectory) }
+        // Ctrl-C or SIGTERM from here on stops the run where nothing is lost: during the data check or the
+        // model's loading, before anything is written; later, after a step, with a checkpoint.
+        StopRequest.catchSignals()
         // Every file read once now, not when its batch comes: a broken image or a mask of another size ends
         // the run before it starts, not hours in. Each rank reads its share.
         let (rank, ranks) = (group?.rank ?? 0, group?.worldSize ?? 1)
@@ -362,6 +367,10 @@ struct Train: ParsableCommand {
         peftOptions.adapterScale = peftRecorded.usesAdapter ? peftRecorded.adapterScale : nil
         let net = try ModelBuilder(model: modelOptions, peft: peftOptions, sam: runConfig.sam, delta: nil, seed: runConfig.options.seed,
                                    randomWeights: runConfig.randomWeights == true).build()
+        if try StopRequest.agreed(across: group) {
+            if !leader { throw ExitCode.failure }
+            throw CommandFailure(description: "stopped by a signal before training; nothing was written")
+        }
 
         if resume == nil && leader {
             try Trainer.prepareNewRun(at: runDirectory)
@@ -387,7 +396,6 @@ struct Train: ParsableCommand {
         if leader { print("training \(runConfig.peft.deltaType.rawValue) on \(runConfig.backbone): \(trainSet.count) images, "
             + "\(net.trainableParameterCount) trainable parameters, run directory \(runDirectory)"
             + (group.map { ", \($0.worldSize) ranks (\($0.backend.rawValue)), global batch \(runConfig.options.batch * $0.worldSize)" } ?? "")) }
-        StopRequest.catchSignals()
         let outcome: Trainer.Outcome
         do {
             outcome = try trainer.run()

@@ -252,6 +252,27 @@ final class TrainCLITests: XCTestCase {
         XCTAssertTrue(out.contains("Error: \(dir)/folder.pth: is a folder, not a checkpoint file"), out)
     }
 
+    /// Ctrl-C during the data check (or the model's loading) stops train before anything is written: it
+    /// was caught only once training began, so a signal then was lost and the run went on to its end.
+    func testCtrlCDuringTheDataCheckWritesNothing() throws {
+        let dir = try Oracle.scratch()
+        try FileManager.default.createDirectory(atPath: dir + "/data/images", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: dir + "/data/masks", withIntermediateDirectories: true)
+        let (w, h) = (1200, 900)
+        let pixels = (0..<(w * h * 3)).map { UInt8(truncatingIfNeeded: $0 &* 2654435761 >> 13) }
+        try Image(width: w, height: h, channels: 3, pixels: pixels).write(to: dir + "/image.png")
+        try Image(width: w, height: h, channels: 1, pixels: [UInt8](repeating: 0, count: w * h)).write(to: dir + "/mask.png")
+        for i in 0..<200 {
+            try FileManager.default.copyItem(atPath: dir + "/image.png", toPath: dir + "/data/images/s\(i).png")
+            try FileManager.default.copyItem(atPath: dir + "/mask.png", toPath: dir + "/data/masks/s\(i).png")
+        }
+        let (status, out) = try interruptedCLI(["train"] + tiny + ["--data", dir + "/data", "--out", dir + "/run", "--epochs", "1"],
+                                               after: "checking 200 training samples")
+        XCTAssertEqual(status, 1, out)
+        XCTAssertTrue(out.contains("Error: stopped by a signal before training; nothing was written"), out)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/run/config.json"), out)
+    }
+
     /// A run stopped by an error (here an unreadable image) resumes without losing or repeating work: before
     /// its first checkpoint it starts again; after one, the rows logged past the checkpoint are dropped and
     /// run again, so metrics.csv holds each step once.

@@ -9,14 +9,24 @@ public enum StopRequest {
 
     public static var isRequested: Bool { flag != 0 }
 
-    /// SIGINT and SIGTERM set the flag; the same signal again gets its default action (termination).
+    /// When the first signal came (monotonic nanoseconds), written by the handler too.
+    nonisolated(unsafe) static var firstAt: Int64 = 0
+
+    /// SIGINT and SIGTERM set the flag; a second signal gets its default action (termination), unless it
+    /// comes within a second of the first: a terminal's Ctrl-C reaches the ranks of `--nproc` and their
+    /// launcher, which passes it on, and the two are one request.
     public static func catchSignals() {
         for s in [SIGINT, SIGTERM] {
             signal(s) { s in
+                var now = timespec()
+                clock_gettime(CLOCK_MONOTONIC, &now)  // async-signal-safe
+                let ns = Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)
                 if StopRequest.flag != 0 {
+                    if ns - StopRequest.firstAt < 1_000_000_000 { return }
                     signal(s, SIG_DFL)
                     raise(s)
                 }
+                StopRequest.firstAt = ns
                 StopRequest.flag = 1
             }
         }

@@ -753,16 +753,20 @@ public final class Trainer {
 
     /// Makes a fresh run directory, refusing one that holds another run.
     public static func prepareNewRun(at path: String) throws {
+        try checkNewRun(at: path)
+        if !FileManager.default.fileExists(atPath: path) { try Folder.make(path) }
+    }
+
+    /// Refuses a folder that holds another run, or a file where the folder goes; writes nothing (checked
+    /// again before the data check, which takes a while on a large set).
+    public static func checkNewRun(at path: String) throws {
         let fm = FileManager.default
         var isFolder: ObjCBool = false
-        if fm.fileExists(atPath: path, isDirectory: &isFolder) {
-            guard isFolder.boolValue else { throw DataError.cannotWrite(path: path, reason: "a file is in the way of this run folder") }
-            let entries = (try? fm.contentsOfDirectory(atPath: path)) ?? []
-            if entries.contains(where: { ["config.json", "state.safetensors", "metrics.csv"].contains($0) || $0.hasPrefix("epoch_") }) {
-                throw TrainingError.runDirectoryInUse(path: path)
-            }
-        } else {
-            try Folder.make(path)
+        guard fm.fileExists(atPath: path, isDirectory: &isFolder) else { return }
+        guard isFolder.boolValue else { throw DataError.cannotWrite(path: path, reason: "a file is in the way of this run folder") }
+        let entries = (try? fm.contentsOfDirectory(atPath: path)) ?? []
+        if entries.contains(where: { ["config.json", "state.safetensors", "metrics.csv"].contains($0) || $0.hasPrefix("epoch_") }) {
+            throw TrainingError.runDirectoryInUse(path: path)
         }
     }
 
