@@ -278,7 +278,8 @@ final class TrainerTests: XCTestCase {
     }
 
     /// Reading the loss back every 4 steps (no host synchronisation inside a step) trains exactly like
-    /// reading it every step, and writes the same metrics.
+    /// reading it every step, and writes the same metrics; a read-back shows its progress line once (each
+    /// of its rows showed the same line, labelled with the step the run was at).
     func testLossReadBackEveryFewStepsTrainsTheSame() throws {
         let data = try dataset()
         var runs: [Trainer] = []
@@ -286,8 +287,11 @@ final class TrainerTests: XCTestCase {
             var o = options(maxSteps: 6)
             o.syncEvery = every
             let dir = try Oracle.scratch("every\(every)")
-            let t = try Trainer(model: try model(), train: data, validation: nil, options: o, runDirectory: dir, log: { _ in })
+            var lines: [String] = []
+            let t = try Trainer(model: try model(), train: data, validation: nil, options: o, runDirectory: dir, log: { lines.append($0) })
             XCTAssertEqual(try t.run(), .interrupted(step: 6))
+            let progress = lines.filter { $0.contains("  step ") }.map { $0.components(separatedBy: "  loss")[0] }
+            XCTAssertEqual(progress.count, Set(progress).count, "every \(every): \(lines)")
             runs.append(t)
         }
         for (key, a) in runs[0].model.deltaStateDict() {

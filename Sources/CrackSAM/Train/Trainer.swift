@@ -401,12 +401,14 @@ public final class Trainer {
     var syncWindow: Int { max(options.syncEvery ?? 1, 1) }
 
     /// One metrics.csv line, the loss plot's point and the progress report.
+    /// One step's row of metrics.csv; the progress line is shown for the last row of a read-back (each
+    /// row of a window would show the step the run is at, the same line over and over).
     private func record(step: Int, epoch: Int, loss: Double, ce: Double, dice: Double, lr: Double, imagesPerSecond: Double,
-                        batches: Int) throws {
+                        batches: Int, shown: Bool = true) throws {
         try append("metrics.csv", header: "step,epoch,loss,ce,dice,lr,images_per_s,skipped_steps",
                    String(format: "%ld,%ld,%.6f,%.6f,%.6f,%.8g,%.2f,%ld", step, epoch + 1, loss, ce, dice, lr, imagesPerSecond, skippedSteps))
         lossHistory.append((Double(step), loss))
-        report(loss, imagesPerSecond, batches)
+        if shown { report(loss, imagesPerSecond, batches) }
     }
 
     /// Reads the losses of the steps since the last read-back in one transfer and records them; a run of
@@ -454,7 +456,7 @@ public final class Trainer {
             let loss = values[width * i]
             nonFiniteStreak = loss.isFinite ? 0 : nonFiniteStreak + 1
             try record(step: u.step, epoch: u.epoch, loss: loss, ce: values[width * i + 1], dice: values[width * i + 2], lr: u.lr,
-                       imagesPerSecond: imagesPerSecond, batches: batches)
+                       imagesPerSecond: imagesPerSecond, batches: batches, shown: i == steps.count - 1)
             if nonFiniteStreak >= options.maxNonFiniteSteps { limit = (nonFiniteStreak, u.step) }
         }
         // Only after every row of the window is written: the state saved on stopping holds all of its steps,
