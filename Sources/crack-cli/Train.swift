@@ -392,6 +392,8 @@ struct Train: ParsableCommand {
                                   progress: tty ? { FileHandle.standardError.write(Data(("\r\u{1B}[K" + $0).utf8)) } : nil)
         trainer.verifySync = verifySync
         trainer.stepper.cudaGraph = cudaGraph
+        // What a killed write left behind (its process gone) is removed, by rank 0, which writes here.
+        if leader { AtomicFile.removeLeftovers(in: runDirectory) }
         if resume != nil { try trainer.resume() }
         if leader { print("training \(runConfig.peft.deltaType.rawValue) on \(runConfig.backbone): \(trainSet.count) images, "
             + "\(net.trainableParameterCount) trainable parameters, run directory \(runDirectory)"
@@ -402,6 +404,12 @@ struct Train: ParsableCommand {
         } catch let error as TrainingError {
             guard case .batchFailedOnAnotherRank = error else { throw error }
             throw stopForAnotherRank(error, leader: leader)
+        } catch let error as TorchError {
+            // A file of the run that could not be written (a full disk): what was saved before still stands.
+            guard case .io = error else { throw error }
+            throw CommandFailure(description: "\(error)\n" + (trainer.savedStep.map {
+                "the run's state after step \($0) is kept: once the file can be written, continue with crack-cli train --resume \(runDirectory)"
+            } ?? "no state was saved yet: once the file can be written, start the run again (crack-cli train --resume \(runDirectory))"))
         }
         if tty { FileHandle.standardError.write(Data("\n".utf8)) }
         guard leader else {

@@ -186,4 +186,18 @@ final class CheckpointTests: XCTestCase {
             guard case TorchError.io = error else { return XCTFail("\(error)") }
         }
     }
+
+    /// Temporary files of writes that never finished (their process gone: kill -9, a second Ctrl-C) are
+    /// removed; a live process's, and other hidden files, are not.
+    func testLeftoversOfKilledWritesAreRemoved() throws {
+        let d = try Oracle.scratch()
+        let gone = Process()
+        gone.executableURL = URL(fileURLWithPath: "/bin/true")
+        try gone.run()
+        gone.waitUntilExit()
+        let names = [".state.safetensors.tmp-\(gone.processIdentifier)-12345", ".best.pth.tmp-\(getpid())-7", ".hidden", ".x.tmp-notapid-1", "best.pth"]
+        for name in names { FileManager.default.createFile(atPath: d + "/" + name, contents: Data([1])) }
+        AtomicFile.removeLeftovers(in: d)
+        XCTAssertEqual(Set(try FileManager.default.contentsOfDirectory(atPath: d)), Set(names.dropFirst()))
+    }
 }

@@ -269,11 +269,33 @@ public enum AtomicFile {
             let folder = open(dir, O_RDONLY | O_DIRECTORY)
             if folder >= 0 { fsync(folder); close(folder) }
         } catch {
+            // libtorch's writer says only "basic_ios::clear: iostream error" when the disk fills up.
+            let full = freeBytes(in: dir).map { $0 < 1 << 20 } ?? false
             unlink(tmp)
+            if full { throw TorchError.io(path: path, reason: "no space left on the device (\(freeBytes(in: dir) ?? 0) bytes free once the partial file is removed)") }
             if case TorchError.libtorch(let message) = error { throw TorchError.io(path: path, reason: message) }
             if error is TorchError { throw error }
             // Foundation's errors (disk full, permissions) come back naming the file, as ours do.
             throw TorchError.io(path: path, reason: error.localizedDescription)
+        }
+    }
+
+    /// Bytes an unprivileged writer may still use on the file system holding `folder`.
+    static func freeBytes(in folder: String) -> UInt64? {
+        var info = statvfs()
+        guard statvfs(folder, &info) == 0 else { return nil }
+        return UInt64(info.f_bavail) * UInt64(info.f_frsize)
+    }
+
+    /// Removes the temporary files of writes that never finished (a process killed mid-write: kill -9,
+    /// a second Ctrl-C) from `folder`: names `.NAME.tmp-PID-N` whose process is gone. A training state's
+    /// is as large as the state (45 MB for a small model), and a run folder kept them for good.
+    public static func removeLeftovers(in folder: String) {
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [] where name.hasPrefix(".") {
+            guard let marker = name.range(of: ".tmp-", options: .backwards) else { continue }
+            let parts = name[marker.upperBound...].split(separator: "-")
+            guard parts.count == 2, let pid = Int32(parts[0]), UInt32(parts[1]) != nil, pid > 0 else { continue }
+            if kill(pid, 0) != 0 && errno == ESRCH { unlink(folder + "/" + name) }
         }
     }
 

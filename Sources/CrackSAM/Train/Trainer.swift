@@ -153,7 +153,7 @@ public final class Trainer {
     private var bestEpoch = 0
     private var nonFiniteStreak = 0
     /// The step state.safetensors holds (nil before the first save or resume).
-    private var savedStep: Int?
+    public private(set) var savedStep: Int?
     private var skippedSteps = 0
     private var lossHistory: [(x: Double, y: Double)] = []
     private var iouHistory: [(x: Double, y: Double)] = []
