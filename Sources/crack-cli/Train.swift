@@ -27,19 +27,19 @@ struct Train: ParsableCommand {
     @Option(help: "Run directory to create.") var out: String?
     @Option(help: "Continue the run in this directory, as its config.json describes it (flags that would change it are refused; --workers, --threads, --max-steps, --nproc, the GPU's index and the speed flags may differ, and --checkpoint-activations may be turned on).") var resume: String?
 
-    @Option(help: "Epochs the schedule spans.") var epochs = TrainingOptions().epochs
+    @Option(help: "Epochs the schedule spans (default \(TrainingOptions().epochs)).") var epochs: Int?
     @Option(help: "Stop after this epoch (the authors stop at 100 of 140).") var stopEpoch: Int?
-    @Option(help: "Images per step.") var batch = TrainingOptions().batch
-    @Option(help: "Base learning rate.") var lr = TrainingOptions().lr
-    @Option(help: "Warm-up steps.") var warmup = TrainingOptions().warmup
-    @Option(help: "Power of the polynomial decay.") var polyPower = TrainingOptions().polyPower
-    @Option(help: "AdamW weight decay.") var weightDecay = TrainingOptions().weightDecay
+    @Option(help: "Images per step (default \(TrainingOptions().batch)).") var batch: Int?
+    @Option(help: "Base learning rate (default \(TrainingOptions().lr)).") var lr: Double?
+    @Option(help: "Warm-up steps (default \(TrainingOptions().warmup)).") var warmup: Int?
+    @Option(help: "Power of the polynomial decay (default \(TrainingOptions().polyPower)).") var polyPower: Double?
+    @Option(help: "AdamW weight decay (default \(TrainingOptions().weightDecay)).") var weightDecay: Double?
     @Option(help: "fp16 (with a dynamic loss scaler), bf16 or off; default fp16 on CUDA, off on the CPU.") var amp: String?
-    @Option(help: "TF32 matmuls on CUDA: on or off.") var tf32 = "on"
-    @Option(help: "Validate every N epochs.") var valEvery = TrainingOptions().valEvery
-    @Option(help: "Save epoch_N.pth every N epochs.") var saveEvery = TrainingOptions().saveEvery
-    @Option(help: "Seed (weights, shuffling, augmentation).") var seed = TrainingOptions().seed
-    @Option(help: "cpu, cuda or cuda:N.") var device = TrainingOptions().device
+    @Option(help: "TF32 matmuls on CUDA: on or off (default on).") var tf32: String?
+    @Option(help: "Validate every N epochs (default \(TrainingOptions().valEvery)).") var valEvery: Int?
+    @Option(help: "Save epoch_N.pth every N epochs (default \(TrainingOptions().saveEvery)).") var saveEvery: Int?
+    @Option(help: "Seed (weights, shuffling, augmentation; default \(TrainingOptions().seed)).") var seed: UInt64?
+    @Option(help: "cpu, cuda or cuda:N (default \(TrainingOptions().device)).") var device: String?
     @Option(help: "Background loader threads.") var workers = TrainingOptions().workers
     @Option(help: "libtorch CPU threads.") var threads: Int?
     @Flag(help: "Disable augmentation.") var noAugment = false
@@ -132,22 +132,22 @@ struct Train: ParsableCommand {
         check("--val", val, run.val)
         check("--val-list", valList, run.valList)
         check("--sam", sam, run.sam)
-        check("--epochs", epochs, o.epochs, isDefault: epochs == d.epochs)
+        check("--epochs", epochs, o.epochs)
         check("--stop-epoch", stopEpoch, o.stopEpoch)
-        check("--batch", batch, o.batch, isDefault: batch == d.batch)
-        check("--lr", lr, o.lr, isDefault: lr == d.lr)
-        check("--warmup", warmup, o.warmup, isDefault: warmup == d.warmup)
-        check("--poly-power", polyPower, o.polyPower, isDefault: polyPower == d.polyPower)
-        check("--weight-decay", weightDecay, o.weightDecay, isDefault: weightDecay == d.weightDecay)
+        check("--batch", batch, o.batch)
+        check("--lr", lr, o.lr)
+        check("--warmup", warmup, o.warmup)
+        check("--poly-power", polyPower, o.polyPower)
+        check("--weight-decay", weightDecay, o.weightDecay)
         check("--amp", amp, o.amp.rawValue)
-        check("--tf32", tf32, o.tf32 ? "on" : "off", isDefault: tf32 == "on")
-        check("--val-every", valEvery, o.valEvery, isDefault: valEvery == d.valEvery)
-        check("--save-every", saveEvery, o.saveEvery, isDefault: saveEvery == d.saveEvery)
-        check("--seed", seed, o.seed, isDefault: seed == d.seed)
+        check("--tf32", tf32, o.tf32 ? "on" : "off")
+        check("--val-every", valEvery, o.valEvery)
+        check("--save-every", saveEvery, o.saveEvery)
+        check("--seed", seed, o.seed)
         // The device's kind is the recipe's (cpu or cuda: --amp's default follows it); which GPU is the
         // machine's, as under a launcher, where a run given --device cuda records each rank's cuda:N.
         func kind(_ device: String) -> String { device.hasPrefix("cuda") ? "cuda" : device }
-        check("--device", kind(device), kind(o.device), isDefault: device == d.device)
+        check("--device", device.map(kind), kind(o.device))
         check("--no-augment", noAugment, !o.augment, isDefault: !noAugment)
         check("--sync-every", syncEvery, o.syncEvery)
         check("--random-weights", randomWeights, run.randomWeights ?? false, isDefault: !randomWeights)
@@ -182,11 +182,11 @@ struct Train: ParsableCommand {
     }
 
     func validate() throws {
-        if valList != nil && val == nil { throw ValidationError("--val-list selects samples of --val, which is not given") }
+        if valList != nil && val == nil && resume == nil { throw ValidationError("--val-list selects samples of --val, which is not given") }
         if let resume, let out, out != resume {
             throw ValidationError("--out \(out) starts a new run and --resume \(resume) continues one: give one of them")
         }
-        guard ["on", "off"].contains(tf32) else { throw ValidationError("--tf32 must be on or off (got '\(tf32)')") }
+        if let tf32, !["on", "off"].contains(tf32) { throw ValidationError("--tf32 must be on or off (got '\(tf32)')") }
         if let threads { try requirePositive(threads, "--threads") }
         // Checked on the flag, not in TrainingOptions: a run saved with 0 (which the loader reads as 1)
         // must still resume.
@@ -195,6 +195,12 @@ struct Train: ParsableCommand {
     }
 
     func run() throws {
+        // The recipe's flags are nil when not given (so that --resume can tell "--lr 0.0004" given from
+        // the default left alone); a new run takes the defaults.
+        let d = TrainingOptions()
+        let (epochs, batch, lr, warmup) = (self.epochs ?? d.epochs, self.batch ?? d.batch, self.lr ?? d.lr, self.warmup ?? d.warmup)
+        let (polyPower, weightDecay, tf32) = (self.polyPower ?? d.polyPower, self.weightDecay ?? d.weightDecay, self.tf32 ?? "on")
+        let (valEvery, saveEvery, seed, device) = (self.valEvery ?? d.valEvery, self.saveEvery ?? d.saveEvery, self.seed ?? d.seed, self.device ?? d.device)
         let environment = try DistributedEnvironment.fromEnvironment()
         if try Launcher.launchIfAsked(nproc: nproc, environment: environment) { return }
         if let threads { Torch.threads = threads }

@@ -19,6 +19,14 @@ final class TrainCLITests: XCTestCase {
         XCTAssertTrue(out.contains("these flags would change it: --epochs 5 (the run has 3), --lr 1.0 (the run has 0.0004), "
             + "--rank 8 (the run has 4)"), out)
         XCTAssertEqual(try String(contentsOfFile: run + "/metrics.csv", encoding: .utf8).split(separator: "\n").count, 5)
+        // A flag given at its default value is given too (found by the user-journey round: --batch 8 and
+        // --val-every 5, the defaults, were taken for flags left alone and ignored).
+        out = try crackCLI(["train", "--resume", run, "--batch", "8", "--val-every", "5", "--warmup", "2"], expectSuccess: false)
+        XCTAssertTrue(out.contains("these flags would change it: --batch 8 (the run has 2), --val-every 5 (the run has 1)"), out)
+        XCTAssertFalse(out.contains("--warmup"), out)
+        // --val-list on resume is compared with the run's, not taken for a list without --val.
+        out = try crackCLI(["train", "--resume", run, "--val-list", dir + "/list.txt"], expectSuccess: false)
+        XCTAssertTrue(out.contains("these flags would change it: --val-list \(dir)/list.txt (the run has none)"), out)
         // The device's kind is the recipe's; which GPU (cuda:N) is the machine's.
         out = try crackCLI(["train", "--resume", run, "--device", "cuda:1"], expectSuccess: false)
         XCTAssertTrue(out.contains("these flags would change it: --device cuda (the run has cpu)"), out)
