@@ -328,4 +328,19 @@ final class TrainerTests: XCTestCase {
         let saved = try SafeTensors.load(at: dir + "/state.safetensors").metadata["step"]
         XCTAssertEqual(saved, "3")
     }
+
+    /// The x axis of a plot labels whole steps or epochs where they are: the epoch-8 label and tick sit at
+    /// epoch 8's point (found by the user-journey round: labels were drawn at quarters of the span,
+    /// "8" at epoch 7.69), and a label is drawn once.
+    func testPlotTicksSitAtTheirValues() {
+        let plot = LinePlot(title: "iou", xLabel: "epoch", series: [.init(points: (1...10).map { (Double($0), Double($0) / 10) }, color: (0, 0, 200))])
+        let image = plot.render()
+        let (left, right, bottom) = (60, plot.width - 20, plot.height - 40)
+        func black(_ x: Int, _ y: Int) -> Bool { (0..<3).allSatisfy { image.pixels[(y * plot.width + x) * 3 + $0] == 0 } }
+        // Ticks at 1, 3, 6, 8 and 10 (the quarters 3.25, 5.5 and 7.75 rounded), each below its epoch's x.
+        for epoch in [1, 3, 6, 8, 10] {
+            XCTAssertTrue(black(left + (right - left) * (epoch - 1) / 9, bottom + 2), "tick at epoch \(epoch)")
+        }
+        XCTAssertFalse(black(left + Int(Double(right - left) * 6.75 / 9), bottom + 2), "no tick at 7.75")
+    }
 }

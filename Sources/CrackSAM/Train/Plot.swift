@@ -60,13 +60,18 @@ public struct LinePlot {
         let spanX = max(maxX - minX, 1e-12)
         func sx(_ x: Double) -> Int { left + Int(Double(right - left) * (x - minX) / spanX) }
         func sy(_ y: Double) -> Int { bottom - Int(Double(bottom - top) * (y - minY) / (maxY - minY)) }
+        var ticks: Set<Double> = []
         for k in 0...4 {
             let y = minY + (maxY - minY) * Double(k) / 4
             let yy = sy(y)
             for x in stride(from: left + 1, to: right, by: 4) { put(x, yy, (215, 215, 215)) }
             text(String(format: y.magnitude < 10 ? "%.3f" : "%.1f", y), 2, yy - 3)
-            let x = minX + spanX * Double(k) / 4
-            text(String(format: "%.0f", x), sx(x) - 6, bottom + 6)
+            // Steps and epochs are whole: a label sits at its own value (at a quarter of the span, "8" was
+            // drawn at epoch 7.69, left of the epoch-8 point), once.
+            let x = (minX + spanX * Double(k) / 4).rounded()
+            guard ticks.insert(x).inserted else { continue }
+            line(sx(x), bottom, sx(x), bottom + 3, (0, 0, 0))
+            text(String(format: "%.0f", x), sx(x) - 3 * String(format: "%.0f", x).count, bottom + 6)
         }
         for s in series {
             let pts = s.points.filter { $0.x.isFinite && $0.y.isFinite }
