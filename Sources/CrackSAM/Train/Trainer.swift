@@ -332,9 +332,8 @@ public final class Trainer {
             // More ranks count fewer, larger steps: the rows numbered past the new count would sit before
             // the rows to come, so metrics.csv continues from the new count.
             if step < savedAt {
-                try dropRows(of: "metrics.csv", column: "step", after: step)
-                log("metrics.csv: the rows of steps \(step + 1)…\(savedAt) (counted on \(savedWorld) rank(s)) are dropped; steps are now counted "
-                    + "in global batches of \(worldSize) rank(s)")
+                try dropRows(of: "metrics.csv", column: "step", after: step, because: "(steps \(step + 1)…\(savedAt), counted on \(savedWorld) rank(s)) "
+                    + "are dropped: steps are now counted in global batches of \(worldSize) rank(s)")
             }
         }
         if let scaler, let s = contents.tensors["scaler.scale"], let g = contents.tensors["scaler.growth_tracker"] {
@@ -345,7 +344,9 @@ public final class Trainer {
     }
 
     /// Rewrites a log CSV of the run without its rows whose `column` is above `limit` (rank 0 only).
-    func dropRows(of file: String, column: String, after limit: Int) throws {
+    /// Drops the rows of `file` past `limit` in `column`, saying why (by default: they were written after
+    /// the state the run continues from, and run again).
+    func dropRows(of file: String, column: String, after limit: Int, because reason: String? = nil) throws {
         guard isLeader else { return }
         let path = runDirectory + "/" + file
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return }
@@ -357,7 +358,7 @@ public final class Trainer {
         }
         guard kept.count < lines.count - 1 else { return }
         try AtomicFile.write(Data(([header] + kept).map { $0 + "\n" }.joined().utf8), to: path)
-        log("\(file): \(lines.count - 1 - kept.count) row(s) after \(column) \(limit) were written after the last checkpoint; dropped, they run again")
+        log("\(file): \(lines.count - 1 - kept.count) row(s) after \(column) \(limit) " + (reason ?? "were written after the last checkpoint; dropped, they run again"))
     }
 
     static func readCSV(_ path: String, x: String, y: String) -> [(x: Double, y: Double)] {
