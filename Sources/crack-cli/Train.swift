@@ -25,10 +25,10 @@ struct Train: ParsableCommand {
     @Option(help: "List file selecting validation samples.") var valList: String?
     @Option(help: "Official SAM checkpoint (sam_vit_*.pth); default: Meta's file in weights/; not needed for --vit custom.") var sam: String?
     @Option(help: "Run directory to create.") var out: String?
-    @Option(help: "Continue the run in this directory, as its config.json describes it (flags that would change it are refused; --workers, --threads, --max-steps, --nproc, the GPU's index and the speed flags may differ, and --checkpoint-activations may be turned on).") var resume: String?
+    @Option(help: "Continue the run in this directory, as its config.json describes it (flags that would change it are refused; --workers, --threads, --max-steps, --nproc, the GPU's index and the speed flags may differ, --checkpoint-activations may be turned on, and --stop-epoch may move).") var resume: String?
 
     @Option(help: "Epochs the schedule spans (default \(TrainingOptions().epochs)).") var epochs: Int?
-    @Option(help: "Stop after this epoch (the authors stop at 100 of 140).") var stopEpoch: Int?
+    @Option(help: "Stop after this epoch (the authors stop at 100 of 140); with --resume, where the run stops now.") var stopEpoch: Int?
     @Option(help: "Images per step (default \(TrainingOptions().batch)).") var batch: Int?
     @Option(help: "Base learning rate (default \(TrainingOptions().lr)).") var lr: Double?
     @Option(help: "Warm-up steps (default \(TrainingOptions().warmup)).") var warmup: Int?
@@ -133,7 +133,6 @@ struct Train: ParsableCommand {
         check("--val-list", valList, run.valList)
         check("--sam", sam, run.sam)
         check("--epochs", epochs, o.epochs)
-        check("--stop-epoch", stopEpoch, o.stopEpoch)
         check("--batch", batch, o.batch)
         check("--lr", lr, o.lr)
         check("--warmup", warmup, o.warmup)
@@ -205,6 +204,9 @@ struct Train: ParsableCommand {
         if try Launcher.launchIfAsked(nproc: nproc, environment: environment) { return }
         if let threads { Torch.threads = threads }
         let runConfig: RunConfig
+        // A resume may move where the run stops (the authors stop at epoch 100 of a 140-epoch schedule; a run
+        // stopped there may go on): the schedule spans --epochs either way. Recorded in config.json.
+        var stopMoved = false
         let runDirectory: String
         if let resume {
             runDirectory = resume
@@ -229,6 +231,16 @@ struct Train: ParsableCommand {
             do { try c.validate() } catch { throw TrainingError.notARun(path: resume, reason: "config.json: \(error)") }
             try refuseChangesToTheRecipe(of: c, at: resume)
             c.options.maxSteps = maxSteps
+            if let stopEpoch, stopEpoch != c.options.lastEpoch {
+                guard stopEpoch <= c.options.epochs else {
+                    throw ValidationError("--stop-epoch \(stopEpoch) is past the run's --epochs \(c.options.epochs), which its schedule spans")
+                }
+                if (environment?.rank ?? 0) == 0 {
+                    print("the run now stops after epoch \(stopEpoch) (it was to stop after epoch \(c.options.lastEpoch)); config.json records it")
+                }
+                c.options.stopEpoch = stopEpoch
+                stopMoved = true
+            }
             // What depends on the machine, not the recipe, may change when a run moves.
             if workers != TrainingOptions().workers { c.options.workers = workers }
             if checkpointActivations { c.options.checkpointActivations = true }
@@ -378,8 +390,8 @@ struct Train: ParsableCommand {
             throw CommandFailure(description: "stopped by a signal before training; nothing was written")
         }
 
-        if resume == nil && leader {
-            try Trainer.prepareNewRun(at: runDirectory)
+        if leader && (resume == nil || stopMoved) {
+            if resume == nil { try Trainer.prepareNewRun(at: runDirectory) }
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             let json = try encoder.encode(runConfig)
