@@ -284,25 +284,37 @@ final class TrainCLITests: XCTestCase {
         XCTAssertTrue(try crackCLI(["train", "--resume", run]).contains("done: 9 steps"))
     }
 
-    /// Ctrl-C during the data check (or the model's loading) stops train before anything is written: it
-    /// was caught only once training began, so a signal then was lost and the run went on to its end.
-    func testCtrlCDuringTheDataCheckWritesNothing() throws {
-        let dir = try Oracle.scratch()
-        try FileManager.default.createDirectory(atPath: dir + "/data/images", withIntermediateDirectories: true)
-        try FileManager.default.createDirectory(atPath: dir + "/data/masks", withIntermediateDirectories: true)
+    /// `count` noisy 1200 × 900 photos with empty masks: slow enough to read that a signal lands while they are.
+    func makeLargeDataset(_ root: String, count: Int = 200) throws {
+        try FileManager.default.createDirectory(atPath: root + "/images", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: root + "/masks", withIntermediateDirectories: true)
         let (w, h) = (1200, 900)
         let pixels = (0..<(w * h * 3)).map { UInt8(truncatingIfNeeded: $0 &* 2654435761 >> 13) }
-        try Image(width: w, height: h, channels: 3, pixels: pixels).write(to: dir + "/image.png")
-        try Image(width: w, height: h, channels: 1, pixels: [UInt8](repeating: 0, count: w * h)).write(to: dir + "/mask.png")
-        for i in 0..<200 {
-            try FileManager.default.copyItem(atPath: dir + "/image.png", toPath: dir + "/data/images/s\(i).png")
-            try FileManager.default.copyItem(atPath: dir + "/mask.png", toPath: dir + "/data/masks/s\(i).png")
+        try Image(width: w, height: h, channels: 3, pixels: pixels).write(to: root + "/image.png")
+        try Image(width: w, height: h, channels: 1, pixels: [UInt8](repeating: 0, count: w * h)).write(to: root + "/mask.png")
+        for i in 0..<count {
+            try FileManager.default.copyItem(atPath: root + "/image.png", toPath: root + "/images/s\(i).png")
+            try FileManager.default.copyItem(atPath: root + "/mask.png", toPath: root + "/masks/s\(i).png")
         }
+    }
+
+    /// Ctrl-C during the data check (or the model's loading) stops train before anything is written: it
+    /// was caught only once training began, so a signal then was lost and the run went on to its end.
+    /// During a validation it stops once the epoch's state is saved, not after one more step.
+    func testCtrlCDuringTheDataCheckWritesNothing() throws {
+        let dir = try Oracle.scratch()
+        try makeLargeDataset(dir + "/data")
         let (status, out) = try interruptedCLI(["train"] + tiny + ["--data", dir + "/data", "--out", dir + "/run", "--epochs", "1"],
                                                after: "checking 200 training samples")
         XCTAssertEqual(status, 1, out)
         XCTAssertTrue(out.contains("Error: stopped by a signal before training; nothing was written"), out)
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/run/config.json"), out)
+        try makeTestDataset(dir + "/small", count: 6)
+        try makeLargeDataset(dir + "/val", count: 16)
+        let (stopped, said) = try interruptedCLI(["train"] + tiny + ["--data", dir + "/small", "--val", dir + "/val", "--out", dir + "/val-run",
+                                                                     "--epochs", "3", "--val-every", "1"], after: "step 3/9", delay: 1)
+        XCTAssertEqual(stopped, 1, said)
+        XCTAssertTrue(said.contains("epoch 1 validation:") && said.contains("stopped at step 3 with a resumable checkpoint"), said)
     }
 
     /// A run stopped by an error (here an unreadable image) resumes without losing or repeating work: before

@@ -589,6 +589,8 @@ public final class Trainer {
             if isLeader, epoch % options.saveEvery == 0 || epoch == lastEpoch { try model.saveDelta(to: runDirectory + "/epoch_\(epoch).pth") }
             try saveState()
             try writePlots()
+            // A signal during the validation stops here, its state just saved, not after one more step.
+            if epoch < lastEpoch, try stopAgreed() { return .stoppedBySignal(step: step) }
         }
         // Every step of this call inf/NaN (fewer than the limit that stops a run): nothing was learnt, and
         // "done" would say otherwise.
