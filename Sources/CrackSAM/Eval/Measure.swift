@@ -130,14 +130,15 @@ public enum CrackGeometry {
         return out
     }
 
-    /// The skeleton without its spurs: a branch from a free end to a branching no longer than the crack
-    /// is wide there (twice the branching's distance to the background, plus `spurSlack`) is where
-    /// thinning reached for a corner of the crack's outline (a band's square end forks to both its
-    /// corners) or a tooth of a ragged edge, not a crack of its own; it would add its length and an end.
     /// A pixel of ragged edge more than the crack's inscribed width: a predicted crack's comb-like edges
     /// (teeth a few pixels long every few pixels) left spurs one pixel past it, each adding its length
     /// and marking the line around it as branched.
     static let spurSlack = 1.0
+
+    /// The skeleton without its spurs: a branch from a free end to a branching no longer than the crack
+    /// is wide there (twice the branching's distance to the background, plus `spurSlack`) is where
+    /// thinning reached for a corner of the crack's outline (a band's square end forks to both its
+    /// corners) or a tooth of a ragged edge, not a crack of its own; it would add its length and an end.
     static func prunedSpurs(_ skeleton: [UInt8], dist: [Double], width w: Int, height h: Int) -> [UInt8] {
         var skel = skeleton
         for end in 0..<(w * h) where skel[end] != 0 && links(end, on: skel, width: w, height: h).count == 1 {
@@ -167,9 +168,15 @@ public enum CrackGeometry {
     /// two strands of a crack that splits and rejoins is longer than the strands are wide, and a crack
     /// network's cells are larger: they stay background. `maxArea` 0 fills nothing.
     public static func fillingHoles(_ mask: [UInt8], width w: Int, height h: Int, maxArea: Int) -> [UInt8] {
+        pinholesFilled(mask, width: w, height: h, maxArea: maxArea).mask
+    }
+
+    /// `fillingHoles`, and the distance transform of its result when it was computed on the way (every
+    /// hole it looked at was filled): `measure` needs the same one, a full pass over a large photo.
+    static func pinholesFilled(_ mask: [UInt8], width w: Int, height h: Int, maxArea: Int) -> (mask: [UInt8], dist: [Double]?) {
         // 0 background not yet reached, 1 crack, 2 background reached.
         var out = mask.map { $0 != 0 ? UInt8(1) : 0 }
-        guard maxArea > 0 else { return out }
+        guard maxArea > 0 else { return (out, nil) }
         var stack: [Int32] = [], region: [Int32] = []
         var holes: [(pixels: [Int32], side: Int)] = []
         for start in 0..<(w * h) where out[start] == 0 {
@@ -194,13 +201,15 @@ public enum CrackGeometry {
             if !open && area <= maxArea { holes.append((region, max(x1 - x0, y1 - y0) + 1)) }
         }
         for p in 0..<(w * h) where out[p] == 2 { out[p] = 0 }
-        guard !holes.isEmpty else { return out }
+        guard !holes.isEmpty else { return (out, nil) }
         for hole in holes { for p in hole.pixels { out[Int(p)] = 1 } }
         let depth = distanceTransform(out, width: w, height: h)
+        var kept = false
         for hole in holes where Double(hole.side) > hole.pixels.reduce(0.0, { max($0, depth[Int($1)]) }) {
             for p in hole.pixels { out[Int(p)] = 0 }
+            kept = true
         }
-        return out
+        return (out, kept ? nil : depth)
     }
 
     /// Exact Euclidean distance from each foreground pixel to the nearest background pixel
@@ -254,9 +263,9 @@ public enum CrackGeometry {
     public static func measure(_ predicted: [UInt8], width w: Int, height h: Int, image: String, mmPerPixel: Double? = nil,
                                minimumArea: Int = 1, maxHoleArea: Int = defaultMaxHoleArea) -> ImageMeasurement {
         let scale = mmPerPixel ?? 1
-        let mask = fillingHoles(predicted, width: w, height: h, maxArea: maxHoleArea)
+        let (mask, filledDist) = pinholesFilled(predicted, width: w, height: h, maxArea: maxHoleArea)
         let (labels, count) = components(mask, width: w, height: h)
-        let dist = distanceTransform(mask, width: w, height: h)
+        let dist = filledDist ?? distanceTransform(mask, width: w, height: h)
         let skel = prunedSpurs(skeleton(mask, width: w, height: h), dist: dist, width: w, height: h)
         // Per crack, in one pass over the image: area, skeleton pixels, the deepest pixel (the centre of a
         // blob thinning removes entirely) and the moments of its pixels (its principal axis).

@@ -343,9 +343,8 @@ public final class Trainer {
         iouHistory = Trainer.readCSV(runDirectory + "/val.csv", x: "epoch", y: "iou")
     }
 
-    /// Rewrites a log CSV of the run without its rows whose `column` is above `limit` (rank 0 only).
-    /// Drops the rows of `file` past `limit` in `column`, saying why (by default: they were written after
-    /// the state the run continues from, and run again).
+    /// Rewrites a log CSV of the run without its rows whose `column` is above `limit` (rank 0 only), and
+    /// says why (by default: they were written after the state the run continues from, and run again).
     func dropRows(of file: String, column: String, after limit: Int, because reason: String? = nil) throws {
         guard isLeader else { return }
         let path = runDirectory + "/" + file
@@ -401,9 +400,9 @@ public final class Trainer {
     private var skippedAtStart = 0
     var syncWindow: Int { max(options.syncEvery ?? 1, 1) }
 
-    /// One metrics.csv line, the loss plot's point and the progress report.
-    /// One step's row of metrics.csv; the progress line is shown for the last row of a read-back (each
-    /// row of a window would show the step the run is at, the same line over and over).
+    /// One step's row of metrics.csv, its point of the loss plot, and the progress line, which a read-back
+    /// shows for its last row only (each row of a window would show the step the run is at, the same line
+    /// over and over).
     private func record(step: Int, epoch: Int, loss: Double, ce: Double, dice: Double, lr: Double, imagesPerSecond: Double,
                         batches: Int, shown: Bool = true) throws {
         try append("metrics.csv", header: "step,epoch,loss,ce,dice,lr,images_per_s,skipped_steps",
