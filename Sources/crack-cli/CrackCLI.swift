@@ -147,6 +147,43 @@ func samePath(_ a: String, _ b: String) -> Bool {
     return canonical(a) == canonical(b)
 }
 
+/// A path made absolute with its links resolved, also for a file (and folders) not made yet: the longest
+/// part that exists is resolved by realpath and the rest appended.
+func canonicalPath(_ path: String) -> String {
+    var head = URL(fileURLWithPath: path).standardizedFileURL.path
+    var tail: [String] = []
+    while head != "/" {
+        if let real = realpath(head, nil) {
+            defer { free(real) }
+            return ([String(cString: real)] + tail.reversed()).joined(separator: "/").replacingOccurrences(of: "//", with: "/")
+        }
+        tail.append((head as NSString).lastPathComponent)
+        head = (head as NSString).deletingLastPathComponent
+    }
+    return "/" + tail.reversed().joined(separator: "/")
+}
+
+/// Whether `path` lies somewhere under `folder` (relative, with "..", through links).
+func isInside(_ path: String, folder: String) -> Bool {
+    let f = canonicalPath(folder)
+    return canonicalPath(path).hasPrefix(f == "/" ? "/" : f + "/")
+}
+
+/// Outputs must leave the command's inputs alone: a results file named like the delta it evaluates, or
+/// a plot written into a dataset's masks/, replaced them without a word (the next run then failed on a
+/// "mask" 640×400, or a delta that was JSON). `files` are input files; `folders` hold inputs (a dataset).
+func requireOutputsApart(_ outputs: [(path: String, option: String)], fromFiles files: [(path: String, what: String)],
+                         folders: [(path: String, what: String)] = []) throws {
+    for o in outputs {
+        if let f = files.first(where: { samePath($0.path, o.path) }) {
+            throw ValidationError("\(o.option) \(o.path) is \(f.what); the output would replace it")
+        }
+        if let f = folders.first(where: { samePath($0.path, o.path) || isInside(o.path, folder: $0.path) }) {
+            throw ValidationError("\(o.option) \(o.path) lies in \(f.what) (\(f.path)); write it elsewhere")
+        }
+    }
+}
+
 /// Two outputs of one command naming one file (relative, through links): the second would replace the
 /// first without a word.
 func requireDistinctOutputs(_ files: [(path: String, option: String)]) throws {

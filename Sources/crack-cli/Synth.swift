@@ -36,18 +36,6 @@ struct SynthCommand: ParsableCommand {
         guard (16...SynthCommand.maxSize).contains(size) else {
             throw ValidationError("--size must be from 16 to \(SynthCommand.maxSize) pixels (got \(size))")
         }
-        if let montage {
-            try requireImageExtension(montage, "--montage")
-            try requireNotAFolder(montage, "--montage")
-            try prepareFolder(for: montage, "--montage")  // before the dataset is written, not after
-        }
-        // Writing into a dataset would mix the two (and leave the old one's extra samples behind).
-        for sub in ["images", "masks"] {
-            let files = (try? FileManager.default.contentsOfDirectory(atPath: out + "/" + sub)) ?? []
-            guard files.isEmpty else {
-                throw ValidationError("\(out) already holds a dataset (\(sub)/ has \(files.count) files): choose another --out, or remove it first")
-            }
-        }
         guard (0...1).contains(crackFree) else { throw ValidationError("--crack-free must be a fraction from 0 to 1 (got \(crackFree))") }
         var o = SynthOptions()
         o.size = size
@@ -68,8 +56,38 @@ struct SynthCommand: ParsableCommand {
                 })
             }
         }
+        if let montage {
+            try requireImageExtension(montage, "--montage")
+            try requireNotAFolder(montage, "--montage")
+            // In images/ or masks/ it would replace a sample (or add an image with no mask), and on --out
+            // itself it would fail only once the whole dataset was written.
+            try requireOutputsApart([(montage, "--montage")], fromFiles: [(out, "the dataset's folder (--out)")],
+                                    folders: [(out + "/images", "the dataset's images"), (out + "/masks", "the dataset's masks")])
+        }
+        // Writing into a dataset would mix the two (and leave the old one's extra samples behind). The
+        // temporary files of a synth that was killed mid-write are not a dataset: they go first.
+        for sub in ["images", "masks"] {
+            AtomicFile.removeLeftovers(in: out + "/" + sub)
+            let files = (try? FileManager.default.contentsOfDirectory(atPath: out + "/" + sub)) ?? []
+            guard files.isEmpty else {
+                throw ValidationError("\(out) already holds a dataset (\(sub)/ has \(files.count) files): choose another --out, or remove it first")
+            }
+        }
+        if let montage { try prepareFolder(for: montage, "--montage") }  // before the dataset is written, not after
+        let createdOut = !FileManager.default.fileExists(atPath: out)
+        StopRequest.catchSignals()
         let start = DispatchTime.now().uptimeNanoseconds
-        try Synth.write(to: out, count: count, options: o)
+        do {
+            try Synth.write(to: out, count: count, options: o, shouldStop: { StopRequest.isRequested })
+        } catch {
+            // Synth.write took its samples back; the folders it made go too, so the rerun starts clean.
+            for sub in ["images", "masks"] { rmdir(out + "/" + sub) }
+            if createdOut { rmdir(out) }
+            if error is Synth.Stopped {
+                throw CommandFailure(description: "stopped by a signal; the images written so far were removed (the same --seed makes the same dataset)")
+            }
+            throw error
+        }
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         print(String(format: "%ld %@ images (%ld px) → %@ in %.1f s", count, style, size, out, seconds))
         if let montage {

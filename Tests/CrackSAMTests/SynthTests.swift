@@ -85,4 +85,41 @@ final class SynthTests: XCTestCase {
         XCTAssertTrue(try crackCLI(["synth", "--out", dir + "/e", "--count", "2", "--distractors", "fog"], expectSuccess: false)
             .contains("unknown distractor 'fog'"))
     }
+
+    /// A montage into the dataset replaced a mask (or, on --out itself, failed once the dataset was written);
+    /// a bad value refused after the montage's folder was made left that folder behind.
+    func testMontageStaysOutOfTheDataset() throws {
+        let dir = try Oracle.scratch()
+        let intoMasks = try crackCLI(["synth", "--out", dir + "/d", "--count", "2", "--size", "32", "--montage", dir + "/d/masks/synth_00000.png"],
+                                     expectSuccess: false)
+        XCTAssertTrue(intoMasks.contains("--montage \(dir)/d/masks/synth_00000.png lies in the dataset's masks"), intoMasks)
+        let onOut = try crackCLI(["synth", "--out", dir + "/m.png", "--count", "2", "--size", "32", "--montage", dir + "/m.png"], expectSuccess: false)
+        XCTAssertTrue(onOut.contains("is the dataset's folder (--out)"), onOut)
+        XCTAssertTrue(try crackCLI(["synth", "--out", dir + "/e", "--count", "2", "--crack-free", "2", "--montage", dir + "/new/m.png"],
+                                   expectSuccess: false).contains("--crack-free must be a fraction"))
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir), [], "nothing written, no folder made")
+        // Beside the samples, in the dataset's own folder, it is fine.
+        _ = try crackCLI(["synth", "--out", dir + "/d", "--count", "2", "--size", "32", "--montage", dir + "/d/montage.png"])
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir + "/d/masks").count, 2)
+    }
+
+    /// A stopped (or failed) write takes its samples back, and the next write into the folder goes ahead.
+    func testAStoppedWriteLeavesNoPartialDataset() throws {
+        let dir = try Oracle.scratch()
+        var o = SynthOptions()
+        o.size = 32
+        let asked = NSLock()
+        var calls = 0
+        XCTAssertThrowsError(try Synth.write(to: dir, count: 40, options: o, shouldStop: {
+            asked.lock(); defer { asked.unlock() }
+            calls += 1
+            return calls > 5
+        })) { XCTAssertTrue($0 is Synth.Stopped, "\($0)") }
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir + "/images"), [])
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir + "/masks"), [])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/train.txt"))
+        XCTAssertLessThan(calls, 40 + 2, "the images after the stop are not rendered")
+        try Synth.write(to: dir, count: 3, options: o)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir + "/images").count, 3)
+    }
 }

@@ -89,14 +89,33 @@ public enum Synth {
 
     /// Writes `count` samples as images/NAME.png and masks/NAME.png plus train.txt / val.txt / test.txt
     /// (80 / 10 / 10), rendering in parallel (the output does not depend on the thread count).
-    public static func write(to dir: String, count: Int, options: SynthOptions) throws {
+    /// What `write` throws when `shouldStop` said so.
+    public struct Stopped: Error {}
+
+    /// Writes the dataset. `shouldStop` is asked before each image. When the write fails or is stopped,
+    /// the samples it wrote are removed again: a part of a dataset, with no split lists, is of no use
+    /// (the same seed makes the same bytes), and it stood in the way of the rerun ("already holds a
+    /// dataset").
+    public static func write(to dir: String, count: Int, options: SynthOptions, shouldStop: () -> Bool = { false }) throws {
         try Folder.make(dir + "/images")
         try Folder.make(dir + "/masks")
-        _ = try concurrentMap(count) { i in
-            let s = render(index: i, options: options)
-            let name = String(format: "synth_%05ld", i)
-            try s.image.write(to: "\(dir)/images/\(name).png")
-            try Image(width: options.size, height: options.size, channels: 1, pixels: s.mask).write(to: "\(dir)/masks/\(name).png")
+        var written: [Int] = []
+        let lock = NSLock()
+        do {
+            _ = try concurrentMap(count) { i in
+                if shouldStop() { throw Stopped() }
+                let s = render(index: i, options: options)
+                let name = String(format: "synth_%05ld", i)
+                lock.lock(); written.append(i); lock.unlock()
+                try s.image.write(to: "\(dir)/images/\(name).png")
+                try Image(width: options.size, height: options.size, channels: 1, pixels: s.mask).write(to: "\(dir)/masks/\(name).png")
+            }
+        } catch {
+            for i in written {
+                let name = String(format: "synth_%05ld", i)
+                for sub in ["images", "masks"] { unlink("\(dir)/\(sub)/\(name).png") }
+            }
+            throw error
         }
         let names = (0..<count).map { String(format: "synth_%05ld", $0) }
         let nTrain = Int((Double(count) * 0.8).rounded()), nVal = Int((Double(count) * 0.1).rounded())
