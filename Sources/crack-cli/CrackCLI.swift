@@ -135,6 +135,8 @@ func requireImageExtension(_ path: String, _ option: String) throws {
 /// An output file's path must not name a folder: the write would fail only at the end, after the work.
 func requireNotAFolder(_ path: String?, _ option: String) throws {
     guard let path else { return }
+    // "out/" names a folder even before it exists (the write failed after the work: "is a folder").
+    if path.hasSuffix("/") { throw ValidationError("\(option) \(path) names a folder; name the file to write") }
     var isFolder: ObjCBool = false
     if FileManager.default.fileExists(atPath: path, isDirectory: &isFolder), isFolder.boolValue {
         throw ValidationError("\(option) \(path) is a folder; name the file to write")

@@ -156,6 +156,7 @@ struct Eval: ParsableCommand {
         if let environment, environment.worldSize > 1, device == "cuda" { dev = .cuda(environment.localRank) }
         try dev.requireAvailable()
         var datasets: [(String, CrackDataset)] = []
+        var listFiles: [(path: String, what: String)] = []
         for spec in dataset {
             let eq = spec.firstIndex(of: "=")!  // validate() checked the form
             let name = String(spec[..<eq])
@@ -170,6 +171,7 @@ struct Eval: ParsableCommand {
                     throw ValidationError("--dataset \(spec): no list file \(list!)")
                 }
             }
+            if let list { listFiles.append((list, "the list file of --dataset \(name)")) }
             datasets.append((name, try CrackDataset(root: dir, list: list, classes: model.numClasses)))
             if leader { warnAboutUnusedMasks(datasets[datasets.count - 1].1) }
         }
@@ -228,6 +230,29 @@ struct Eval: ParsableCommand {
                 if let i = check.sizes.firstIndex(where: { min($0.width, $0.height) < d.minimumSize }) {
                     throw ValidationError("\(ds.samples[i].image) is \(check.sizes[i].width)×\(check.sizes[i].height): --noise \(d) "
                         + "halves each image, and it has no half; leave it out of the dataset (a list file) or drop \(d)")
+                }
+            }
+        }
+        // Outputs leave the inputs alone (a --json named like the delta replaced it after the run), and the
+        // masks go where no output file or input is: both checked before hours of evaluation.
+        let modelFiles = models.compactMap(\.file).map { ($0, "a model being evaluated (--delta)") }
+        let inputFiles = modelFiles + (sam.map { [($0, "the --sam checkpoint")] } ?? []) + listFiles
+        let datasetFolders = datasets.flatMap { name, ds in
+            [(ds.root + "/images", "the images of --dataset \(name)"), (ds.root + "/masks", "the masks of --dataset \(name)")]
+        }
+        try requireOutputsApart(outputFiles, fromFiles: inputFiles, folders: datasetFolders)
+        if let savePredictions {
+            var isFolder: ObjCBool = false
+            if FileManager.default.fileExists(atPath: savePredictions, isDirectory: &isFolder), !isFolder.boolValue {
+                throw ValidationError("--save-predictions \(savePredictions) is a file; name a folder for the masks")
+            }
+            try requireOutputsApart([(savePredictions, "--save-predictions")], fromFiles: inputFiles, folders: datasetFolders)
+            // The masks go to DIR/<model>/…: an output file there would stand where a folder must be made.
+            let modelFolders = Set(models.map(\.name) + (sam.map { [URL(fileURLWithPath: $0).deletingPathExtension().lastPathComponent] } ?? []))
+            for file in outputFiles {
+                if samePath(file.path, savePredictions) || modelFolders.contains(where: {
+                    samePath(file.path, savePredictions + "/" + $0) || isInside(file.path, folder: savePredictions + "/" + $0) }) {
+                    throw ValidationError("\(file.option) \(file.path) lies where --save-predictions \(savePredictions) writes its masks; write it elsewhere")
                 }
             }
         }

@@ -270,4 +270,37 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(out.contains("Error: \(dir)/nowhere: not a dataset") && !out.contains("Usage:"), out)
     }
 
+    /// eval's outputs leave its inputs alone (a --json named like the delta, a --markdown on the list
+    /// file, a plot in masks/ replaced them after the run), and an output where --save-predictions makes
+    /// its folders, or a path ending in "/", is refused before the evaluation rather than after it.
+    func testEvalOutputsDoNotReplaceItsInputs() throws {
+        let dir = try Oracle.scratch()
+        try makeTestDataset(dir + "/data", count: 2)
+        try "s0\n".write(toFile: dir + "/data/list.txt", atomically: true, encoding: .utf8)
+        let tiny = ["--vit", "custom", "--embed-dim", "32", "--depth", "1", "--heads", "2", "--global-blocks", "0", "--image-size", "32"]
+        let data = ["--dataset", "D=" + dir + "/data"]
+        let listed = ["--dataset", "D=\(dir)/data:\(dir)/data/list.txt"]
+        let cases: [([String], String)] = [
+            (listed + ["--markdown", dir + "/data/list.txt"], "--markdown \(dir)/data/list.txt is the list file of --dataset D; the output would replace it"),
+            (data + ["--blur-sweep", "3", "--blur-plot", dir + "/data/masks/s1.png"], "lies in the masks of --dataset D"),
+            (data + ["--csv", dir + "/data/images/../images/s0.png"], "lies in the images of --dataset D"),
+            (data + ["--save-predictions", dir + "/p", "--json", dir + "/p"], "--json \(dir)/p lies where --save-predictions \(dir)/p writes its masks"),
+            (data + ["--save-predictions", dir + "/p", "--json", dir + "/p/untrained"], "lies where --save-predictions"),
+            (data + ["--save-predictions", dir + "/data/masks"], "--save-predictions \(dir)/data/masks lies in the masks of --dataset D"),
+            (data + ["--json", dir + "/q/"], "--json \(dir)/q/ names a folder; name the file to write"),
+            (data + ["--save-predictions", dir + "/data/list.txt"], "--save-predictions \(dir)/data/list.txt is a file; name a folder"),
+        ]
+        for (args, expected) in cases {
+            let out = try crackCLI(["eval"] + tiny + args, expectSuccess: false)
+            XCTAssertTrue(out.contains(expected) && !out.contains("| model |"), "\(args): \(out)")
+        }
+        XCTAssertEqual(try String(contentsOfFile: dir + "/data/list.txt", encoding: .utf8), "s0\n")
+        XCTAssertEqual(try Image.read(at: dir + "/data/masks/s1.png").width, 40)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/q"))
+        // A results file beside the masks (not where a model's folder goes) is fine.
+        _ = try crackCLI(["eval"] + tiny + data + ["--save-predictions", dir + "/p", "--json", dir + "/p/results.json"])
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/p/results.json"))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/p/untrained/D/clean/s0.png"))
+    }
+
 }
