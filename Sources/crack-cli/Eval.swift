@@ -188,16 +188,29 @@ struct Eval: ParsableCommand {
         // one that no model takes would be ignored without a word.
         var anyLoRA = false, anyAdapter = false
         // "untrained" beside deltas trained on a custom encoder is that encoder (its sizes, input size and
-        // drawn weights) with a fresh head: drawn from the flags' sizes and seed, its row compared another
-        // model. So the deltas are checked first, and the encoder they record is kept for it; deltas on
+        // drawn weights, or --sam's) with a fresh head: drawn from the flags' sizes and seed, its row compared
+        // another model. So the deltas are checked first, and the encoder they record is kept for it; deltas on
         // different custom encoders have no one untrained model to compare with.
         var encoder: (file: String, description: DeltaDescription)?
         let untrained = models.contains { $0.file == nil }
+        // Likewise its input size: the one the deltas were all trained at (without --image-size).
+        var trainedSizes: [(file: String, size: Int)] = []
+        var untrainedSize: Int? {
+            guard model.imageSize == nil, let first = trainedSizes.first else { return nil }
+            return first.size
+        }
         for (name, file) in models.filter({ $0.file != nil }) + models.filter({ $0.file == nil }) {
-            let (config, peftConfig, description) = try builder(for: file, encoder: encoder?.description).check()
-            if let file, sam == nil, config.backbone == .custom, let d = description, d.customBackbone != nil {
+            let (config, peftConfig, description) = try builder(for: file, encoder: encoder?.description, imageSize: untrainedSize).check()
+            if let file, let size = description?.imageSize {
+                if untrained, model.imageSize == nil, let other = trainedSizes.first(where: { $0.size != size }) {
+                    throw ValidationError("--delta none: \(other.file) was trained at \(other.size) px and \(file) at \(size) px; pass "
+                        + "--image-size to measure every model at one size")
+                }
+                trainedSizes.append((file, size))
+            }
+            if let file, config.backbone == .custom, let d = description, d.customBackbone != nil {
                 if let e = encoder?.description, untrained,
-                   d.customBackbone != e.customBackbone || d.imageSize != e.imageSize || d.initSeed != e.initSeed {
+                   d.customBackbone != e.customBackbone || (model.imageSize == nil && d.imageSize != e.imageSize) || d.initSeed != e.initSeed {
                     throw ValidationError("--delta none: \(encoder!.file) and \(file) were trained on different custom encoders, so no one "
                         + "untrained model compares with both; evaluate it beside each separately")
                 }
@@ -210,6 +223,9 @@ struct Eval: ParsableCommand {
                 throw ValidationError("\(file ?? name) has \(config.numClasses) crack classes: pass --num-classes \(config.numClasses), "
                     + "so that masks are read as \(config.numClasses > 1 ? "class indices" : "binary")")
             }
+        }
+        if !anyLoRA && !anyAdapter, let type = peft.deltaType, type.lowercased() != "none" {
+            throw ValidationError("--delta-type \(type) is for the deltas, but no model evaluated has one (--delta FILE)")
         }
         if !anyLoRA, let flag = peft.loraSizeFlags.first {
             throw ValidationError("\(flag) sets LoRA, but no model evaluated has a LoRA delta")
@@ -286,7 +302,9 @@ struct Eval: ParsableCommand {
         StopRequest.catchSignals()
         do {
             for (given, file) in models {
-                let (net, trainedHead) = try builder(for: file, encoder: encoder?.description).buildReporting()
+                var modelBuilder = builder(for: file, encoder: encoder?.description, imageSize: untrainedSize)
+                modelBuilder.printsNotes = leader
+                let (net, trainedHead) = try modelBuilder.buildReporting()
                 // --sam alone holding a trained model (an export whose description was lost): not "untrained".
                 let name = file == nil && given == "untrained" && trainedHead
                     ? URL(fileURLWithPath: sam!).deletingPathExtension().lastPathComponent : given
@@ -332,10 +350,11 @@ struct Eval: ParsableCommand {
 
     /// The model of one --delta (nil: --sam alone: the untrained model, or a model `export` wrote).
     /// `encoder`: for the untrained model, the custom encoder the deltas beside it record.
-    func builder(for file: String?, encoder: DeltaDescription? = nil) -> ModelBuilder {
+    func builder(for file: String?, encoder: DeltaDescription? = nil, imageSize: Int? = nil) -> ModelBuilder {
         var b = ModelBuilder(model: model, peft: peft, sam: sam, delta: file, keepDecoderHead: keepDecoderHead ? true : nil)
         b.refuseUnusedPEFTSizes = false
-        if file == nil { b.encoderOf = encoder }
+        b.freshDelta = .ignored
+        if file == nil { (b.encoderOf, b.imageSizeOf) = (encoder, imageSize) }
         return b
     }
 

@@ -60,7 +60,9 @@ struct Export: ParsableCommand {
         }
         // Made before the model is built (a ViT-H takes a while to load), not found missing after.
         try prepareFolder(for: out, "--out")
-        let net = try ModelBuilder(model: model, peft: peft, sam: sam, delta: delta).build()
+        var builder = ModelBuilder(model: model, peft: peft, sam: sam, delta: delta)
+        builder.freshDelta = .refused
+        let net = try builder.build()
         let description = net.deltaDescription
         func save(_ stateDict: StateDict, _ metadata: [String: String]) throws {
             if safetensors {

@@ -130,6 +130,29 @@ struct PEFTOptions: ParsableArguments {
         return c
     }
 
+    /// Refuses a flag that contradicts what a file's description records (`recordedBy` names the file).
+    func requireAgreement(with recorded: PEFTConfig, recordedBy file: String) throws {
+        var given: [(flag: String, value: String, recorded: String)] = []
+        if let deltaType { given.append(("--delta-type", deltaType.lowercased(), recorded.deltaType.rawValue)) }
+        if recorded.usesLoRA {
+            if let rank { given.append(("--rank", String(rank), String(recorded.rank))) }
+            // The same set in another order ("vq") is the same delta.
+            if let loraTargets, let targets = try? PEFTConfig.parseTargets(loraTargets) {
+                given.append(("--lora-targets", Set(targets) == Set(recorded.loraTargets) ? recorded.targetString : loraTargets, recorded.targetString))
+            }
+        }
+        if recorded.usesAdapter {
+            if let adapterDim { given.append(("--adapter-dim", String(adapterDim), String(recorded.adapterDim))) }
+            if let adapterScale, adapterScale != recorded.adapterScale {
+                given.append(("--adapter-scale", String(adapterScale), String(recorded.adapterScale)))
+            }
+        }
+        if let wrong = given.first(where: { $0.value != $0.recorded }) {
+            throw ValidationError("\(file) records \(wrong.flag) \(wrong.recorded) (the delta it was trained with), but \(wrong.flag) "
+                + "\(wrong.value) was given; leave the flag out: the file says it")
+        }
+    }
+
     /// The LoRA size flags given (what a delta without LoRA would ignore).
     var loraSizeFlags: [String] { [("--rank", rank != nil), ("--lora-targets", loraTargets != nil)].filter(\.1).map(\.0) }
     /// The adapter size flags given (what a delta without adapters would ignore).
@@ -152,10 +175,26 @@ struct ModelBuilder {
     var randomWeights = false
     /// Whether a PEFT size this model's delta does not use is refused (see PEFTOptions.resolve).
     var refuseUnusedPEFTSizes = true
+    /// What a model with no delta file makes of the PEFT flags.
+    enum FreshDelta {
+        /// A new delta of that kind (train, and bench's speed runs).
+        case made
+        /// Refused: predict and export have no delta to load into it, and a fresh adapter is random (a
+        /// --delta-type adapter without --delta flipped 610 of 8192 mask pixels).
+        case refused
+        /// None: eval's untrained row, beside the deltas the flags are for.
+        case ignored
+    }
+    var freshDelta = FreshDelta.made
+    /// Whether the plan's notes are printed (one rank of several says them for all).
+    var printsNotes = true
     /// For a model without a delta or --sam (the untrained one beside custom deltas in eval): the custom
     /// encoder a delta records (its sizes, input size and the seed its weights were drawn with), so that
     /// "untrained" is the trained models' encoder with a fresh head, not one drawn from the flags.
     var encoderOf: DeltaDescription?
+    /// For the untrained model beside deltas in eval: the input size they were all trained at, so that its
+    /// row is measured as theirs are (with --sam it ran at the flag's default 448 px beside 64 px deltas).
+    var imageSizeOf: Int?
 
     /// Meta's checkpoint file of each official backbone.
     static let officialFileNames: [SAMConfig.Backbone: String] = [
@@ -218,14 +257,19 @@ struct ModelBuilder {
             throw ValidationError("\(describedBy) was trained with \(d.numClasses) crack class(es); --num-classes \(model.numClasses) does not fit its head")
         }
         var config: SAMConfig
-        let encoder = delta == nil && sam == nil ? encoderOf : nil
+        // (With --sam the file holds its weights; the sizes and input size still come from the deltas.)
+        let encoder = delta == nil ? encoderOf : nil
         if let c = try model.config(recorded: (description ?? encoder)?.customBackbone, recordedImageSize: (description ?? encoder)?.imageSize,
                                     source: describedBy) {
             config = c
             if let d = description, d.backbone != "unknown", d.backbone != c.backbone.rawValue {
                 throw ValidationError("\(describedBy!) was trained on \(d.backbone), but --vit \(model.vit!) was given")
             }
-            if model.imageSize == nil, let d = description ?? encoder { config.imageSize = d.imageSize }
+            if model.imageSize == nil, let size = (description ?? encoder)?.imageSize { config.imageSize = size }
+            if model.imageSize == nil, description == nil, encoder == nil, delta == nil, let size = imageSizeOf {
+                config.imageSize = size
+                notes.append("untrained: at \(size) px, the input size the deltas beside it were trained at (--image-size sets another)")
+            }
             // The delta's classes (1 is also the flag's default).
             if let d = description { config.numClasses = d.numClasses }
         } else if let d = description, let backbone = SAMConfig.Backbone(rawValue: d.backbone), backbone != .custom {
@@ -243,24 +287,51 @@ struct ModelBuilder {
         }
         if let e = encoder, let b = e.customBackbone, description == nil {
             let globals = b.globalBlocks.isEmpty ? "none" : b.globalBlocks.map(String.init).joined(separator: ",")
+            let weights = sam.map { "weights of \($0)" } ?? "weights drawn with seed \(e.initSeed ?? seed)"
             notes.append("untrained: the custom encoder the deltas beside it were trained on (embed \(b.embedDim), depth \(b.depth), heads \(b.heads), "
-                + "global blocks \(globals), patch \(b.patchSize), \(config.imageSize) px, weights drawn with seed \(e.initSeed ?? seed)), with a fresh head")
+                + "global blocks \(globals), patch \(b.patchSize), \(config.imageSize) px, \(weights)), with a fresh head")
         }
-        let peftConfig = try peft.resolve(over: description?.peft ?? PEFTConfig(deltaType: delta == nil ? .none : .lora),
+        // What this tool's own description records is what the file holds: a flag saying otherwise (LoRA
+        // on q,k for a q,v delta) loaded v's trained weights as k's, since the authors' keys are positional.
+        if let d = description, let describedBy, fullExport || DeltaFile.isDescribed(at: describedBy) {
+            try peft.requireAgreement(with: d.peft, recordedBy: describedBy)
+        }
+        var peftConfig = try peft.resolve(over: description?.peft ?? PEFTConfig(deltaType: delta == nil ? .none : .lora),
                                           refuseUnused: refuseUnusedPEFTSizes)
+        if delta == nil, !fullExport, freshDelta != .made {
+            let given = (peft.deltaType.map { $0.lowercased() == "none" ? [] : ["--delta-type"] } ?? []) + peft.loraSizeFlags + peft.adapterSizeFlags
+            if freshDelta == .refused, !given.isEmpty {
+                throw ValidationError("\(given.joined(separator: ", ")) without --delta: there is no trained delta to load \(given.count == 1 ? "it" : "them") into "
+                    + "(a fresh adapter is random); pass --delta FILE, or leave \(given.count == 1 ? "it" : "them") out")
+            }
+            peftConfig.deltaType = .none
+        }
         // The authors' files carry no description: what the keys cannot show is assumed, and said.
         if let delta, let d = description, !DeltaFile.isDescribed(at: delta) {
             var assumed: [String] = []
             if d.peft.usesLoRA && peft.loraTargets == nil { assumed.append("LoRA on q and v (--lora-targets)") }
             if d.peft.usesAdapter && peft.adapterScale == nil { assumed.append("adapter scale 0.2 (--adapter-scale)") }
             if config.backbone == .custom && sam == nil {
-                assumed.append("random custom encoder drawn with seed \(seed) (the seed its training run used, which its description records)")
+                assumed.append("custom encoder drawn at random with seed \(seed), as train draws it by default (a description would record the seed)")
             }
             if !assumed.isEmpty {
                 let missing = delta.lowercased().hasSuffix(".safetensors") ? "none in its metadata" : "none inside it, no \(PyTorchCheckpoint.sidecarPath(for: delta))"
                 notes.append("\(delta) carries no description (\(missing)): read from its keys as a "
                     + "\(d.peft.deltaType.rawValue) delta, assuming the authors' " + assumed.joined(separator: " and ")
                     + "; pass the flag if it was trained otherwise")
+            }
+        }
+        // A custom encoder is in no file of the delta's: one trained on a --sam file's encoder needs that file
+        // again, and one trained on drawn weights needs them drawn again. Either on the other ran without a
+        // word (a delta of a file's encoder on weights drawn with the default seed scored as something else).
+        if config.backbone == .custom, !fullExport, let d = description, d.customBackbone != nil, let delta {
+            if d.initSeed == nil, self.sam == nil {
+                throw ValidationError("\(delta) was trained on the custom encoder of a checkpoint file (train --sam), which the delta "
+                    + "does not hold: pass that file as --sam")
+            }
+            if let drawn = d.initSeed, let given = self.sam {
+                throw ValidationError("\(delta) was trained on a custom encoder drawn at random (seed \(drawn)), not on a file's: "
+                    + "it does not fit --sam \(given); leave --sam out")
             }
         }
         // A delta trained on random weights in Meta's layout (train --random-weights, for speed runs) gets
@@ -307,7 +378,7 @@ struct ModelBuilder {
     /// The model, and whether --sam's own trained decoder head was loaded (a CrackSAM model, not Meta's).
     func buildReporting() throws -> (model: SAMModel, trainedHead: Bool) {
         let plan = try plan()
-        for note in plan.notes { FileHandle.standardError.write(Data((note + "\n").utf8)) }
+        if printsNotes { for note in plan.notes { FileHandle.standardError.write(Data((note + "\n").utf8)) } }
         let config = plan.config
         // Weights drawn from the generator are drawn with the seed the delta was trained with: the same
         // encoder (a delta on another one scores as if untrained).

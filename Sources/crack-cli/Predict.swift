@@ -128,8 +128,10 @@ struct Predict: ParsableCommand {
         let resize = self.resize ?? .spline
         let device = Device(device)!
         try device.requireAvailable()
-        let net = try ModelBuilder(model: model, peft: peft, sam: sam, delta: delta, keepDecoderHead: keepDecoderHead ? true : nil,
-                                   nonStrict: nonStrict, seed: seed).build()
+        var builder = ModelBuilder(model: model, peft: peft, sam: sam, delta: delta, keepDecoderHead: keepDecoderHead ? true : nil,
+                                   nonStrict: nonStrict, seed: seed)
+        builder.freshDelta = .refused
+        let net = try builder.build()
         let config = net.config
         if device != .cpu { try net.move(to: device) }
 

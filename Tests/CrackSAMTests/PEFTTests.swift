@@ -206,6 +206,82 @@ final class PEFTTests: XCTestCase {
         }
     }
 
+    /// A custom encoder is in no delta: one trained on a --sam file's encoder needs that file again, and
+    /// one trained on drawn weights refuses a file. Either ran on the other encoder without a word.
+    func testACustomDeltaRunsOnlyOnTheEncoderItWasTrainedOn() throws {
+        let dir = try Oracle.scratch()
+        try Torch.manualSeed(3)
+        try PyTorchCheckpoint.save(try SAMModel(config: small).stateDict(), to: dir + "/base.pth")
+        let model = try randomDeltaModel(PEFTConfig(deltaType: .lora, rank: 4, loraTargets: [.q, .v]))
+        try model.saveDelta(to: dir + "/onfile.pth")
+        model.initSeed = 11
+        try model.saveDelta(to: dir + "/drawn.pth")
+        let pixels = (0..<(64 * 64 * 3)).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        try Image(width: 64, height: 64, channels: 3, pixels: pixels).write(to: dir + "/a.png")
+        var out = try crackCLI(["predict", "--delta", dir + "/onfile.pth", dir + "/a.png"], expectSuccess: false)
+        XCTAssertTrue(out.contains("onfile.pth was trained on the custom encoder of a checkpoint file (train --sam), which the delta "
+            + "does not hold: pass that file as --sam"), out)
+        out = try crackCLI(["predict", "--sam", dir + "/base.pth", "--delta", dir + "/drawn.pth", dir + "/a.png"], expectSuccess: false)
+        XCTAssertTrue(out.contains("drawn.pth was trained on a custom encoder drawn at random (seed 11), not on a file's: it does not fit --sam"), out)
+        out = try crackCLI(["export", "--delta", dir + "/onfile.pth", "--delta-only", "--out", dir + "/again.pth"], expectSuccess: false)
+        XCTAssertTrue(out.contains("pass that file as --sam"), out)
+        // Each on its own encoder runs.
+        XCTAssertTrue(try crackCLI(["predict", "--sam", dir + "/base.pth", "--delta", dir + "/onfile.pth", dir + "/a.png"]).contains("crack pixels"))
+        XCTAssertTrue(try crackCLI(["predict", "--delta", dir + "/drawn.pth", dir + "/a.png"]).contains("crack pixels"))
+        // Beside such a delta, eval's untrained row is measured at the delta's input size too (it ran at the
+        // default 448 px beside a 64 px delta); deltas of two sizes leave it no one size.
+        try makeTestDataset(dir + "/data", count: 2)
+        out = try crackCLI(["eval", "--sam", dir + "/base.pth", "--delta", dir + "/onfile.pth", "--delta", "none", "--dataset", "D=" + dir + "/data"])
+        XCTAssertTrue(out.contains("untrained: the custom encoder the deltas beside it were trained on (embed 48, depth 4, heads 4, "
+            + "global blocks 1,3, patch 16, 64 px, weights of \(dir)/base.pth)"), out)
+        var config32 = small
+        config32.imageSize = 32
+        let at32 = try SAMModel(config: config32)
+        try at32.applyPEFT(PEFTConfig(deltaType: .lora, rank: 4, loraTargets: [.q, .v]))
+        try at32.saveDelta(to: dir + "/at32.pth")
+        out = try crackCLI(["eval", "--sam", dir + "/base.pth", "--delta", dir + "/onfile.pth", "--delta", dir + "/at32.pth", "--delta", "none",
+                            "--dataset", "D=" + dir + "/data"], expectSuccess: false)
+        XCTAssertTrue(out.contains("onfile.pth was trained at 64 px and \(dir)/at32.pth at 32 px; pass --image-size"), out)
+        XCTAssertTrue(try crackCLI(["eval", "--sam", dir + "/base.pth", "--delta", dir + "/onfile.pth", "--delta", dir + "/at32.pth", "--delta", "none",
+                                    "--image-size", "64", "--dataset", "D=" + dir + "/data"]).contains("| at32 | D | clean |"))
+    }
+
+    /// A PEFT flag that contradicts a delta's description is refused (LoRA on q,k for a q,v delta loaded
+    /// v's weights as k's); one with no delta to load is refused (a fresh adapter is random), except for
+    /// eval's untrained row beside deltas, which takes none.
+    func testPEFTFlagsAgreeWithTheDeltaAndNeedOne() throws {
+        let dir = try Oracle.scratch()
+        let model = try randomDeltaModel(PEFTConfig(deltaType: .both, rank: 2, loraTargets: [.q, .v], adapterDim: 8, adapterScale: 0.5))
+        model.initSeed = 5
+        try model.saveDelta(to: dir + "/d.pth")
+        let pixels = (0..<(64 * 64 * 3)).map { UInt8(truncatingIfNeeded: $0 &* 5) }
+        try Image(width: 64, height: 64, channels: 3, pixels: pixels).write(to: dir + "/a.png")
+        let refusals: [([String], String)] = [
+            (["--lora-targets", "qk"], "d.pth records --lora-targets qv (the delta it was trained with), but --lora-targets qk was given"),
+            (["--adapter-scale", "0.9"], "records --adapter-scale 0.5"),
+            (["--rank", "4"], "records --rank 2"),
+            (["--delta-type", "lora"], "records --delta-type both"),
+        ]
+        for (flags, expected) in refusals {
+            let out = try crackCLI(["predict", "--delta", dir + "/d.pth"] + flags + [dir + "/a.png"], expectSuccess: false)
+            XCTAssertTrue(out.contains(expected), "\(flags): \(out)")
+        }
+        // The recorded values, or the same targets in another order, are no contradiction.
+        let same = try crackCLI(["predict", "--delta", dir + "/d.pth", "--lora-targets", "vq", "--adapter-scale", "0.5", "--rank", "2",
+                                 "--save-logits", dir + "/same.safetensors", dir + "/a.png"])
+        XCTAssertTrue(same.contains("crack pixels"), same)
+        let tiny = ["--vit", "custom", "--embed-dim", "32", "--depth", "1", "--heads", "2", "--global-blocks", "0", "--image-size", "32"]
+        var out = try crackCLI(["predict"] + tiny + ["--delta-type", "adapter", dir + "/a.png"], expectSuccess: false)
+        XCTAssertTrue(out.contains("--delta-type without --delta: there is no trained delta to load it into"), out)
+        out = try crackCLI(["export", "--delta", dir + "/d.pth", "--lora-targets", "qk", "--delta-only", "--out", dir + "/e.pth"],
+                           expectSuccess: false)
+        XCTAssertTrue(out.contains("records --lora-targets qv"), out)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/e.pth"))
+        try makeTestDataset(dir + "/data", count: 2)
+        out = try crackCLI(["eval"] + tiny + ["--delta-type", "adapter", "--dataset", "D=" + dir + "/data"], expectSuccess: false)
+        XCTAssertTrue(out.contains("--delta-type adapter is for the deltas, but no model evaluated has one"), out)
+    }
+
     func testCLIPredictWithDeltaAndExports() throws {
         let dir = try Oracle.scratch()
         try Oracle.run("peft_oracle.py", ["files", "vit_b", "448", "lora", "4", "qv", "32", "0.2", dir])
