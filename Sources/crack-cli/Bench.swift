@@ -54,7 +54,7 @@ struct Bench: ParsableCommand {
         @Option(help: "cpu, cuda or cuda:N.")
         var device = "cpu"
 
-        @Option(help: "Autocast dtype on CUDA: fp16, bf16 or off.")
+        @Option(help: "Autocast dtype: fp16, bf16 or off (on the CPU too, as bench train).")
         var amp = "off"
 
         @Flag(help: "Print JSON.")
@@ -70,13 +70,16 @@ struct Bench: ParsableCommand {
         func run() throws {
             if let threads { Torch.threads = threads }
             guard let device = Device(device) else { throw ValidationError("bad --device '\(self.device)'") }
-            var config = try model.config() ?? .vitB()
+            // ViT-B unless --vit says otherwise, with the size flags applied (they were dropped without --vit).
+            var m = model
+            if m.vit == nil { m.vit = "b" }
+            guard var config = try m.config() else { throw ValidationError("--vit is required") }
             config.numClasses = model.numClasses
             let encoder = try ParameterInit.withDevice(device) { try ImageEncoderViT(config: config) }
             let input = try Tensor.rand([batch, 3, config.imageSize, config.imageSize], device: device)
             let dtype = try autocastDType(amp)
             func forward() throws {
-                if let dtype, device != .cpu {
+                if let dtype {
                     _ = try Torch.withAutocast(device: device, dtype: dtype) { try encoder(input) }
                 } else {
                     _ = try encoder(input)
@@ -91,13 +94,15 @@ struct Bench: ParsableCommand {
                     return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
                 }
             }
-            let median = times.sorted()[times.count / 2]
+            // The middle run, or the mean of the middle two (an even count gave the slower one).
+            let sorted = times.sorted()
+            let median = sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
             if json {
                 try printJSON(["backbone": config.backbone.rawValue, "image_size": config.imageSize, "batch": batch,
-                               "threads": Torch.threads, "device": "\(device)", "median_seconds": median, "times": times])
+                               "threads": Torch.threads, "device": "\(device)", "amp": amp, "median_seconds": median, "times": times])
             } else {
-                print(String(format: "%@ encoder at %ld px, batch %ld, %@, %ld thread(s): median %.3f s over %ld runs",
-                             config.backbone.rawValue, config.imageSize, batch, "\(device)", Torch.threads, median, iterations))
+                print(String(format: "%@ encoder at %ld px, batch %ld, amp %@, %@, %ld thread(s): median %.3f s over %ld runs",
+                             config.backbone.rawValue, config.imageSize, batch, amp, "\(device)", Torch.threads, median, iterations))
             }
         }
     }

@@ -36,6 +36,8 @@ struct StepBenchOptions: ParsableArguments {
         if trace != nil && profileSteps == 0 { throw ValidationError("--trace needs --profile-steps N") }
         // libtorch's trace writer says nothing when it cannot write (a folder, a missing one): checked first.
         if let trace { try requireNotAFolder(trace, "--trace") }
+        // Found only after the peak measurement and the warm-up steps, or (graph-agree) after every step.
+        if cudaGraph, Device(device) == .cpu { throw ValidationError("--cuda-graph captures the step on a CUDA device: pass --device cuda") }
     }
 
     func setUp() throws -> (net: SAMModel, device: Device, amp: TrainingOptions.AMP) {
@@ -349,6 +351,20 @@ extension Bench {
 
         @OptionGroup var options: StepBenchOptions
 
+        func validate() throws {
+            // On the CPU it trained three models for every step, then said CUDA graphs need CUDA.
+            if Device(options.device) == .cpu {
+                throw ValidationError("graph-agree replays a CUDA graph: pass --device cuda (the default is cpu)")
+            }
+            guard options.steps > TrainingStep.eagerStepsBeforeCapture + 1 else {
+                throw ValidationError("--steps must exceed \(TrainingStep.eagerStepsBeforeCapture + 1) so that some steps replay the graph")
+            }
+            // Options of the timed benchmarks that this comparison has no use for would be ignored.
+            let unused = [("--profile-steps", options.profileSteps != 0), ("--trace", options.trace != nil), ("--peak-size", options.peakSize != nil),
+                          ("--cuda-graph", options.cudaGraph)].filter(\.1).map(\.0)
+            if !unused.isEmpty { throw ValidationError("\(unused.joined(separator: ", ")): not used by graph-agree") }
+        }
+
         func run() throws {
             let (graphNet, device, amp) = try options.setUp()
             let (eagerNet, _, _) = try options.setUp()
@@ -358,9 +374,6 @@ extension Bench {
             let again = try TrainingStep(model: againNet, amp: amp, weightDecay: 0.01, device: device)
             for stepper in [graphed, eager, again] { stepper.checkpointActivations = options.checkpointActivations }
             graphed.cudaGraph = true
-            guard options.steps > TrainingStep.eagerStepsBeforeCapture + 1 else {
-                throw ValidationError("--steps must exceed \(TrainingStep.eagerStepsBeforeCapture + 1) so that some steps replay the graph")
-            }
             func lossDifference(_ a: [Double], _ b: [Double]) -> Double {
                 zip(a, b).map { abs($0 - $1) / max(abs($1), 1e-12) }.max() ?? 0
             }

@@ -92,6 +92,17 @@ final class CLITests: XCTestCase {
     /// A zero or negative count is refused by name before any work, where it used to reach libtorch as an
     /// empty reshape (`bench train --batch 0`), time nothing and print "inf ms/step" (`--steps 0`), report
     /// agreement over no images (`bench agree --count 0`), or be clamped to 1 without a word (`eval --batch 0`).
+    /// bench encoder without --vit is ViT-B with the size flags applied (they were dropped: 448 px ran), and
+    /// its median of an even count is the middle two's mean (it reported the slower one).
+    func testBenchEncoderTakesItsSizeFlagsAndATrueMedian() throws {
+        let out = try crackCLI(["bench", "encoder", "--image-size", "32", "--iterations", "2", "--threads", "1", "--json"])
+        let result = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any], out)
+        XCTAssertEqual(result["backbone"] as? String, "vit_b")
+        XCTAssertEqual(result["image_size"] as? Int, 32)
+        let times = try XCTUnwrap(result["times"] as? [Double])
+        XCTAssertEqual(try XCTUnwrap(result["median_seconds"] as? Double), (times[0] + times[1]) / 2, accuracy: 1e-12)
+    }
+
     func testCommandsRefuseCountsBelowOne() throws {
         let cases: [([String], String)] = [
             (["bench", "train", "--batch", "0"], "--batch must be at least 1 (got 0)"),

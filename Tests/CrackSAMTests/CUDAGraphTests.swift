@@ -77,7 +77,13 @@ final class CUDAGraphTests: XCTestCase {
         let onCPU = try crackCLI(["train"] + m + ["--data", dir + "/data", "--out", dir + "/run", "--cuda-graph"], expectSuccess: false)
         XCTAssertTrue(onCPU.contains("--cuda-graph needs a CUDA device"), onCPU)
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/run/config.json"), "nothing written for a refused run")
-        let bench = try crackCLI(["bench", "graph-agree"] + m + ["--batch", "1", "--steps", "4"], expectSuccess: false)
-        XCTAssertTrue(bench.contains("CUDA graphs need a CUDA device"), bench)
+        // Refused before any model is built (it trained three models for every step, then refused).
+        var bench = try crackCLI(["bench", "graph-agree"] + m + ["--batch", "1", "--steps", "4"], expectSuccess: false)
+        XCTAssertTrue(bench.contains("graph-agree replays a CUDA graph: pass --device cuda (the default is cpu)"), bench)
+        bench = try crackCLI(["bench", "train"] + m + ["--batch", "1", "--cuda-graph"], expectSuccess: false)
+        XCTAssertTrue(bench.contains("--cuda-graph captures the step on a CUDA device: pass --device cuda") && !bench.contains("images/s"), bench)
+        bench = try crackCLI(["bench", "graph-agree"] + m + ["--device", "cuda", "--trace", dir + "/t.json", "--profile-steps", "1"], expectSuccess: false)
+        XCTAssertTrue(bench.contains("--profile-steps, --trace: not used by graph-agree"), bench)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/t.json"))
     }
 }

@@ -40,6 +40,11 @@ final class SAMCheckpointTests: XCTestCase {
             XCTAssertEqual(error as? TorchError, .wrongBackbone(path: dir + "/sam_vit_l.pth", expected: "vit_h", found: "vit_l"))
             XCTAssertTrue("\(error)".contains("--vit l"), "\(error)")
         }
+        // A custom model asked for: the sizes found are said, and no --vit value made of them.
+        let custom = try SAMModel(config: SAMConfig(backbone: .custom, embedDim: 64, depth: 4, heads: 4, globalBlocks: [1, 3], imageSize: 64), device: .meta)
+        XCTAssertThrowsError(try custom.loadSAMCheckpoint(at: dir + "/sam_vit_l.pth")) { error in
+            XCTAssertEqual("\(error)", "\(dir)/sam_vit_l.pth holds a width 1024, 24 blocks backbone, but width 64, 4 blocks was asked for")
+        }
     }
 
     func testMissingAndMisshapedKeysAreReportedByName() throws {

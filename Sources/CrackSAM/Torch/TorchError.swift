@@ -35,7 +35,9 @@ public enum TorchError: Error, Equatable, CustomStringConvertible {
         case .invalidArgument(let message): return message
         case .stateDictMismatch(let source, let report): return "\(source) does not fit the model:\n\(report)"
         case .wrongBackbone(let path, let expected, let found):
-            return "\(path) holds a \(found) backbone, but \(expected) was asked for (pass --vit \(found.replacingOccurrences(of: "vit_", with: "")))"
+            // Only a Meta backbone's name is a --vit value ("pass --vit width 768, 12 blocks" was printed).
+            let hint = found.hasPrefix("vit_") ? " (pass --vit \(found.dropFirst(4)))" : ""
+            return "\(path) holds a \(found) backbone, but \(expected) was asked for\(hint)"
         }
     }
 }
