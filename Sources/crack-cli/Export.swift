@@ -60,10 +60,16 @@ struct Export: ParsableCommand {
         }
         // Made before the model is built (a ViT-H takes a while to load), not found missing after.
         try prepareFolder(for: out, "--out")
+        // A model's worth of temporary file from an export that was killed mid-write (18.6 MB for a small
+        // model, gigabytes for ViT-H) is not left for good; and a Ctrl-C from here on stops before the
+        // write, or lets the write in progress finish, rather than leaving another.
+        AtomicFile.removeLeftovers(in: Folder.parent(of: out).isEmpty ? "." : Folder.parent(of: out))
+        StopRequest.catchSignals()
         var builder = ModelBuilder(model: model, peft: peft, sam: sam, delta: delta)
         builder.freshDelta = .refused
         let net = try builder.build()
         let description = net.deltaDescription
+        if StopRequest.isRequested { throw CommandFailure(description: "stopped by a signal before writing; nothing was written") }
         func save(_ stateDict: StateDict, _ metadata: [String: String]) throws {
             if safetensors {
                 try SafeTensors.save(stateDict, metadata: metadata, to: out)
@@ -83,6 +89,11 @@ struct Export: ParsableCommand {
                                             imageSize: description.imageSize, numClasses: description.numClasses,
                                             customBackbone: description.customBackbone).metadata
             metadata["format"] = "sam-merged"
+            // What was folded in, for the record (only LoRA folds: Merge refuses adapters).
+            if description.peft.usesLoRA {
+                (metadata["merged_delta_type"], metadata["merged_rank"], metadata["merged_lora_targets"]) =
+                    (description.peft.deltaType.rawValue, String(description.peft.rank), description.peft.targetString)
+            }
             try save(merged, metadata)
         } else {
             let full = net.stateDict()
@@ -90,6 +101,7 @@ struct Export: ParsableCommand {
             metadata["format"] = "cracksam-full"
             try save(full, metadata)
         }
+        if StopRequest.isRequested { FileHandle.standardError.write(Data("a signal came during the write, which was finished first\n".utf8)) }
         print("wrote \(out) (\(deltaOnly ? "delta, authors' format" : merge ? "merged SAM state dict" : "full state dict"); \(description.peft.deltaType.rawValue) on \(description.backbone))")
     }
 }

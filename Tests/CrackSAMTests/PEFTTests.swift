@@ -246,6 +246,31 @@ final class PEFTTests: XCTestCase {
                                     "--image-size", "64", "--dataset", "D=" + dir + "/data"]).contains("| at32 | D | clean |"))
     }
 
+    /// A merged export records what was folded into it, and no LoRA sizes of its own (it recorded the
+    /// defaults, rank 4 on q,v, whatever was merged); a description read back without a kind's sizes is whole.
+    func testAMergedExportRecordsTheDeltaItHolds() throws {
+        let dir = try Oracle.scratch()
+        try Torch.manualSeed(3)
+        try PyTorchCheckpoint.save(try SAMModel(config: small).stateDict(), to: dir + "/base.pth")
+        let model = try randomDeltaModel(PEFTConfig(deltaType: .lora, rank: 3, loraTargets: [.k, .o]))
+        try model.saveDelta(to: dir + "/d.pth")
+        // An export killed mid-write left its temporary file for good: the next export into the folder removes it.
+        let leftover = dir + "/.m.pth.tmp-\(Int32.max - 7)-12345"
+        try Data(count: 1000).write(to: URL(fileURLWithPath: leftover))
+        try crackCLI(["export", "--sam", dir + "/base.pth", "--delta", dir + "/d.pth", "--merge", "--out", dir + "/m.pth"])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: leftover))
+        let metadata = try SAMCheckpointFile.metadata(at: dir + "/m.pth")
+        XCTAssertEqual(metadata["delta_type"], "none")
+        XCTAssertEqual(metadata["merged_delta_type"], "lora")
+        XCTAssertEqual(metadata["merged_rank"], "3")
+        XCTAssertEqual(metadata["merged_lora_targets"], "ko")
+        XCTAssertNil(metadata["rank"])
+        XCTAssertNil(metadata["lora_targets"])
+        let read = try DeltaDescription(metadata: metadata, source: "m.pth")
+        XCTAssertEqual(read.peft.deltaType, .none)
+        XCTAssertEqual(read.backbone, "custom")
+    }
+
     /// A PEFT flag that contradicts a delta's description is refused (LoRA on q,k for a q,v delta loaded
     /// v's weights as k's); one with no delta to load is refused (a fresh adapter is random), except for
     /// eval's untrained row beside deltas, which takes none.

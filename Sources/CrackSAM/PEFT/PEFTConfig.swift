@@ -109,11 +109,12 @@ public struct DeltaDescription: Equatable, Sendable, Codable {
     /// Flat string map (safetensors metadata, a .pth's record and its sidecar share it).
     public var metadata: [String: String] {
         var m = [
-            "format": "cracksam-delta", "delta_type": peft.deltaType.rawValue, "rank": String(peft.rank),
-            "lora_targets": peft.targetString, "adapter_dim": String(peft.adapterDim),
-            "adapter_scale": String(peft.adapterScale), "backbone": backbone, "image_size": String(imageSize),
+            "format": "cracksam-delta", "delta_type": peft.deltaType.rawValue, "backbone": backbone, "image_size": String(imageSize),
             "num_classes": String(numClasses),
         ]
+        // Sizes only of what the delta has: a merged export's "rank 4, q,v" were defaults, not what was merged.
+        if peft.usesLoRA { (m["rank"], m["lora_targets"]) = (String(peft.rank), peft.targetString) }
+        if peft.usesAdapter { (m["adapter_dim"], m["adapter_scale"]) = (String(peft.adapterDim), String(peft.adapterScale)) }
         if let c = customBackbone {
             m["embed_dim"] = String(c.embedDim)
             m["depth"] = String(c.depth)
@@ -166,11 +167,20 @@ public struct DeltaDescription: Equatable, Sendable, Codable {
         guard let type = PEFTConfig.DeltaType(rawValue: try need("delta_type")) else {
             throw TorchError.malformedCheckpoint(path: source, reason: "unknown delta_type '\(m["delta_type"] ?? "")'")
         }
-        guard let scale = Double(try need("adapter_scale")) else {
-            throw TorchError.malformedCheckpoint(path: source, reason: "'adapter_scale' is not a number")
+        // A kind's sizes are needed where the delta has that kind; older files wrote all four always.
+        let defaults = PEFTConfig()
+        let lora = type == .lora || type == .both, adapter = type == .adapter || type == .both
+        func size(_ key: String, needed: Bool, _ fallback: Int) throws -> Int { needed || m[key] != nil ? try int(key) : fallback }
+        var scale = defaults.adapterScale
+        if adapter || m["adapter_scale"] != nil {
+            guard let s = Double(try need("adapter_scale")) else {
+                throw TorchError.malformedCheckpoint(path: source, reason: "'adapter_scale' is not a number")
+            }
+            scale = s
         }
-        peft = PEFTConfig(deltaType: type, rank: try int("rank"), loraTargets: try PEFTConfig.parseTargets(try need("lora_targets")),
-                          adapterDim: try int("adapter_dim"), adapterScale: scale)
+        let targets = lora || m["lora_targets"] != nil ? try PEFTConfig.parseTargets(try need("lora_targets")) : defaults.loraTargets
+        peft = PEFTConfig(deltaType: type, rank: try size("rank", needed: lora, defaults.rank), loraTargets: targets,
+                          adapterDim: try size("adapter_dim", needed: adapter, defaults.adapterDim), adapterScale: scale)
         backbone = try need("backbone")
         imageSize = try int("image_size")
         numClasses = try int("num_classes")
