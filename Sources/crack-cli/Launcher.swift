@@ -110,7 +110,12 @@ enum Launcher {
         guard let failed else { return }
         // Stopped by Ctrl-C or SIGTERM: rank 0 has said so and what it saved; no rank is to blame. A rank
         // that died of something else meanwhile (a crash, a kill) is still named.
-        if signalled.value && statuses.allSatisfy({ [0, 1, stoppedForAnotherRank].contains($0) }) { throw ExitCode.failure }
+        // A rank the passed-on SIGTERM reached before it caught signals (in its first moments) dies of it
+        // (128 + 15): stopped by the signal too, not a rank's failure.
+        if signalled.value && statuses.allSatisfy({ [0, 1, stoppedForAnotherRank, 128 + SIGTERM].contains($0) }) {
+            if statuses.contains(128 + SIGTERM) { FileHandle.standardError.write(Data("stopped by a signal\n".utf8)) }
+            throw ExitCode.failure
+        }
         throw DistributedError.rankFailed(rank: failed.rank, status: failed.status, stopped: killAt != nil)
     }
 
