@@ -104,6 +104,13 @@ final class DatasetTests: XCTestCase {
         // Image without a mask.
         try FileManager.default.removeItem(atPath: dir + "/masks/s2.png")
         assertDatasetError(.missingMask(image: dir + "/images/s2.png", masksFolder: dir + "/masks")) { _ = try CrackDataset(root: dir) }
+        // A list that leaves the unlabelled image out selects labelled samples only; one that names it is refused.
+        try "s0\ns1\n".write(toFile: dir + "/labelled.txt", atomically: true, encoding: .utf8)
+        XCTAssertEqual(try CrackDataset(root: dir, list: dir + "/labelled.txt").samples.map(\.name), ["s0", "s1"])
+        try "s0\ns2\n".write(toFile: dir + "/all.txt", atomically: true, encoding: .utf8)
+        assertDatasetError(.missingMask(image: dir + "/images/s2.png", masksFolder: dir + "/masks")) {
+            _ = try CrackDataset(root: dir, list: dir + "/all.txt")
+        }
         // Mask of another size.
         try Image(width: 20, height: 30, channels: 1, pixels: [UInt8](repeating: 0, count: 600)).write(to: dir + "/masks/s2.png")
         let ds = try CrackDataset(root: dir)

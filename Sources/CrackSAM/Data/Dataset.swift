@@ -148,6 +148,9 @@ public struct CrackDataset: Sendable {
         for m in masks { maskByStem[(m as NSString).deletingPathExtension] = maskByStem[(m as NSString).deletingPathExtension] ?? m }
         var all: [Sample] = []
         var imageByStem: [String: String] = [:]
+        // Images with no mask: refused when they are used, which a list file may not do (a folder of
+        // photos of which only the test split is labelled).
+        var unlabelled: [(stem: String, image: String)] = []
         for file in images {
             let stem = (file as NSString).deletingPathExtension
             if let other = imageByStem.updateValue(file, forKey: stem) {
@@ -158,11 +161,16 @@ public struct CrackDataset: Sendable {
             let found = maskByName.contains(file) ? file
                 : maskByStem[stem] ?? Self.maskSuffixes.lazy.compactMap { maskByStem[stem + $0] }.first
             guard let mask = found else {
-                throw DatasetError.missingMask(image: imagesDir + "/" + file, masksFolder: masksDir)
+                unlabelled.append((stem, imagesDir + "/" + file))
+                continue
             }
             all.append(Sample(name: stem, image: imagesDir + "/" + file, mask: masksDir + "/" + mask))
         }
+        if list == nil, let first = unlabelled.first {
+            throw DatasetError.missingMask(image: first.image, masksFolder: masksDir)
+        }
         if let list {
+            let unlabelledByStem = Dictionary(unlabelled.map { ($0.stem, $0.image) }, uniquingKeysWith: { a, _ in a })
             guard var text = fm.contents(atPath: list).map({ String(decoding: $0, as: UTF8.self) }) else {
                 throw DatasetError.unreadableList(path: list)
             }
@@ -177,7 +185,10 @@ public struct CrackDataset: Sendable {
                 if entry.isEmpty || entry.hasPrefix("#") { continue }
                 let stem = Image.readableExtensions.contains((entry as NSString).pathExtension.lowercased())
                     ? (entry as NSString).deletingPathExtension : entry
-                guard let s = byName[stem] else { throw DatasetError.listNamesMissingSample(list: list, line: i + 1, name: entry) }
+                guard let s = byName[stem] else {
+                    if let image = unlabelledByStem[stem] { throw DatasetError.missingMask(image: image, masksFolder: masksDir) }
+                    throw DatasetError.listNamesMissingSample(list: list, line: i + 1, name: entry)
+                }
                 if let first = lineOf.updateValue(i + 1, forKey: stem) {
                     throw DatasetError.listNamesSampleTwice(list: list, line: i + 1, firstLine: first, name: entry)
                 }
