@@ -17,6 +17,14 @@ final class PEFTTests: XCTestCase {
         return model
     }
 
+    /// A custom model's weights saved as dir/base.pth (Meta's layout), and a model of that config with a
+    /// random delta: a delta trained on a --sam file's custom encoder.
+    func baseFileAndDeltaModel(_ dir: String, _ peft: PEFTConfig) throws -> SAMModel {
+        try Torch.manualSeed(3)
+        try PyTorchCheckpoint.save(try SAMModel(config: small).stateDict(), to: dir + "/base.pth")
+        return try randomDeltaModel(peft)
+    }
+
     func testMergedLoRAGivesTheUnmergedLogits() throws {
         let model = try randomDeltaModel(PEFTConfig(deltaType: .lora, rank: 8, loraTargets: [.q, .k, .v, .o]))
         let images = try Tensor.rand([2, 3, 64, 64])
@@ -210,9 +218,7 @@ final class PEFTTests: XCTestCase {
     /// one trained on drawn weights refuses a file. Either ran on the other encoder without a word.
     func testACustomDeltaRunsOnlyOnTheEncoderItWasTrainedOn() throws {
         let dir = try Oracle.scratch()
-        try Torch.manualSeed(3)
-        try PyTorchCheckpoint.save(try SAMModel(config: small).stateDict(), to: dir + "/base.pth")
-        let model = try randomDeltaModel(PEFTConfig(deltaType: .lora, rank: 4, loraTargets: [.q, .v]))
+        let model = try baseFileAndDeltaModel(dir, PEFTConfig(deltaType: .lora, rank: 4, loraTargets: [.q, .v]))
         try model.saveDelta(to: dir + "/onfile.pth")
         model.initSeed = 11
         try model.saveDelta(to: dir + "/drawn.pth")
@@ -250,9 +256,7 @@ final class PEFTTests: XCTestCase {
     /// defaults, rank 4 on q,v, whatever was merged); a description read back without a kind's sizes is whole.
     func testAMergedExportRecordsTheDeltaItHolds() throws {
         let dir = try Oracle.scratch()
-        try Torch.manualSeed(3)
-        try PyTorchCheckpoint.save(try SAMModel(config: small).stateDict(), to: dir + "/base.pth")
-        let model = try randomDeltaModel(PEFTConfig(deltaType: .lora, rank: 3, loraTargets: [.k, .o]))
+        let model = try baseFileAndDeltaModel(dir, PEFTConfig(deltaType: .lora, rank: 3, loraTargets: [.k, .o]))
         try model.saveDelta(to: dir + "/d.pth")
         // An export killed mid-write left its temporary file for good: the next export into the folder removes it.
         let leftover = dir + "/.m.pth.tmp-\(Int32.max - 7)-12345"
