@@ -343,4 +343,16 @@ final class TrainerTests: XCTestCase {
         }
         XCTAssertFalse(black(left + Int(Double(right - left) * 6.75 / 9), bottom + 2), "no tick at 7.75")
     }
+
+    /// Every letter and digit has a glyph of 5×7 (the blur-sweep plot's title lost its B, K and Z:
+    /// "GAUSSIAN  LUR  ERNEL SI E"), and no two letters share one.
+    func testThePlotFontHasTheWholeAlphabet() {
+        for ch in "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789" {
+            guard let glyph = LinePlot.font[ch] else { XCTFail("no glyph for \(ch)"); continue }
+            XCTAssertEqual(glyph.count, 7, "\(ch)")
+            XCTAssertTrue(glyph.allSatisfy { $0.count == 5 && $0.allSatisfy { "#.".contains($0) } }, "\(ch)")
+        }
+        let shapes = "ABCDEFGHIJKLMNOPQRSTUVWXYZ".compactMap { LinePlot.font[$0] }
+        XCTAssertEqual(Set(shapes.map { $0.joined() }).count, 26)
+    }
 }
