@@ -63,7 +63,8 @@ struct Export: ParsableCommand {
         // A model's worth of temporary file from an export that was killed mid-write (18.6 MB for a small
         // model, gigabytes for ViT-H) is not left for good; and a Ctrl-C from here on stops before the
         // write, or lets the write in progress finish, rather than leaving another.
-        AtomicFile.removeLeftovers(in: Folder.parent(of: out).isEmpty ? "." : Folder.parent(of: out))
+        let folder = Folder.parent(of: out)
+        AtomicFile.removeLeftovers(in: folder.isEmpty ? "." : folder)
         StopRequest.catchSignals()
         var builder = ModelBuilder(model: model, peft: peft, sam: sam, delta: delta)
         builder.freshDelta = .refused

@@ -293,7 +293,10 @@ struct ModelBuilder {
         }
         // What this tool's own description records is what the file holds: a flag saying otherwise (LoRA
         // on q,k for a q,v delta) loaded v's trained weights as k's, since the authors' keys are positional.
-        if let d = description, let describedBy, fullExport || DeltaFile.isDescribed(at: describedBy) {
+        // (Whether the description was recorded or read from the keys: the delta, when there is one, is
+        // what describes the model.)
+        let recorded = describedBy.map { fullExport || DeltaFile.isDescribed(at: $0) } ?? false
+        if let d = description, let describedBy, recorded {
             try peft.requireAgreement(with: d.peft, recordedBy: describedBy)
         }
         var peftConfig = try peft.resolve(over: description?.peft ?? PEFTConfig(deltaType: delta == nil ? .none : .lora),
@@ -307,7 +310,7 @@ struct ModelBuilder {
             peftConfig.deltaType = .none
         }
         // The authors' files carry no description: what the keys cannot show is assumed, and said.
-        if let delta, let d = description, !DeltaFile.isDescribed(at: delta) {
+        if let delta, let d = description, !recorded {
             var assumed: [String] = []
             if d.peft.usesLoRA && peft.loraTargets == nil { assumed.append("LoRA on q and v (--lora-targets)") }
             if d.peft.usesAdapter && peft.adapterScale == nil { assumed.append("adapter scale 0.2 (--adapter-scale)") }

@@ -83,7 +83,7 @@ struct SynthCommand: ParsableCommand {
             // Synth.write took its samples back; the folders it made go too, so the rerun starts clean.
             for sub in ["images", "masks"] { rmdir(out + "/" + sub) }
             if createdOut { rmdir(out) }
-            if error is Synth.Stopped {
+            if error is StopRequest.Interrupted {
                 throw CommandFailure(description: "stopped by a signal; the images written so far were removed (the same --seed makes the same dataset)")
             }
             throw error

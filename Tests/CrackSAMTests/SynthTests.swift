@@ -114,7 +114,7 @@ final class SynthTests: XCTestCase {
             asked.lock(); defer { asked.unlock() }
             calls += 1
             return calls > 5
-        })) { XCTAssertTrue($0 is Synth.Stopped, "\($0)") }
+        })) { XCTAssertTrue($0 is StopRequest.Interrupted, "\($0)") }
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir + "/images"), [])
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir + "/masks"), [])
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/train.txt"))

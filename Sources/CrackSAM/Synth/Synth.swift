@@ -89,11 +89,8 @@ public enum Synth {
 
     /// Writes `count` samples as images/NAME.png and masks/NAME.png plus train.txt / val.txt / test.txt
     /// (80 / 10 / 10), rendering in parallel (the output does not depend on the thread count).
-    /// What `write` throws when `shouldStop` said so.
-    public struct Stopped: Error {}
-
-    /// Writes the dataset. `shouldStop` is asked before each image. When the write fails or is stopped,
-    /// the samples it wrote are removed again: a part of a dataset, with no split lists, is of no use
+    /// `shouldStop` is asked before each image (StopRequest.Interrupted when it says so). When the write fails or is stopped, the samples it wrote
+    /// are removed again: a part of a dataset, with no split lists, is of no use
     /// (the same seed makes the same bytes), and it stood in the way of the rerun ("already holds a
     /// dataset").
     public static func write(to dir: String, count: Int, options: SynthOptions, shouldStop: () -> Bool = { false }) throws {
@@ -103,7 +100,7 @@ public enum Synth {
         let lock = NSLock()
         do {
             _ = try concurrentMap(count) { i in
-                if shouldStop() { throw Stopped() }
+                if shouldStop() { throw StopRequest.Interrupted() }
                 let s = render(index: i, options: options)
                 let name = String(format: "synth_%05ld", i)
                 lock.lock(); written.append(i); lock.unlock()
